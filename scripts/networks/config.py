@@ -1,0 +1,95 @@
+"""Hyper-parameters of the HistGen network."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+Compat = Literal["default", "histgen-v1"]
+COMPAT_MODES: tuple[str, ...] = ("default", "histgen-v1")
+
+
+@dataclasses.dataclass
+class HistGenConfig:
+    """Shape and behaviour of a HistGen model.
+
+    The defaults are the released configuration of the reference code (DINOv2 ViT-L features,
+    4,675-word vocabulary). ``compat`` selects between the corrected network (``"default"``) and an
+    exact re-implementation of the reference code's quirks (``"histgen-v1"``); see
+    ``docs/network.md`` for the list of differences.
+
+    Attributes:
+        in_dim: patch feature size D of the input bags.
+        d_vf: width of the input projection (``wsi_mapping`` in the reference).
+        d_model: transformer width.
+        d_ff: feed-forward width.
+        num_heads: attention heads everywhere.
+        num_layers: decoder layers (the encoder always has 2 hierarchical layers).
+        dropout: transformer dropout.
+        drop_prob_lm: dropout after the visual embedding.
+        topk: memory slots kept per query in the cross-modal context.
+        cmm_size: number of memory slots.
+        cmm_dim: memory slot width (must equal d_model).
+        region_size: tokens per region, including the region's learned global token.
+        prototype_num: visual prototypes that query the memory.
+        vocab_size: number of words (the output layer has vocab_size + 1 logits; id 0 is BOS/EOS/PAD).
+        max_seq_length: longest generated report in tokens.
+        beam_size: default beam width for ``generate``.
+        compat: "default" or "histgen-v1".
+    """
+
+    in_dim: int = 1024
+    d_vf: int = 2048
+    d_model: int = 512
+    d_ff: int = 512
+    num_heads: int = 8
+    num_layers: int = 3
+    dropout: float = 0.1
+    drop_prob_lm: float = 0.5
+    topk: int = 512
+    cmm_size: int = 2048
+    cmm_dim: int = 512
+    region_size: int = 96
+    prototype_num: int = 512
+    vocab_size: int = 4675
+    max_seq_length: int = 100
+    beam_size: int = 3
+    compat: str = "default"
+
+    def __post_init__(self) -> None:
+        if self.compat not in COMPAT_MODES:
+            raise ValueError(f"compat must be one of {COMPAT_MODES}, got {self.compat!r}")
+        if self.d_model % self.num_heads:
+            raise ValueError(f"d_model={self.d_model} is not divisible by num_heads={self.num_heads}")
+        if self.cmm_dim != self.d_model:
+            raise ValueError(f"cmm_dim ({self.cmm_dim}) must equal d_model ({self.d_model})")
+        if self.region_size < 2:
+            raise ValueError(f"region_size must be >= 2 (patches + 1 global token), got {self.region_size}")
+        if self.topk > self.cmm_size:
+            raise ValueError(f"topk ({self.topk}) cannot exceed cmm_size ({self.cmm_size})")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], **overrides: Any) -> HistGenConfig:
+        """Build a config from a dict, ignoring keys that are not hyper-parameters (e.g. ``bos_idx``)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        merged = {k: v for k, v in {**values, **overrides}.items() if k in names}
+        return cls(**merged)
+
+    @classmethod
+    def from_json(cls, path: str | Path, **overrides: Any) -> HistGenConfig:
+        """Read a config JSON (the reference fixture's ``config.json`` keys are accepted)."""
+        path = Path(path)
+        try:
+            values = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{path}: HistGen config file not found") from None
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}: not valid JSON ({err})") from None
+        if not isinstance(values, dict):
+            raise ValueError(f"{path}: expected a JSON object of hyper-parameters")
+        return cls.from_dict(values, **overrides)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)

@@ -1,0 +1,115 @@
+"""Local-global hierarchical encoder: region attention, slide-level attention, attentive pooling."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import torch
+from torch import nn
+
+from .layers import EncoderLayer, PositionEncoding, ReferenceLayerNorm
+
+
+@dataclasses.dataclass
+class EncodedSlide:
+    """What the encoder hands to the decoder and to the transfer heads.
+
+    Attributes:
+        region_tokens: ``[B, R, d]`` one token per region of ``region_size - 1`` patches.
+        region_mask: ``[B, R] bool``, True for regions holding at least one real patch.
+        patch_weights: ``[B, R * (region_size - 1)]`` attentive-pooling weight of each patch inside
+            its region (patch order of the input bag; padding gets 0 in the default variant).
+    """
+
+    region_tokens: torch.Tensor
+    region_mask: torch.Tensor
+    patch_weights: torch.Tensor
+
+
+class LocalGlobalEncoder(nn.Module):
+    """Two-layer hierarchical encoder over a bag of patch tokens.
+
+    The bag is cut into regions of ``region_size - 1`` consecutive patches, each followed by a
+    learned global token. Layer 1 runs region self-attention, then slide-level attention over one
+    token per region whose output is written back; layer 2 runs region self-attention only. A
+    final norm and attentive pooling inside each region give the region tokens.
+
+    ``compat="histgen-v1"`` reproduces the reference: the slide-level step reads the *first patch*
+    of each region instead of its global token, and pooling also weights padding tokens. The
+    default variant reads the global token and masks padding, so that a padded batch gives the
+    same result as each bag on its own.
+    """
+
+    def __init__(
+        self, d_model: int, d_ff: int, num_heads: int, region_size: int, dropout: float, compat: str
+    ) -> None:
+        super().__init__()
+        self.region_size = region_size
+        self.compat = compat
+        self.global_token = nn.Parameter(torch.randn(1, 1, d_model))
+        self.position = PositionEncoding(d_model, dropout)
+        self.region_layers = nn.ModuleList(
+            [EncoderLayer(d_model, d_ff, num_heads, dropout) for _ in range(2)]
+        )
+        self.slide_layer = EncoderLayer(d_model, d_ff, num_heads, dropout)
+        self.norm = ReferenceLayerNorm(d_model)
+        self.pool_proj = nn.Linear(d_model, d_model)
+        self.pool_score = nn.Linear(d_model, 1, bias=False)
+        self.pool_dense = nn.Linear(d_model, d_model)
+
+    def num_regions(self, num_patches: int) -> int:
+        return max(1, math.ceil(num_patches / (self.region_size - 1)))
+
+    def to_regions(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Pad and cut ``x [B, N, d]``, ``mask [B, N]`` into ``[B, R, rs, d]``, ``[B, R, rs]``.
+
+        Each region's learned global token is appended as its last token.
+        """
+        b, n, d = x.shape
+        per_region = self.region_size - 1
+        r = self.num_regions(n)
+        pad = r * per_region - n
+        if pad:
+            x = torch.cat([x, x.new_zeros(b, pad, d)], dim=1)
+            mask = torch.cat([mask, mask.new_zeros(b, pad)], dim=1)
+        x = x.view(b, r, per_region, d)
+        mask = mask.view(b, r, per_region)
+        glob = self.global_token.to(x.dtype).expand(b, r, 1, d)
+        x = torch.cat([x, glob], dim=2)
+        mask = torch.cat([mask, mask.new_ones(b, r, 1)], dim=2)
+        return x, mask
+
+    def region_attention(self, layer: EncoderLayer, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Self-attention inside each region: ``x [B, R, rs, d]``, ``mask [B, R, rs]``."""
+        b, r, rs, d = x.shape
+        flat = self.position(x.reshape(b * r, rs, d))
+        flat_mask = mask.reshape(b * r, 1, 1, rs)
+        return layer(flat, flat_mask).view(b, r, rs, d)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> EncodedSlide:
+        """Encode ``x [B, N, d]`` with ``mask [B, N] bool`` (True = real patch)."""
+        b = x.shape[0]
+        x, token_mask = self.to_regions(x, mask)
+        x = self.region_attention(self.region_layers[0], x, token_mask)
+
+        slot = 0 if self.compat == "histgen-v1" else self.region_size - 1
+        if self.compat == "histgen-v1":
+            region_mask = token_mask[:, :, 0]
+        else:
+            region_mask = token_mask[:, :, :-1].any(dim=-1)
+        slide_tokens = self.position(x[:, :, slot])
+        slide_tokens = self.slide_layer(slide_tokens, region_mask[:, None, None, :])
+        x = torch.cat([x[:, :, :slot], slide_tokens.unsqueeze(2), x[:, :, slot + 1 :]], dim=2)
+
+        x = self.region_attention(self.region_layers[1], x, token_mask)
+        x = self.norm(x)
+
+        scores = torch.tanh(self.pool_score(self.pool_proj(x))).squeeze(-1)  # [B, R, rs]
+        if self.compat != "histgen-v1":
+            scores = scores.masked_fill(~token_mask, float("-inf"))
+        weights = torch.softmax(scores, dim=-1)
+        pooled = torch.sum(weights.unsqueeze(-1) * x, dim=2)
+        region_tokens = torch.tanh(self.pool_dense(pooled))
+        patch_weights = weights[:, :, :-1].reshape(b, -1)
+        return EncodedSlide(region_tokens, region_mask, patch_weights)

@@ -1,0 +1,144 @@
+"""Transformer building blocks shared by the HistGen encoder and decoder.
+
+The numerics follow the reference code so that its checkpoints load without drift: a LayerNorm
+that divides by the unbiased standard deviation plus eps, pre-norm residual blocks, and
+sinusoidal position encodings added to the input.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class ReferenceLayerNorm(nn.Module):
+    """LayerNorm as HistGen defines it: ``w * (x - mean) / (std + eps) + b`` with unbiased std."""
+
+    def __init__(self, features: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(features))
+        self.bias = nn.Parameter(torch.zeros(features))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mean = x.mean(-1, keepdim=True)
+        std = x.std(-1, keepdim=True)
+        return self.weight * (x - mean) / (std + self.eps) + self.bias
+
+
+def sinusoid_table(length: int, d_model: int, device: torch.device | None = None) -> torch.Tensor:
+    """Sinusoidal position table.
+
+    Returns:
+        ``[length, d_model]`` float32, even channels sine and odd channels cosine.
+    """
+    position = torch.arange(0, length, device=device).unsqueeze(1).float()
+    div_term = torch.exp(
+        torch.arange(0, d_model, 2, device=device).float() * -(math.log(10000.0) / d_model)
+    )
+    table = torch.zeros(length, d_model, device=device)
+    table[:, 0::2] = torch.sin(position * div_term)
+    table[:, 1::2] = torch.cos(position * div_term)
+    return table
+
+
+class PositionEncoding(nn.Module):
+    """Adds sinusoidal positions then applies dropout.
+
+    The table is computed on demand and never saved in checkpoints (the reference saved 527 MiB
+    of these buffers in every checkpoint).
+    """
+
+    def __init__(self, d_model: int, dropout: float) -> None:
+        super().__init__()
+        self.d_model = d_model
+        self.dropout = nn.Dropout(dropout)
+        self.register_buffer("table", torch.zeros(0, d_model), persistent=False)
+
+    def positions(self, start: int, length: int, device: torch.device) -> torch.Tensor:
+        """Rows ``start .. start+length-1`` of the table: ``[length, d_model]``."""
+        needed = start + length
+        if self.table.shape[0] < needed or self.table.device != device:
+            size = max(needed, 2 * self.table.shape[0], 128)
+            self.table = sinusoid_table(size, self.d_model, device=device)
+        return self.table[start:needed]
+
+    def forward(self, x: torch.Tensor, start: int = 0) -> torch.Tensor:
+        """``x: [..., L, d_model]`` -> same shape, positions ``start..start+L-1`` added."""
+        pos = self.positions(start, x.shape[-2], x.device)
+        return self.dropout(x + pos.to(x.dtype))
+
+
+class MultiHeadAttention(nn.Module):
+    """Multi-head scaled dot-product attention with boolean key masks.
+
+    Masks are broadcastable to ``[B, heads, Lq, Lk]``; ``True`` marks keys that may be attended.
+    """
+
+    def __init__(self, num_heads: int, d_model: int, dropout: float = 0.1) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.d_head = d_model // num_heads
+        self.q_proj = nn.Linear(d_model, d_model)
+        self.k_proj = nn.Linear(d_model, d_model)
+        self.v_proj = nn.Linear(d_model, d_model)
+        self.out_proj = nn.Linear(d_model, d_model)
+        self.dropout_p = dropout
+
+    def split_heads(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, L, d_model]`` -> ``[B, heads, L, d_head]``."""
+        return x.view(x.shape[0], -1, self.num_heads, self.d_head).transpose(1, 2)
+
+    def project_kv(self, key: torch.Tensor, value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keys and values split into heads, for caching: two ``[B, heads, Lk, d_head]``."""
+        return self.split_heads(self.k_proj(key)), self.split_heads(self.v_proj(value))
+
+    def attend(
+        self, query: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Attention of ``query [B, Lq, d_model]`` over projected ``k, v``; returns ``[B, Lq, d_model]``."""
+        q = self.split_heads(self.q_proj(query))
+        p = self.dropout_p if self.training else 0.0
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)
+        out = out.transpose(1, 2).reshape(query.shape[0], -1, self.num_heads * self.d_head)
+        return self.out_proj(out)
+
+    def forward(
+        self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        k, v = self.project_kv(key, value)
+        return self.attend(query, k, v, mask)
+
+
+class FeedForward(nn.Module):
+    """Position-wise ``Linear -> ReLU -> Dropout -> Linear``."""
+
+    def __init__(self, d_model: int, d_ff: int, dropout: float = 0.1) -> None:
+        super().__init__()
+        self.w_1 = nn.Linear(d_model, d_ff)
+        self.w_2 = nn.Linear(d_ff, d_model)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.w_2(self.dropout(F.relu(self.w_1(x))))
+
+
+class EncoderLayer(nn.Module):
+    """Pre-norm self-attention + feed-forward block (used for regions and for the slide level)."""
+
+    def __init__(self, d_model: int, d_ff: int, num_heads: int, dropout: float) -> None:
+        super().__init__()
+        self.self_attn = MultiHeadAttention(num_heads, d_model, dropout)
+        self.feed_forward = FeedForward(d_model, d_ff, dropout)
+        self.norm1 = ReferenceLayerNorm(d_model)
+        self.norm2 = ReferenceLayerNorm(d_model)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """``x: [B, L, d]``, ``mask: [B, 1, 1, L] bool`` or None -> ``[B, L, d]``."""
+        h = self.norm1(x)
+        x = x + self.dropout(self.self_attn(h, h, h, mask))
+        return x + self.dropout(self.feed_forward(self.norm2(x)))
