@@ -41,7 +41,11 @@ class HistGen(nn.Module):
         self.visual_embed = nn.Sequential(nn.Linear(c.d_vf, c.d_model), nn.ReLU(), nn.Dropout(c.drop_prob_lm))
         self.memory_matrix = nn.Parameter(torch.empty(c.cmm_size, c.cmm_dim))
         self.context = CrossModalMemory(c.num_heads, c.d_model, c.topk, c.dropout)
-        self.visual_context_attn = MultiHeadAttention(c.num_heads, c.d_model, c.dropout)
+        # every patch attends to the K prototype responses: an [N, K] map per head. Dropping out its
+        # probabilities (as the reference does) costs ~1.5 GB and 1 s per step at N = 30,000 and
+        # rules out the fused attention kernel, so the default variant does not.
+        visual_attn_dropout = c.dropout if c.compat == "histgen-v1" else 0.0
+        self.visual_context_attn = MultiHeadAttention(c.num_heads, c.d_model, visual_attn_dropout)
         self.encoder = LocalGlobalEncoder(c.d_model, c.d_ff, c.num_heads, c.region_size, c.dropout, c.compat)
         self.decoder = ReportDecoder(c.vocab_size, c.d_model, c.d_ff, c.num_heads, c.num_layers, c.dropout)
         self.reset_parameters()

@@ -79,6 +79,7 @@ class MultiHeadAttention(nn.Module):
     """
 
     def __init__(self, num_heads: int, d_model: int, dropout: float = 0.1) -> None:
+        """Args: ``dropout`` is applied to the attention probabilities while training."""
         super().__init__()
         self.num_heads = num_heads
         self.d_head = d_model // num_heads

@@ -1,0 +1,66 @@
+"""Beam-3 decoding speed: cached keys/values versus re-running the full prefix at every step.
+
+Both decoders share the weights, the encoded slide and the beam search; only the stepper
+differs. The end token is suppressed so that every run decodes exactly ``--tokens`` tokens.
+
+    python -m benchmarks.bench_decoding            # released configuration, N = 1,000 and 10,000
+    python -m benchmarks.bench_decoding --quick    # small model, for a smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from scripts.decoding import CachedStepper, FullPrefixStepper, beam_search
+from scripts.networks import HistGen, HistGenConfig
+
+
+def time_decode(model: HistGen, feats: torch.Tensor, stepper_cls, tokens: int, beam: int, repeats: int) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        with torch.no_grad():
+            encoded = model.encode(feats)
+            start = time.perf_counter()
+            ids = beam_search(model, encoded, beam, tokens, stepper=stepper_cls(model, encoded))
+            best = min(best, time.perf_counter() - start)
+    assert int((ids != 0).sum()) == tokens * feats.shape[0], "the end token was not suppressed"
+    return best
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000])
+    parser.add_argument("--tokens", type=int, default=100)
+    parser.add_argument("--beam", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--quick", action="store_true", help="small model and 30 tokens")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    config = HistGenConfig()  # released configuration
+    if args.quick:
+        config = HistGenConfig(in_dim=64, d_vf=64, d_model=64, d_ff=64, num_heads=4, topk=16, cmm_size=64,
+                               cmm_dim=64, region_size=16, prototype_num=32, vocab_size=150)
+        args.tokens = min(args.tokens, 30)
+    model = HistGen(config).eval()
+    with torch.no_grad():
+        model.decoder.logit.bias[0] = -1e4  # never end early: time exactly `tokens` steps
+
+    print(f"beam {args.beam}, {args.tokens} tokens, {args.threads} threads, "
+          f"d_model {config.d_model}, vocab {config.vocab_size}, best of {args.repeats}")
+    print(f"{'N patches':>10} | {'full prefix (s)':>15} | {'cached (s)':>10} | {'speed-up':>8} | {'ms/token cached':>15}")
+    print("-" * 72)
+    for n in args.sizes:
+        feats = torch.randn(1, n, config.in_dim)
+        naive = time_decode(model, feats, FullPrefixStepper, args.tokens, args.beam, args.repeats)
+        cached = time_decode(model, feats, CachedStepper, args.tokens, args.beam, args.repeats)
+        print(f"{n:>10,} | {naive:>15.2f} | {cached:>10.2f} | {naive / cached:>7.1f}x | "
+              f"{1000 * cached / args.tokens:>15.1f}")
+
+
+if __name__ == "__main__":
+    main()
