@@ -1,0 +1,34 @@
+"""Data: HistGen annotations, per-slide feature files, bag datasets and padded batches."""
+
+from .annotation import HISTGEN_SPLITS, load_annotation
+from .bag_datasets import SKIPPED_KEY, FeatureBagDataset, ReportBagDataset
+from .collate import COORD_PAD, collate_bags
+from .errors import AnnotationError, BagDataError
+from .feature_files import (
+    FEATURE_SUFFIXES,
+    FeatureBag,
+    FeatureFileInfo,
+    find_feature_file,
+    read_feature_file,
+    read_feature_header,
+    write_feature_file_h5,
+)
+
+__all__ = [
+    "COORD_PAD",
+    "FEATURE_SUFFIXES",
+    "HISTGEN_SPLITS",
+    "SKIPPED_KEY",
+    "AnnotationError",
+    "BagDataError",
+    "FeatureBag",
+    "FeatureBagDataset",
+    "FeatureFileInfo",
+    "ReportBagDataset",
+    "collate_bags",
+    "find_feature_file",
+    "load_annotation",
+    "read_feature_file",
+    "read_feature_header",
+    "write_feature_file_h5",
+]
