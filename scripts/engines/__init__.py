@@ -1,0 +1,50 @@
+"""Ignite engines' pieces for the report bundle: batches, loss, decoding inferer, handlers, data setup."""
+
+import warnings
+
+from .model_files import load_model_config, load_report_model, save_report_model, unwrap
+from .progress import EngineProgressBar
+from .report_batches import prepare_generation_batch, prepare_teacher_forcing_batch
+from .report_data import (
+    ReportData,
+    build_vocabulary,
+    default_key_phrases,
+    feature_dim_of,
+    feature_file_list,
+    resolve_report_data,
+)
+from .report_inferer import DecodeReports, ReportGenerationInferer, caption_pairs
+from .report_loss import ReportNLLLoss
+from .report_outputs import EvaluationWriter, ReportWriter
+from .training_handlers import BestModelSaver, EpochSummary, GradientClipping, TrainingCheckpoint, metric_score
+
+# The key validation metric (CaptionMetrics) returns a dict of scores; MONAI then skips its own
+# best-metric bookkeeping with a warning every epoch. BestModelSaver does that bookkeeping instead.
+warnings.filterwarnings("ignore", message="Key metric is not a scalar value")
+
+__all__ = [
+    "BestModelSaver",
+    "DecodeReports",
+    "EngineProgressBar",
+    "EpochSummary",
+    "EvaluationWriter",
+    "GradientClipping",
+    "ReportData",
+    "ReportGenerationInferer",
+    "ReportNLLLoss",
+    "ReportWriter",
+    "TrainingCheckpoint",
+    "build_vocabulary",
+    "caption_pairs",
+    "default_key_phrases",
+    "feature_dim_of",
+    "feature_file_list",
+    "load_model_config",
+    "load_report_model",
+    "metric_score",
+    "prepare_generation_batch",
+    "prepare_teacher_forcing_batch",
+    "resolve_report_data",
+    "save_report_model",
+    "unwrap",
+]
