@@ -2,6 +2,7 @@
 
 import warnings
 
+from .mlflow_extras import MLflowRunExtras, find_mlflow_handler
 from .model_files import load_model_config, load_report_model, save_report_model, unwrap
 from .progress import EngineProgressBar
 from .report_batches import prepare_generation_batch, prepare_teacher_forcing_batch
@@ -29,6 +30,7 @@ __all__ = [
     "EpochSummary",
     "EvaluationWriter",
     "GradientClipping",
+    "MLflowRunExtras",
     "ReportData",
     "ReportGenerationInferer",
     "ReportNLLLoss",
@@ -38,6 +40,7 @@ __all__ = [
     "caption_pairs",
     "default_key_phrases",
     "feature_dim_of",
+    "find_mlflow_handler",
     "feature_file_list",
     "load_model_config",
     "load_report_model",

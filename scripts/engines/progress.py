@@ -8,10 +8,19 @@ from ignite.engine import Engine
 from ignite.handlers import ProgressBar
 
 
+def engine_loss(output: Any) -> float | None:
+    """The loss in a trainer output, decollated (a list of per-item dicts) or not."""
+    if isinstance(output, list) and output and isinstance(output[0], dict):
+        output = output[0]
+    loss = output.get("loss") if isinstance(output, dict) else None
+    if loss is None:
+        return None
+    return float(loss.detach()) if hasattr(loss, "detach") else float(loss)
+
+
 def _loss_of(output: Any) -> dict[str, float]:
-    if isinstance(output, dict) and output.get("loss") is not None:
-        return {"loss": float(output["loss"].detach())}
-    return {}
+    loss = engine_loss(output)
+    return {} if loss is None else {"loss": loss}
 
 
 class EngineProgressBar:

@@ -19,6 +19,7 @@ from scripts.atomic_io import atomic_torch_save, atomic_write_json
 from scripts.text import Vocabulary
 
 from .model_files import save_report_model
+from .progress import engine_loss
 
 logger = logging.getLogger("histgen.train")
 
@@ -185,10 +186,9 @@ class EpochSummary:
         self._start = time.perf_counter()
 
     def _iteration_completed(self, engine: Engine) -> None:
-        output = engine.state.output
-        loss = output.get("loss") if isinstance(output, dict) else None
+        loss = engine_loss(engine.state.output)
         if loss is not None:
-            self._losses.append(float(loss.detach()) if isinstance(loss, torch.Tensor) else float(loss))
+            self._losses.append(loss)
 
     def __call__(self, engine: Engine) -> None:
         parts = [f"epoch {engine.state.epoch}/{engine.state.max_epochs}"]

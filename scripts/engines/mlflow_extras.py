@@ -1,0 +1,100 @@
+"""Adds to MONAI's MLflow tracking what it does not log by itself: hyper-parameters and the best model.
+
+``python -m monai.bundle run training ... --tracking mlflow`` attaches MONAI's ``MLFlowHandler`` to
+the trainer; this handler finds that run and logs into it. Without ``--tracking`` it does nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from ignite.engine import Engine, Events
+
+logger = logging.getLogger("histgen.mlflow")
+
+
+def find_mlflow_handler(engine: Engine) -> Any | None:
+    """The MONAI ``MLFlowHandler`` attached to ``engine``, if any."""
+    from monai.handlers import MLFlowHandler
+
+    for handlers in engine._event_handlers.values():
+        for func, *_ in handlers:
+            owner = getattr(func, "__self__", None)
+            if isinstance(owner, MLFlowHandler):
+                return owner
+    return None
+
+
+def _flatten(prefix: str, value: Any, out: dict[str, str]) -> None:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _flatten(f"{prefix}.{key}" if prefix else str(key), item, out)
+    else:
+        out[prefix] = str(value)[:500]
+
+
+class MLflowRunExtras:
+    """Logs parameters once and the best model's files when training completes.
+
+    Args:
+        params: nested dict of hyper-parameters and data facts (flattened with dots).
+        model_dir: folder of ``model.pt``, ``vocab.json``, ``model_config.json``.
+        best_state_file: the JSON written by :class:`scripts.engines.BestModelSaver`.
+    """
+
+    def __init__(
+        self,
+        params: dict[str, Any],
+        model_dir: str | os.PathLike[str],
+        best_state_file: str | os.PathLike[str] | None = None,
+    ) -> None:
+        self.params = params
+        self.model_dir = Path(model_dir)
+        self.best_state_file = Path(best_state_file) if best_state_file else None
+        self._logged_params = False
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.ITERATION_COMPLETED(once=1), self.log_params)
+        engine.add_event_handler(Events.COMPLETED, self.log_best_model)
+
+    def _run(self, engine: Engine) -> tuple[Any, str] | None:
+        handler = find_mlflow_handler(engine)
+        if handler is None or handler.cur_run is None:
+            return None
+        return handler.client, handler.cur_run.info.run_id
+
+    def log_params(self, engine: Engine) -> None:
+        run = self._run(engine)
+        if run is None or self._logged_params:
+            return
+        from mlflow.entities import Param
+
+        client, run_id = run
+        flat: dict[str, str] = {}
+        _flatten("", self.params, flat)
+        existing = client.get_run(run_id).data.params
+        params = [Param(k, v) for k, v in flat.items() if k not in existing]
+        for start in range(0, len(params), 90):
+            client.log_batch(run_id, params=params[start : start + 90])
+        self._logged_params = True
+
+    def log_best_model(self, engine: Engine) -> None:
+        run = self._run(engine)
+        if run is None:
+            return
+        client, run_id = run
+        for name in ("model.pt", "vocab.json", "model_config.json"):
+            path = self.model_dir / name
+            if path.is_file():
+                client.log_artifact(run_id, str(path), artifact_path="best_model")
+        if self.best_state_file is not None and self.best_state_file.is_file():
+            client.log_artifact(run_id, str(self.best_state_file), artifact_path="best_model")
+            import json
+
+            best = json.loads(self.best_state_file.read_text(encoding="utf-8"))
+            client.set_tag(run_id, "best_epoch", str(best.get("epoch")))
+            client.log_metric(run_id, f"best_val_{best.get('metric')}", float(best.get("score")))
+        logger.info("logged the best model to MLflow run %s", run_id)
