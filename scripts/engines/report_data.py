@@ -8,6 +8,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from scripts.data import FEATURE_SUFFIXES, load_annotation, read_feature_header
 from scripts.text import Vocabulary
 
@@ -29,6 +31,10 @@ class ReportData:
     annotation_file: Path
     feature_dim: int
     synthetic: bool
+
+
+def _distributed() -> bool:
+    return torch.distributed.is_available() and torch.distributed.is_initialized()
 
 
 def feature_dim_of(dataset_dir: str | os.PathLike[str], annotation_file: str | os.PathLike[str]) -> int:
@@ -64,7 +70,13 @@ def resolve_report_data(
 
         options = dict(demo or {})
         name = "demo_data_shuffled" if options.get("shuffle_pairs") else "demo_data"
+        # in a distributed run rank 0 writes the demo first; the other ranks then reuse its files
+        rank0_first = _distributed()
+        if rank0_first and torch.distributed.get_rank() != 0:
+            torch.distributed.barrier()
         built = make_demo_dataset(Path(output_dir) / name, **options)
+        if rank0_first and torch.distributed.get_rank() == 0:
+            torch.distributed.barrier()
         logger.warning(
             "no dataset_dir/annotation_file given: using the SYNTHETIC demo dataset in %s "
             "(generated feature bags, not patient data)", built.annotation_file.parent,
