@@ -6,6 +6,7 @@ the trainer; this handler finds that run and logs into it. Without ``--tracking`
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
@@ -43,6 +44,9 @@ class MLflowRunExtras:
         params: nested dict of hyper-parameters and data facts (flattened with dots).
         model_dir: folder of ``model.pt``, ``vocab.json``, ``model_config.json``.
         best_state_file: the JSON written by :class:`scripts.engines.BestModelSaver`.
+        executed_config_dir: where ``--tracking`` saved the executed ``config_<time>.json``. MONAI
+            logs it itself only when ``output_dir`` is an expression; given as a plain path on the
+            command line it is not found, so the newest one is logged here if the run lacks it.
     """
 
     def __init__(
@@ -50,10 +54,12 @@ class MLflowRunExtras:
         params: dict[str, Any],
         model_dir: str | os.PathLike[str],
         best_state_file: str | os.PathLike[str] | None = None,
+        executed_config_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         self.params = params
         self.model_dir = Path(model_dir)
         self.best_state_file = Path(best_state_file) if best_state_file else None
+        self.executed_config_dir = Path(executed_config_dir) if executed_config_dir else None
         self._logged_params = False
 
     def attach(self, engine: Engine) -> None:
@@ -92,9 +98,16 @@ class MLflowRunExtras:
                 client.log_artifact(run_id, str(path), artifact_path="best_model")
         if self.best_state_file is not None and self.best_state_file.is_file():
             client.log_artifact(run_id, str(self.best_state_file), artifact_path="best_model")
-            import json
-
             best = json.loads(self.best_state_file.read_text(encoding="utf-8"))
             client.set_tag(run_id, "best_epoch", str(best.get("epoch")))
             client.log_metric(run_id, f"best_val_{best.get('metric')}", float(best.get("score")))
+        self._log_executed_config(client, run_id)
         logger.info("logged the best model to MLflow run %s", run_id)
+
+    def _log_executed_config(self, client: Any, run_id: str) -> None:
+        if self.executed_config_dir is None:
+            return
+        configs = sorted(self.executed_config_dir.glob("config_*.json"), key=lambda p: p.stat().st_mtime)
+        logged = {a.path for a in client.list_artifacts(run_id)}
+        if configs and not any(name.startswith("config_") for name in logged):
+            client.log_artifact(run_id, str(configs[-1]))
