@@ -23,6 +23,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
+    os.chmod(tmp, 0o644)  # mkstemp makes 0600 files; outputs are meant to be shared
     try:
         yield tmp
         os.replace(tmp, path)
@@ -40,6 +41,11 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[IO[Any]], None],
             handle.flush()
             os.fsync(handle.fileno())
     return Path(path)
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write bytes atomically."""
+    return atomic_write(path, lambda f: f.write(data), mode="wb")
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,8 @@ from typing import Any
 import numpy as np
 import torch
 from monai.utils import optional_import
+
+from scripts.atomic_io import atomic_path
 
 from .errors import BagDataError
 
@@ -337,19 +338,11 @@ def write_feature_file_h5(
         coords_np = coords_np.astype(np.int64, copy=False)
     stored_attrs = {key: _attr_value(key, value) for key, value in (attrs or {}).items()}
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
-    try:
-        os.chmod(tmp_name, 0o644)  # mkstemp makes 0600 files; feature files are meant to be shared
-        with h5py.File(tmp_name, "w") as out:
-            out.create_dataset("feats", data=feats_np, compression=compression)
-            if coords_np is not None:
-                out.create_dataset("coords", data=coords_np, compression=compression)
-            for key, value in stored_attrs.items():
-                out.attrs[key] = value
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    # no dataset timestamps (track_times=False): the same features give the same bytes on a rerun
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as out:
+        out.create_dataset("feats", data=feats_np, compression=compression, track_times=False)
+        if coords_np is not None:
+            out.create_dataset("coords", data=coords_np, compression=compression, track_times=False)
+        for key, value in stored_attrs.items():
+            out.attrs[key] = value
     return path

@@ -40,7 +40,6 @@ import json
 import logging
 import math
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,12 +47,12 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from monai.utils import optional_import
+
+from scripts.atomic_io import atomic_write_bytes
+from scripts.data.feature_files import write_feature_file_h5
 
 from .reports import make_report
 from .tissue_classes import DIAGNOSIS_CLASSES
-
-h5py, _has_h5py = optional_import("h5py")
 
 __all__ = [
     "ANNOTATION_NAME",
@@ -235,46 +234,19 @@ def sample_bag(
 
 
 # ---------------------------------------------------------------------------- writing
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-        os.chmod(tmp_name, 0o644)
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-
-
 def _write_pt(path: Path, bag: SyntheticBag) -> None:
     buffer = io.BytesIO()  # saved through a buffer: the archive name, hence the bytes, do not depend on the path
     torch.save(torch.from_numpy(bag.feats), buffer)
-    _atomic_write_bytes(path, buffer.getvalue())
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def _write_h5(path: Path, bag: SyntheticBag, slide_id: str) -> None:
-    if not _has_h5py:
-        raise RuntimeError(f"{path}: writing .h5 feature files needs h5py (pip install h5py)")
-    handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(handle)
-    try:
-        with h5py.File(tmp_name, "w") as out:
-            out.create_dataset("feats", data=bag.feats, track_times=False)  # no timestamps: same bytes each run
-            out.create_dataset("coords", data=bag.coords, track_times=False)
-            out.attrs["slide_id"] = slide_id
-            out.attrs["encoder"] = "synthetic-demo"
-            out.attrs["synthetic"] = True
-            out.attrs["patch_size"] = _PATCH_STEP
-        os.chmod(tmp_name, 0o644)
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    attrs = {"slide_id": slide_id, "encoder": "synthetic-demo", "synthetic": True, "patch_size": _PATCH_STEP}
+    write_feature_file_h5(path, bag.feats, bag.coords, attrs)
 
 
 def _write_json(path: Path, payload: dict[str, Any]) -> None:
-    _atomic_write_bytes(path, (json.dumps(payload, indent=1) + "\n").encode("utf-8"))
+    atomic_write_bytes(path, (json.dumps(payload, indent=1) + "\n").encode("utf-8"))
 
 
 # ---------------------------------------------------------------------------- the dataset

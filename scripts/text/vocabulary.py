@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
+
+from scripts.atomic_io import atomic_write_text
 
 from .errors import ReportTextError
 from .report_cleaning import CLEANING_NAME, clean_report
@@ -211,21 +212,8 @@ class Vocabulary:
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write ``vocab.json`` atomically (temporary file in the same folder, then ``os.replace``)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         text = json.dumps(self.to_dict(), ensure_ascii=False, indent=1) + "\n"
-        handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(handle, "w", encoding="utf-8") as out:
-                os.fchmod(out.fileno(), 0o644)  # mkstemp makes 0600 files
-                out.write(text)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp_name, path)
-        except BaseException:
-            Path(tmp_name).unlink(missing_ok=True)
-            raise
-        return path
+        return atomic_write_text(path, text)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Vocabulary:
