@@ -52,7 +52,8 @@ def main() -> None:
 
     print(f"beam {args.beam}, {args.tokens} tokens, {args.threads} threads, "
           f"d_model {config.d_model}, vocab {config.vocab_size}, best of {args.repeats}")
-    print(f"{'N patches':>10} | {'full prefix (s)':>15} | {'cached (s)':>10} | {'speed-up':>8} | {'ms/token cached':>15}")
+    header = ("N patches", "full prefix (s)", "cached (s)", "speed-up", "ms/token cached")
+    print(" | ".join(f"{h:>{w}}" for h, w in zip(header, (10, 15, 10, 8, 15))))
     print("-" * 72)
     for n in args.sizes:
         feats = torch.randn(1, n, config.in_dim)

@@ -1,0 +1,142 @@
+"""Per-slide outputs of feature extraction and the rule that decides whether they are current.
+
+- ``<slide_id>.h5``: ``feats [N, D]`` float32, ``coords [N, 2]`` int64 (level-0 x, y) and attributes,
+  written by ``scripts.data.write_feature_file_h5`` (atomic: temporary file + ``os.replace``).
+- ``<slide_id>.pt`` (``save_pt``): HistGen's layout, a float32 tensor ``[N, D]``, also atomic.
+
+A finished ``.h5`` is *current* when the attributes listed in :data:`RUN_KEYS` equal those the run
+would write: the slide file's size and mtime, the encoder's name and checksum and every patch and
+tissue parameter. Temporary files are named ``.<output file name>.<random>.tmp`` (e.g.
+``.CASE-1.h5.k2x9.tmp``); those left by a killed run are removed before the slide is processed again.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from monai.utils import optional_import
+
+from scripts.atomic_io import atomic_path
+from scripts.data.feature_files import write_feature_file_h5
+
+h5py, _ = optional_import("h5py")
+
+#: Bumped when the meaning of the stored features or attributes changes.
+FORMAT_VERSION = 1
+
+#: Attributes compared to decide whether a finished file is current.
+RUN_KEYS = (
+    "format_version",
+    "slide_file_size",
+    "slide_mtime",
+    "encoder_name",
+    "encoder_checksum",
+    "wsi_backend",
+    "target_mpp",
+    "assume_mpp",
+    "mpp_tolerance",
+    "patch_size",
+    "step",
+    "tissue_fraction",
+    "tissue_params",
+)
+
+
+def h5_path(output_dir: str | os.PathLike, slide_id: str) -> Path:
+    return Path(output_dir) / f"{slide_id}.h5"
+
+
+def pt_path(output_dir: str | os.PathLike, slide_id: str) -> Path:
+    return Path(output_dir) / f"{slide_id}.pt"
+
+
+def thumbnail_path(output_dir: str | os.PathLike, slide_id: str) -> Path:
+    return Path(output_dir) / f"{slide_id}_thumb.png"
+
+
+def _canonical(value: Any) -> Any:
+    """Comparable form of an attribute (JSON text for containers and None, floats rounded)."""
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", errors="replace")
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, str) and (value[:1] in ("{", "[") or value == "null"):
+        try:
+            value = json.loads(value)
+        except (json.JSONDecodeError, TypeError):
+            return value
+    if isinstance(value, float):
+        return float(f"{value:.12g}") if math.isfinite(value) else str(value)
+    if isinstance(value, dict):
+        return {str(k): _canonical(v) for k, v in sorted(value.items())}
+    if isinstance(value, (list, tuple)):
+        return [_canonical(v) for v in value]
+    return value
+
+
+def read_h5_attrs(path: str | os.PathLike) -> dict[str, Any] | None:
+    """Attributes of a finished ``.h5`` (without reading the features), or None if unreadable."""
+    try:
+        with h5py.File(path, "r") as handle:
+            if "feats" not in handle or "coords" not in handle:
+                return None
+            attrs = {key: handle.attrs[key] for key in handle.attrs}
+            attrs["n_patches"] = int(handle["feats"].shape[0])
+            return attrs
+    except Exception:  # missing, truncated or foreign file: not current
+        return None
+
+
+def stale_reasons(stored: dict[str, Any] | None, expected: dict[str, Any]) -> list[str]:
+    """Why a stored file is not current (empty list = current)."""
+    if stored is None:
+        return ["no readable feature file"]
+    reasons = []
+    for key in RUN_KEYS:
+        if key not in stored:
+            reasons.append(f"{key} missing")
+        elif _canonical(stored[key]) != _canonical(expected.get(key)):
+            reasons.append(f"{key} {_canonical(stored[key])!r} -> {_canonical(expected.get(key))!r}")
+    return reasons
+
+
+def remove_stale_temporaries(output_dir: str | os.PathLike, slide_id: str) -> list[Path]:
+    """Delete the temporary files of ``slide_id``'s outputs left by a killed run; return them."""
+    folder = Path(output_dir)
+    if not folder.is_dir():
+        return []
+    removed = []
+    for final in (h5_path(folder, slide_id), pt_path(folder, slide_id), thumbnail_path(folder, slide_id)):
+        for tmp in folder.glob(glob.escape(f".{final.name}.") + "*.tmp"):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
+
+
+def write_features_h5(path: Path, feats: np.ndarray, coords: np.ndarray, attrs: dict[str, Any]) -> Path:
+    """Write ``feats [N, D]`` float32 and ``coords [N, 2]`` int64 with ``attrs`` atomically."""
+    return write_feature_file_h5(
+        path, np.asarray(feats, dtype=np.float32), np.asarray(coords, dtype=np.int64), attrs=attrs
+    )
+
+
+def write_features_pt(path: Path, feats: np.ndarray | torch.Tensor) -> Path:
+    """Write HistGen's ``.pt`` (a float32 tensor ``[N, D]``) atomically."""
+    tensor = torch.as_tensor(np.asarray(feats, dtype=np.float32)).contiguous()
+    with atomic_path(path) as tmp:
+        torch.save(tensor, tmp)
+        os.chmod(tmp, 0o644)
+    return path
+
+
+def read_h5_feats(path: Path) -> np.ndarray:
+    """``feats [N, D]`` of a finished ``.h5`` (to rebuild a missing ``.pt``)."""
+    with h5py.File(path, "r") as handle:
+        return np.asarray(handle["feats"][()], dtype=np.float32)
