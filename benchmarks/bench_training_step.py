@@ -18,14 +18,14 @@ import sys
 import time
 
 
-def one_step(n: int, tokens: int, threads: int, steps: int) -> dict[str, float]:
+def one_step(n: int, tokens: int, threads: int, steps: int, checkpointing: bool = False) -> dict[str, float]:
     import torch
 
     from scripts.networks import HistGen, HistGenConfig
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    config = HistGenConfig()
+    config = HistGenConfig(gradient_checkpointing=checkpointing)
     model = HistGen(config).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, weight_decay=5e-5, amsgrad=True)
     feats = torch.randn(1, n, config.in_dim)
@@ -54,20 +54,26 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=100)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--steps", type=int, default=2)
+    parser.add_argument("--checkpointing", action="store_true", help="also time gradient_checkpointing=True")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--child_checkpointing", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child is not None:
-        print(json.dumps(one_step(args.child, args.tokens, args.threads, args.steps)))
+        print(json.dumps(one_step(args.child, args.tokens, args.threads, args.steps, args.child_checkpointing)))
         return
     print(f"released configuration, batch 1, {args.tokens}-token report, {args.threads} threads, "
           f"best of {args.steps} steps, each size in a fresh process")
-    print(f"{'N patches':>10} | {'step (s)':>8} | {'peak RSS (MB)':>13} | {'model+optim setup (MB)':>22}")
-    print("-" * 64)
+    print(f"{'N patches':>10} | {'checkpointing':>13} | {'step (s)':>8} | {'peak RSS (MB)':>13} | {'setup (MB)':>10}")
+    print("-" * 68)
     for n in args.sizes:
-        cmd = [sys.executable, "-m", "benchmarks.bench_training_step", "--child", str(n), "--tokens",
-               str(args.tokens), "--threads", str(args.threads), "--steps", str(args.steps)]
-        out = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.splitlines()[-1])
-        print(f"{n:>10,} | {out['seconds']:>8.2f} | {out['peak_mb']:>13,.0f} | {out['setup_mb']:>22,.0f}")
+        for ckpt in (False, True) if args.checkpointing else (False,):
+            cmd = [sys.executable, "-m", "benchmarks.bench_training_step", "--child", str(n), "--tokens",
+                   str(args.tokens), "--threads", str(args.threads), "--steps", str(args.steps)]
+            cmd += ["--child_checkpointing"] if ckpt else []
+            lines = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.splitlines()
+            out = json.loads(lines[-1])
+            print(f"{n:>10,} | {'on' if ckpt else 'off':>13} | {out['seconds']:>8.2f} | {out['peak_mb']:>13,.0f} | "
+                  f"{out['setup_mb']:>10,.0f}")
     print(f"parameters: {out['params']:,}")
 
 

@@ -7,6 +7,7 @@ import math
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from .layers import EncoderLayer, PositionEncoding, ReferenceLayerNorm
 
@@ -57,6 +58,7 @@ class LocalGlobalEncoder(nn.Module):
         self.pool_proj = nn.Linear(d_model, d_model)
         self.pool_score = nn.Linear(d_model, 1, bias=False)
         self.pool_dense = nn.Linear(d_model, d_model)
+        self.gradient_checkpointing = False
 
     def num_regions(self, num_patches: int) -> int:
         return max(1, math.ceil(num_patches / (self.region_size - 1)))
@@ -82,6 +84,12 @@ class LocalGlobalEncoder(nn.Module):
 
     def region_attention(self, layer: EncoderLayer, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Self-attention inside each region: ``x [B, R, rs, d]``, ``mask [B, R, rs]``."""
+        b, r, rs, d = x.shape
+        if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
+            return checkpoint(self._region_attention, layer, x, mask, use_reentrant=False)
+        return self._region_attention(layer, x, mask)
+
+    def _region_attention(self, layer: EncoderLayer, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         b, r, rs, d = x.shape
         flat = self.position(x.reshape(b * r, rs, d))
         flat_mask = mask.reshape(b * r, 1, 1, rs)

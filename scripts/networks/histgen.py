@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from .config import HistGenConfig
 from .context_memory import CrossModalMemory
@@ -47,6 +48,7 @@ class HistGen(nn.Module):
         visual_attn_dropout = c.dropout if c.compat == "histgen-v1" else 0.0
         self.visual_context_attn = MultiHeadAttention(c.num_heads, c.d_model, visual_attn_dropout)
         self.encoder = LocalGlobalEncoder(c.d_model, c.d_ff, c.num_heads, c.region_size, c.dropout, c.compat)
+        self.encoder.gradient_checkpointing = c.gradient_checkpointing
         self.decoder = ReportDecoder(c.vocab_size, c.d_model, c.d_ff, c.num_heads, c.num_layers, c.dropout)
         self.reset_parameters()
 
@@ -114,7 +116,10 @@ class HistGen(nn.Module):
         mask = self._check_inputs(features, mask)
         if self.config.compat != "histgen-v1":
             _check_left_aligned(mask)
-        x = self.embed_patches(features, mask)
+        if self.config.gradient_checkpointing and self.training and torch.is_grad_enabled():
+            x = checkpoint(self.embed_patches, features, mask, use_reentrant=False)
+        else:
+            x = self.embed_patches(features, mask)
         return self.encoder(x, mask)
 
     def _decoder_region_mask(self, encoded: EncodedSlide) -> torch.Tensor | None:
