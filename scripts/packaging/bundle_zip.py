@@ -1,0 +1,152 @@
+"""Export a bundle as ``dist/<bundle_name>_v<version>.zip`` that runs from wherever it is unzipped.
+
+The archive holds one folder, ``<bundle_name>/``, with ``configs/``, ``models/`` (the trained files
+that exist), ``scripts/`` (the bundle's Python package, without caches), ``docs/``, ``LICENSE`` and
+``CHECKSUMS.sha256`` (SHA-256 of every other member). Members are sorted and time-stamped with a
+fixed date, so the same inputs give the same bytes. Run through ``configs/export.json``::
+
+    python -m monai.bundle run export --config_file configs/export.json
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import zipfile
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from scripts.atomic_io import atomic_path
+
+from .checksums import CHECKSUM_FILE, format_checksums, sha256_bytes
+
+__all__ = ["BundleVersionError", "bundle_zip_name", "check_version", "collect_bundle_files", "export_bundle_zip"]
+
+#: 1980-01-01, the earliest date a zip entry can hold: reproducible archives.
+FIXED_DATE = (1980, 1, 1, 0, 0, 0)
+SKIPPED_DIRS = {"__pycache__", ".pytest_cache", ".ruff_cache", ".ipynb_checkpoints"}
+SKIPPED_SUFFIXES = (".pyc", ".pyo", ".tmp")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+class BundleVersionError(ValueError):
+    """The bundle's ``metadata.json`` has no version, or its version is not in the changelog."""
+
+
+def check_version(meta_file: str | os.PathLike[str]) -> str:
+    """The bundle version from ``metadata.json``, which must be a key of its ``changelog``."""
+    meta_file = Path(meta_file)
+    try:
+        meta = json.loads(meta_file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BundleVersionError(f"{meta_file}: metadata file not found") from None
+    except json.JSONDecodeError as err:
+        raise BundleVersionError(f"{meta_file}: not valid JSON ({err})") from None
+    version = meta.get("version")
+    if not isinstance(version, str) or not version.strip():
+        raise BundleVersionError(f"{meta_file}: no 'version' string")
+    changelog = meta.get("changelog") or {}
+    if version not in changelog:
+        known = ", ".join(sorted(changelog)) or "none"
+        raise BundleVersionError(
+            f"{meta_file}: version {version} has no entry in 'changelog' (entries: {known}); "
+            "add one that says what changed before exporting"
+        )
+    return version
+
+
+def bundle_zip_name(bundle_name: str, version: str) -> str:
+    return f"{bundle_name}_v{version}.zip"
+
+
+def _keep(path: Path, root: Path, exclude: Sequence[str]) -> bool:
+    rel = path.relative_to(root)
+    if any(part in SKIPPED_DIRS or part.startswith(".") for part in rel.parts):
+        return False
+    if path.name.endswith(SKIPPED_SUFFIXES):
+        return False
+    return not any(rel.as_posix() == e or rel.as_posix().startswith(e.rstrip("/") + "/") for e in exclude)
+
+
+def _files_under(folder: Path, exclude: Sequence[str] = ()) -> list[Path]:
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.rglob("*") if p.is_file() and not p.is_symlink() and _keep(p, folder, exclude))
+
+
+def collect_bundle_files(
+    bundle_root: str | os.PathLike[str],
+    model_dir: str | os.PathLike[str] | None = None,
+    docs_exclude: Sequence[str] = ("dev",),
+) -> dict[str, Path]:
+    """Archive name (relative to ``<bundle_name>/``) -> source file, for every file the bundle ships.
+
+    Args:
+        bundle_root: folder holding ``configs/``, ``scripts/``, ``docs/``, ``LICENSE``.
+        model_dir: trained files (default ``<bundle_root>/models``); every regular file in it is shipped.
+        docs_exclude: sub-folders of ``docs/`` left out (developer notes).
+    """
+    root = Path(bundle_root)
+    models = Path(model_dir) if model_dir else root / "models"
+    if not (root / "configs").is_dir() or not (root / "scripts" / "__init__.py").is_file():
+        raise FileNotFoundError(f"{root}: not a bundle root (needs configs/ and the scripts/ package)")
+    files: dict[str, Path] = {}
+    for folder, prefix, exclude in (("configs", "configs", ()), ("scripts", "scripts", ()),
+                                    ("docs", "docs", tuple(docs_exclude))):
+        for path in _files_under(root / folder, exclude):
+            files[f"{prefix}/{path.relative_to(root / folder).as_posix()}"] = path
+    for path in _files_under(models):
+        if path.parent == models:  # model files only, no sub-folders (checkpoints live elsewhere)
+            files[f"models/{path.name}"] = path
+    if (root / "LICENSE").is_file():
+        files["LICENSE"] = root / "LICENSE"
+    return files
+
+
+def _write_member(archive: zipfile.ZipFile, name: str, data: bytes) -> None:
+    info = zipfile.ZipInfo(name, date_time=FIXED_DATE)
+    info.compress_type = zipfile.ZIP_DEFLATED
+    info.external_attr = (0o100644 & 0xFFFF) << 16  # regular file, rw-r--r--
+    archive.writestr(info, data)
+
+
+def export_bundle_zip(
+    bundle_root: str | os.PathLike[str] = ".",
+    bundle_name: str = "histgen_report",
+    dist_dir: str | os.PathLike[str] | None = None,
+    model_dir: str | os.PathLike[str] | None = None,
+    meta_file: str | os.PathLike[str] | None = None,
+    docs_exclude: Iterable[str] = ("dev",),
+) -> Path:
+    """Write ``<dist_dir>/<bundle_name>_v<version>.zip`` atomically and return its path.
+
+    Args:
+        bundle_root: the bundle folder.
+        bundle_name: top folder inside the archive and start of its file name.
+        dist_dir: output folder (default ``<bundle_root>/dist``).
+        model_dir: trained files to ship (default ``<bundle_root>/models``).
+        meta_file: ``metadata.json`` giving the version (default ``<bundle_root>/configs/metadata.json``).
+        docs_exclude: sub-folders of ``docs/`` not shipped.
+
+    Raises:
+        BundleVersionError: the version is missing or not in the changelog.
+    """
+    if not _NAME.match(bundle_name):
+        raise ValueError(f"bundle_name {bundle_name!r}: use letters, digits, '_', '-', '.' only")
+    root = Path(bundle_root)
+    version = check_version(meta_file or root / "configs" / "metadata.json")
+    files = collect_bundle_files(root, model_dir, tuple(docs_exclude))
+    if meta_file and Path(meta_file).resolve() != (root / "configs" / "metadata.json").resolve():
+        files["configs/metadata.json"] = Path(meta_file)
+    out = Path(dist_dir) if dist_dir else root / "dist"
+    target = out / bundle_zip_name(bundle_name, version)
+    digests = []
+    with atomic_path(target) as tmp:
+        with zipfile.ZipFile(tmp, "w") as archive:
+            for name in sorted(files):
+                data = files[name].read_bytes()
+                digests.append((name, sha256_bytes(data)))
+                _write_member(archive, f"{bundle_name}/{name}", data)
+            _write_member(archive, f"{bundle_name}/{CHECKSUM_FILE}", format_checksums(digests).encode("utf-8"))
+    return target

@@ -1,0 +1,169 @@
+"""The report model as an ``mlflow.pyfunc`` model: feature bags in a DataFrame in, report texts out.
+
+Input (a pandas DataFrame, one row per slide; see :func:`report_model_signature`):
+
+==============  ==============================  =========================================================
+column          type                            meaning
+==============  ==============================  =========================================================
+``slide_id``    string, optional                id echoed in the output (default: file name or ``bag-<i>``)
+``feature_file`` string, optional               path of a ``.h5``/``.pt`` feature file readable where the
+                                                model runs
+``features``    array of arrays of double,      the bag itself, ``[N, D]`` (``D`` = the model's ``in_dim``)
+                optional
+==============  ==============================  =========================================================
+
+Each row gives ``feature_file`` or ``features`` (not both). Params (optional): ``beam_size``
+(default 3), ``max_len`` (-1 = the model's ``max_seq_length``), ``batch_size`` (default 4): the
+defaults of ``configs/inference.json``. Output: a DataFrame with ``slide_id`` and ``report``.
+
+A list of ``[N, D]`` arrays can be given as ``bags_frame(arrays)``.
+
+The logged model carries ``scripts/`` as code (``code_paths``), so
+``mlflow.pyfunc.load_model("models:/<name>/<version>")`` works in a process that has never seen
+this repository.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import mlflow.pyfunc
+import numpy as np
+import pandas as pd
+from mlflow.models import ModelSignature
+from mlflow.types.schema import Array, ColSpec, ParamSchema, ParamSpec, Schema
+
+from .report_predictor import DEFAULT_BATCH_SIZE, DEFAULT_BEAM_SIZE
+
+__all__ = ["HistGenReportModel", "bags_frame", "log_report_model", "report_model_signature", "REPORT_PIP_REQUIREMENTS"]
+
+MODEL_DIR_ARTIFACT = "model_dir"
+
+#: Requirements recorded with the model (pip's inference would load the model in a subprocess).
+REPORT_PIP_REQUIREMENTS = [
+    "torch>=2.8,<2.15",
+    "monai>=1.5,<1.7",
+    "pytorch-ignite>=0.5.2,<0.6",
+    "mlflow>=3.0,<3.18",
+    "numpy>=1.26",
+    "pandas",
+    "h5py>=3.10",
+    "nltk>=3.9",
+]
+
+
+def report_model_signature() -> ModelSignature:
+    """Input columns ``slide_id``, ``feature_file``, ``features``; output ``slide_id``, ``report``; three params."""
+    inputs = Schema(
+        [
+            ColSpec("string", "slide_id", required=False),
+            ColSpec("string", "feature_file", required=False),
+            ColSpec(Array(Array("double")), "features", required=False),
+        ]
+    )
+    outputs = Schema([ColSpec("string", "slide_id"), ColSpec("string", "report")])
+    params = ParamSchema(
+        [
+            ParamSpec("beam_size", "long", DEFAULT_BEAM_SIZE),
+            ParamSpec("max_len", "long", -1),
+            ParamSpec("batch_size", "long", DEFAULT_BATCH_SIZE),
+        ]
+    )
+    return ModelSignature(inputs=inputs, outputs=outputs, params=params)
+
+
+def bags_frame(bags: Sequence[Any], slide_ids: Sequence[str] | None = None) -> pd.DataFrame:
+    """A model input from in-memory bags (each ``[N, D]``)."""
+    rows: dict[str, list[Any]] = {"features": [np.asarray(b, dtype=np.float64).tolist() for b in bags]}
+    if slide_ids is not None:
+        rows["slide_id"] = list(slide_ids)
+    return pd.DataFrame(rows)
+
+
+def _present(value: Any) -> bool:
+    if value is None:
+        return False
+    if isinstance(value, float) and math.isnan(value):
+        return False
+    if isinstance(value, str):
+        return bool(value.strip())
+    return True
+
+
+# MLflow warns at class creation that predict() has no type hints; the signature is explicit instead
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", message=".*type hints.*", category=UserWarning)
+
+    class HistGenReportModel(mlflow.pyfunc.PythonModel):
+        """``mlflow.pyfunc`` wrapper of :class:`scripts.serving.report_predictor.ReportPredictor`.
+
+        The artifact ``model_dir`` holds ``model.pt``, ``vocab.json`` and ``model_config.json``.
+        """
+
+        def load_context(self, context: Any) -> None:
+            from .report_predictor import ReportPredictor
+
+            device = os.environ.get("HISTGEN_DEVICE") or None
+            self.predictor = ReportPredictor(context.artifacts[MODEL_DIR_ARTIFACT], device=device)
+
+        def predict(self, context, model_input, params=None):  # noqa: ANN001 - MLflow reads type hints as a schema
+            """``model_input``: a DataFrame (see the module docstring) or a list of ``[N, D]`` arrays -> DataFrame."""
+            frame = model_input if isinstance(model_input, pd.DataFrame) else bags_frame(list(model_input))
+            params = params or {}
+            max_len = int(params.get("max_len", -1))
+            settings = {
+                "beam_size": int(params.get("beam_size", DEFAULT_BEAM_SIZE)),
+                "max_len": None if max_len < 0 else max_len,
+                "batch_size": int(params.get("batch_size", DEFAULT_BATCH_SIZE)),
+            }
+            bags, ids = [], []
+            for index, row in enumerate(frame.to_dict(orient="records")):
+                path, feats = row.get("feature_file"), row.get("features")
+                has_path, has_feats = _present(path), _present(feats)
+                if has_path == has_feats:
+                    raise ValueError(f"row {index}: give exactly one of 'feature_file' and 'features'")
+                slide_id = str(row["slide_id"]) if _present(row.get("slide_id")) else None
+                if has_path:
+                    slide_id = slide_id or Path(str(path)).stem
+                    bags.append(self.predictor.read_bag(str(path), slide_id))
+                else:
+                    slide_id = slide_id or f"bag-{index}"
+                    bags.append(np.asarray([np.asarray(r, dtype=np.float32) for r in feats], dtype=np.float32))
+                ids.append(slide_id)
+            reports = self.predictor.predict_bags(bags, ids, **settings)
+            return pd.DataFrame({"slide_id": [r.slide_id for r in reports], "report": [r.report for r in reports]})
+
+
+def scripts_dir() -> Path:
+    """The ``scripts`` package folder (shipped with the model as code)."""
+    return Path(__file__).resolve().parents[1]
+
+
+def log_report_model(
+    model_dir: str | os.PathLike[str],
+    name: str = "report_model",
+    registered_model_name: str | None = None,
+    **kwargs: Any,
+) -> Any:
+    """``mlflow.pyfunc.log_model`` of the model in ``model_dir`` into the active MLflow run.
+
+    Returns MLflow's ``ModelInfo`` (``registered_model_version`` is set when registered).
+    """
+    with warnings.catch_warnings():
+        # the signature is explicit; an input example would make MLflow load and run the model at log time
+        warnings.filterwarnings("ignore", message=".*(type hints|input example|input_example).*", category=UserWarning)
+        return mlflow.pyfunc.log_model(
+            name=name,
+            python_model=HistGenReportModel(),
+            artifacts={MODEL_DIR_ARTIFACT: str(Path(model_dir).resolve())},
+            code_paths=[str(scripts_dir())],
+            signature=report_model_signature(),
+            pip_requirements=REPORT_PIP_REQUIREMENTS,
+            registered_model_name=registered_model_name,
+            **kwargs,
+        )

@@ -1,0 +1,144 @@
+"""Feature bags in, report texts out: the one inference path behind MLflow, MONAI Label and MONAI Deploy.
+
+It does what ``configs/inference.json`` does (read and check each feature file, pad bags into
+batches of ``batch_size`` in the given order, ``HistGen.generate``, decode with the vocabulary), so
+the same files give the same reports as ``python -m monai.bundle run inference``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from scripts.data import collate_bags, read_feature_file
+from scripts.engines.model_files import load_report_model
+
+#: The defaults of ``configs/inference.json`` (``beam_size``, ``batch_size``; ``max_len`` None = the model's).
+DEFAULT_BEAM_SIZE = 3
+DEFAULT_BATCH_SIZE = 4
+
+
+@dataclass
+class SlideReport:
+    """One generated report.
+
+    Attributes:
+        slide_id: the bag's id (file name without suffix, or the id given).
+        report: the generated text.
+        ids: token ids ``[L]`` (0-padded after the end token).
+        patch_weights: attentive-pooling weight of each real patch ``[N]`` (input order), for heatmaps.
+    """
+
+    slide_id: str
+    report: str
+    ids: list[int]
+    patch_weights: list[float] | None = None
+
+
+def default_device() -> torch.device:
+    return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
+
+
+def _as_tensor(bag: Any, label: str) -> torch.Tensor:
+    feats = torch.as_tensor(np.asarray(bag, dtype=np.float32))
+    if feats.dim() != 2 or feats.shape[0] == 0 or feats.shape[1] == 0:
+        raise ValueError(f"{label}: a feature bag must be a non-empty [N, D] array, got shape {list(feats.shape)}")
+    if not bool(torch.isfinite(feats).all()):
+        raise ValueError(f"{label}: the feature bag holds NaN or Inf values")
+    return feats
+
+
+class ReportPredictor:
+    """A trained report model ready to turn feature bags into texts.
+
+    Args:
+        model_dir: folder of ``model.pt``, ``model_config.json``, ``vocab.json``.
+        device: torch device; CUDA when available by default.
+        beam_size: beams (1 = greedy), as ``inference.json``'s ``beam_size``.
+        max_len: longest report in tokens; None = the model's ``max_seq_length``.
+        batch_size: bags decoded together, as ``inference.json``'s ``batch_size``.
+    """
+
+    def __init__(
+        self,
+        model_dir: str | os.PathLike[str],
+        device: str | torch.device | None = None,
+        beam_size: int = DEFAULT_BEAM_SIZE,
+        max_len: int | None = None,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+    ) -> None:
+        self.model_dir = Path(model_dir)
+        self.device = torch.device(device) if device is not None else default_device()
+        self.model, self.vocab = load_report_model(self.model_dir, self.device)
+        self.beam_size = beam_size
+        self.max_len = max_len
+        self.batch_size = batch_size
+
+    @property
+    def feature_dim(self) -> int:
+        return int(self.model.config.in_dim)
+
+    def read_bag(self, path: str | os.PathLike[str], slide_id: str | None = None) -> torch.Tensor:
+        """``[N, D]`` features of one ``.h5``/``.pt`` file, checked against the model's ``in_dim``."""
+        path = Path(path)
+        return read_feature_file(path, slide_id=slide_id or path.stem, feature_dim=self.feature_dim).feats
+
+    @torch.no_grad()
+    def predict_bags(
+        self,
+        bags: Sequence[Any],
+        slide_ids: Sequence[str] | None = None,
+        beam_size: int | None = None,
+        max_len: int | None = None,
+        batch_size: int | None = None,
+        with_weights: bool = False,
+    ) -> list[SlideReport]:
+        """Reports for ``bags`` (each ``[N_i, D]`` array or tensor), in order.
+
+        Args:
+            bags: feature bags.
+            slide_ids: one id per bag (default ``bag-0``, ``bag-1``...).
+            beam_size, max_len, batch_size: override the predictor's settings.
+            with_weights: also return each patch's attentive-pooling weight (one extra encoder pass).
+        """
+        ids = list(slide_ids) if slide_ids is not None else [f"bag-{i}" for i in range(len(bags))]
+        if len(ids) != len(bags):
+            raise ValueError(f"{len(ids)} slide ids for {len(bags)} feature bags")
+        tensors = [_as_tensor(bag, sid) for bag, sid in zip(bags, ids)]
+        for feats, sid in zip(tensors, ids):
+            if feats.shape[1] != self.feature_dim:
+                raise ValueError(f"{sid}: feature dimension {feats.shape[1]}, the model expects {self.feature_dim}")
+        beam = self.beam_size if beam_size is None else beam_size
+        length = self.max_len if max_len is None else max_len
+        size = max(1, self.batch_size if batch_size is None else batch_size)
+        out: list[SlideReport] = []
+        for start in range(0, len(tensors), size):
+            items = [{"id": sid, "features": feats, "coords": None, "report": "", "report_ids": None}
+                     for sid, feats in zip(ids[start : start + size], tensors[start : start + size])]
+            batch = collate_bags(items)
+            features = batch["features"].to(self.device)
+            mask = batch["mask"].to(self.device)
+            pred = self.model.generate(features, mask=mask, beam_size=beam, max_len=length)
+            texts = self.vocab.decode_batch(pred.tolist())
+            weights: list[list[float] | None] = [None] * len(items)
+            if with_weights:
+                encoded = self.model.encode(features, mask)
+                for row, n in enumerate(batch["num_patches"].tolist()):
+                    weights[row] = encoded.patch_weights[row, :n].float().cpu().tolist()
+            for row, item in enumerate(items):
+                out.append(SlideReport(item["id"], texts[row], pred[row].tolist(), weights[row]))
+        return out
+
+    def predict_files(
+        self, paths: Sequence[str | os.PathLike[str]], slide_ids: Sequence[str] | None = None, **kwargs: Any
+    ) -> list[SlideReport]:
+        """Reports for feature files (``.h5``/``.pt``), in order; ids default to the file names."""
+        ids = list(slide_ids) if slide_ids is not None else [Path(p).stem for p in paths]
+        bags = [self.read_bag(p, sid) for p, sid in zip(paths, ids)]
+        return self.predict_bags(bags, ids, **kwargs)

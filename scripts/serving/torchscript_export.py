@@ -1,0 +1,108 @@
+"""Export a trained report model as one TorchScript file (``models/model.ts``) that runs without this package.
+
+The file holds the whole generator (encoder, cached decoder, beam and greedy search, id -> text)
+and, as extra files, ``model_config.json``, ``vocab.json`` and (when given) ``metadata.json``.
+
+Command line (from the bundle root)::
+
+    python -m scripts.serving.torchscript_export --model_dir models --filepath models/model.ts
+
+Loading it anywhere (only ``torch`` needed)::
+
+    net = torch.jit.load("models/model.ts")
+    texts = net.reports(features, mask)          # features [B, N, D] float, mask [B, N] bool or None
+    ids = net.generate(features, mask, 3, 100, True)  # beam size, max length, trigram blocking (greedy)
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+
+from scripts.atomic_io import atomic_path
+from scripts.engines.model_files import CONFIG_FILE, VOCAB_FILE, load_report_model
+
+from .scriptable_histgen import ScriptableHistGen
+
+__all__ = ["build_scriptable_network", "export_torchscript", "load_exported_network", "main", "quiet_jit",
+           "script_network"]
+
+
+def build_scriptable_network(model_dir: str | os.PathLike[str]) -> ScriptableHistGen:
+    """The trained model of ``model_dir`` (``model.pt``, ``model_config.json``, ``vocab.json``), scriptable."""
+    model, vocab = load_report_model(model_dir, device="cpu")
+    return ScriptableHistGen(model=model, tokens=vocab.tokens).eval()
+
+
+@contextlib.contextmanager
+def quiet_jit() -> Iterator[None]:
+    """Silence TorchScript's deprecation notices (it is still what MONAI's ``ckpt_export`` and MONAI Deploy load)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning, message=".*torch.jit.*")
+        warnings.filterwarnings("ignore", category=UserWarning, message=".*TorchScript.*")
+        yield
+
+
+def script_network(network: ScriptableHistGen) -> torch.jit.ScriptModule:
+    """``torch.jit.script`` of the shell, without TorchScript's deprecation notices."""
+    with quiet_jit():
+        return torch.jit.script(network.eval())
+
+
+def export_torchscript(
+    model_dir: str | os.PathLike[str],
+    filepath: str | os.PathLike[str] | None = None,
+    meta_file: str | os.PathLike[str] | None = None,
+) -> Path:
+    """Script the model of ``model_dir`` and save it atomically.
+
+    Args:
+        model_dir: folder with ``model.pt``, ``model_config.json``, ``vocab.json``.
+        filepath: output file; default ``<model_dir>/model.ts``.
+        meta_file: the bundle's ``configs/metadata.json``, stored inside the file when given.
+
+    Returns:
+        The written file.
+    """
+    model_dir = Path(model_dir)
+    filepath = Path(filepath) if filepath else model_dir / "model.ts"
+    scripted = script_network(build_scriptable_network(model_dir))
+    extra = {
+        CONFIG_FILE: (model_dir / CONFIG_FILE).read_text(encoding="utf-8"),
+        VOCAB_FILE: (model_dir / VOCAB_FILE).read_text(encoding="utf-8"),
+    }
+    if meta_file:
+        extra["metadata.json"] = Path(meta_file).read_text(encoding="utf-8")
+    with quiet_jit(), atomic_path(filepath) as tmp:
+        torch.jit.save(scripted, str(tmp), _extra_files=extra)
+    return filepath
+
+
+def load_exported_network(filepath: str | os.PathLike[str]) -> tuple[torch.jit.ScriptModule, dict]:
+    """The scripted generator and its ``model_config.json`` (as a dict); needs torch only."""
+    extra = {CONFIG_FILE: ""}
+    with quiet_jit():
+        net = torch.jit.load(str(filepath), map_location="cpu", _extra_files=extra)
+    return net.eval(), json.loads(extra[CONFIG_FILE] or "{}")
+
+
+def main(argv: list[str] | None = None) -> Path:
+    parser = argparse.ArgumentParser(description="Export a trained HistGen report model as TorchScript (model.ts).")
+    parser.add_argument("--model_dir", default="models", help="folder of model.pt, model_config.json, vocab.json")
+    parser.add_argument("--filepath", default=None, help="output file (default <model_dir>/model.ts)")
+    parser.add_argument("--meta_file", default=None, help="bundle metadata.json to store inside the file")
+    args = parser.parse_args(argv)
+    path = export_torchscript(args.model_dir, args.filepath, args.meta_file)
+    print(f"wrote {path}")
+    return path
+
+
+if __name__ == "__main__":
+    main()
