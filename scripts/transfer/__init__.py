@@ -1,0 +1,125 @@
+"""Transfer learning from the report-pretrained HistGen encoder: slide subtyping and survival bundles.
+
+The HistGen authors never released this code; the method, per the paper: reuse the report-pretrained visual
+encoder, pool its region tokens into a slide embedding, fine-tune as a multiple-instance learning model. The
+``bundle/subtyping`` and ``bundle/survival`` configs wire these pieces into MONAI engines:
+
+- data: label CSVs checked against the feature files (:func:`read_slide_table`), the SYNTHETIC demo tables,
+  k-fold splits by case (:func:`load_or_make_folds`), the current fold (:class:`CrossValidationData`) and its
+  datasets (:class:`FoldBagDataset`);
+- models: :class:`HistGenMIL` (HistGen encoder + gated attention over regions) and the :class:`ABMIL` baseline;
+  :func:`load_pretrained_encoder` starts the encoder from a report ``model.pt``;
+- losses: :class:`ClassWeightedCrossEntropy`, :class:`DiscreteTimeSurvivalLoss`;
+- workflow: :class:`CrossValidation` (train/test every fold, summary with mean and std), its handlers, per-fold
+  MLflow runs, and :class:`FoldEnsemble` for inference.
+"""
+
+from .cross_validation import CrossValidation, restart_engine
+from .demo_tables import DemoTable, make_subtyping_demo, make_survival_demo
+from .encoder_weights import (
+    encoder_config,
+    find_report_model,
+    load_pretrained_encoder,
+    resolve_pretrained_encoder,
+    trainable_parameters,
+)
+from .errors import EncoderWeightsError, SlideTableError, SplitError
+from .flags import as_flag
+from .fold_data import CrossValidationData, make_targets
+from .fold_datasets import FoldBagDataset, FoldDistributedSampler, collate_labelled_bags, prepare_mil_batch
+from .fold_ensemble import EnsemblePredictionWriter, FoldEnsemble
+from .fold_handlers import FoldBestModel, FoldTestWriter, selection_score, selection_score_function
+from .fold_models import (
+    list_fold_models,
+    load_fold_info,
+    load_fold_weights,
+    network_from_fold_models,
+    save_fold_model,
+    saved_model_info,
+)
+from .fold_summary import summarize_folds
+from .losses import ClassWeightedCrossEntropy, DiscreteTimeSurvivalLoss, discrete_time_nll, survival_outputs
+from .metric_inputs import survival_metric_inputs
+from .mil_networks import ABMIL, MIL_MODELS, HistGenEncoder, HistGenMIL, build_mil_network, network_spec
+from .mlflow_folds import FoldTracking
+from .slide_data import resolve_slide_table
+from .slide_table import SlideRecord, SlideTable, read_slide_table
+from .splits import (
+    FoldSplit,
+    check_folds,
+    load_or_make_folds,
+    make_folds,
+    read_folds,
+    require_folds,
+    saved_num_folds,
+    write_folds,
+)
+from .targets import ClassTargets, SurvivalTargets, assign_time_bins, quantile_time_bins
+from .task_outputs import SubtypingOutputs, SurvivalOutputs, task_outputs
+
+__all__ = [
+    "ABMIL",
+    "MIL_MODELS",
+    "ClassTargets",
+    "ClassWeightedCrossEntropy",
+    "CrossValidation",
+    "CrossValidationData",
+    "DemoTable",
+    "DiscreteTimeSurvivalLoss",
+    "EncoderWeightsError",
+    "EnsemblePredictionWriter",
+    "FoldBagDataset",
+    "FoldBestModel",
+    "FoldDistributedSampler",
+    "FoldEnsemble",
+    "FoldSplit",
+    "FoldTestWriter",
+    "FoldTracking",
+    "HistGenEncoder",
+    "HistGenMIL",
+    "SlideRecord",
+    "SlideTable",
+    "SlideTableError",
+    "SplitError",
+    "SubtypingOutputs",
+    "SurvivalOutputs",
+    "SurvivalTargets",
+    "as_flag",
+    "assign_time_bins",
+    "build_mil_network",
+    "check_folds",
+    "collate_labelled_bags",
+    "discrete_time_nll",
+    "encoder_config",
+    "find_report_model",
+    "list_fold_models",
+    "load_fold_info",
+    "load_fold_weights",
+    "load_or_make_folds",
+    "load_pretrained_encoder",
+    "make_folds",
+    "make_subtyping_demo",
+    "make_survival_demo",
+    "make_targets",
+    "network_from_fold_models",
+    "network_spec",
+    "prepare_mil_batch",
+    "quantile_time_bins",
+    "read_folds",
+    "read_slide_table",
+    "require_folds",
+    "resolve_pretrained_encoder",
+    "resolve_slide_table",
+    "restart_engine",
+    "save_fold_model",
+    "saved_model_info",
+    "saved_num_folds",
+    "selection_score",
+    "selection_score_function",
+    "summarize_folds",
+    "survival_metric_inputs",
+    "survival_outputs",
+    "task_outputs",
+    "trainable_parameters",
+    "write_folds",
+]

@@ -1,0 +1,110 @@
+"""Inference with every fold's model: per-slide predictions averaged over the folds.
+
+``<output_dir>/predictions.csv``:
+
+- subtyping: ``slide_id, predicted, prob_<class>...`` (class probabilities averaged over the fold models);
+- survival: ``slide_id, risk, risk_fold_<k>...`` (``risk = -sum_j S_j``, averaged over the fold models; each
+  fold model has its own time bins, so only risks are combined).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from ignite.engine import Engine, Events
+from torch import nn
+
+from .cross_validation import restart_engine
+from .fold_models import list_fold_models, load_fold_weights
+from .losses import survival_outputs
+from .task_outputs import write_csv_rows
+
+__all__ = ["EnsemblePredictionWriter", "FoldEnsemble"]
+
+logger = logging.getLogger("histgen.transfer")
+
+
+class EnsemblePredictionWriter:
+    """Collect each fold model's outputs per slide (attach to the evaluator); :meth:`write` averages them."""
+
+    def __init__(self, output_dir: str | os.PathLike[str]) -> None:
+        self.output_dir = Path(output_dir)
+        self.fold: int | None = None
+        self.outputs: dict[int, dict[str, np.ndarray]] = {}
+        self.order: list[str] = []
+        self._seen: set[str] = set()
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.ITERATION_COMPLETED, self._collect)
+
+    def _collect(self, engine: Engine) -> None:
+        logits = engine.state.output["pred"].detach().float().cpu()
+        per_fold = self.outputs.setdefault(int(self.fold), {})  # type: ignore[arg-type]
+        for slide_id, row in zip(engine.state.batch["ids"], logits):
+            if slide_id not in self._seen:
+                self._seen.add(slide_id)
+                self.order.append(slide_id)
+            per_fold[slide_id] = row.numpy()
+
+    def write(self, info: dict[str, Any]) -> Path:
+        """Write ``predictions.csv`` for the slides every fold model saw."""
+        folds = sorted(self.outputs)
+        ids = [s for s in self.order if all(s in self.outputs[k] for k in folds)]
+        if info.get("task") == "subtyping":
+            classes = list(info["classes"])
+            rows = []
+            for slide_id in ids:
+                probs = np.mean([torch.softmax(torch.from_numpy(self.outputs[k][slide_id]), 0).numpy()
+                                 for k in folds], axis=0)
+                rows.append({"slide_id": slide_id, "predicted": classes[int(probs.argmax())],
+                             **{f"prob_{c}": f"{p:.6g}" for c, p in zip(classes, probs)}})
+            columns = ["slide_id", "predicted", *(f"prob_{c}" for c in classes)]
+        else:
+            rows = []
+            for slide_id in ids:
+                risks = {k: float(survival_outputs(torch.from_numpy(self.outputs[k][slide_id])[None])[2])
+                         for k in folds}
+                rows.append({"slide_id": slide_id, "risk": f"{np.mean(list(risks.values())):.6g}",
+                             **{f"risk_fold_{k}": f"{r:.6g}" for k, r in risks.items()}})
+            columns = ["slide_id", "risk", *(f"risk_fold_{k}" for k in folds)]
+        path = write_csv_rows(self.output_dir / "predictions.csv", rows, columns)
+        logger.info("wrote predictions of %d slide(s) by %d fold model(s) to %s", len(rows), len(folds), path)
+        return path
+
+
+class FoldEnsemble:
+    """Run ``evaluator`` once per saved fold model and write the averaged predictions.
+
+    Args:
+        evaluator: a MONAI evaluator over the slides to predict; ``writer`` is one of its handlers.
+        network: the network the evaluator runs (weights are loaded per fold).
+        model_dir: folder of ``fold_<k>/model.pt``.
+        writer: the :class:`EnsemblePredictionWriter`.
+        folds: fold models to use, None for all.
+    """
+
+    def __init__(self, evaluator: Engine, network: nn.Module, model_dir: str | os.PathLike[str],
+                 writer: EnsemblePredictionWriter, folds: list[int] | None = None) -> None:
+        self.evaluator = evaluator
+        self.network = network
+        self.model_dir = Path(model_dir)
+        self.writer = writer
+        self.folds = folds
+
+    def run(self) -> Path:
+        available = list_fold_models(self.model_dir)
+        folds = [k for k in (self.folds if self.folds is not None else available) if k in available]
+        if not folds:
+            raise FileNotFoundError(f"{self.model_dir}: no fold_<k>/model.pt to predict with; train first")
+        info: dict[str, Any] = {}
+        for fold in folds:
+            info = load_fold_weights(self.network, self.model_dir, fold)
+            self.writer.fold = fold
+            restart_engine(self.evaluator)
+            self.evaluator.run()
+        return self.writer.write(info)

@@ -1,0 +1,166 @@
+"""Slide-level models for transfer: HistGen's report-pretrained encoder with a pooled head, and ABMIL.
+
+- :class:`HistGenMIL`: ``features [B, N, in_dim]`` -> HistGen's visual side (projection, cross-modal context,
+  local-global encoder) -> region tokens ``[B, R, d_model]`` -> gated attention over the real regions
+  (``region_mask``) -> slide embedding ``[B, d_model]`` -> linear head ``[B, num_outputs]``.
+- :class:`ABMIL`: the baseline on the raw patch features: ``features`` -> linear + ReLU -> gated attention
+  over the real patches -> linear head.
+
+Outputs are logits: class logits for subtyping, per-bin hazard logits for survival.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import torch
+from torch import nn
+
+from scripts.networks import HistGen, HistGenConfig
+from scripts.networks.hierarchical_encoder import EncodedSlide
+
+from .attention_pooling import GatedAttentionPool
+
+__all__ = ["ABMIL", "MIL_MODELS", "HistGenEncoder", "HistGenMIL", "build_mil_network"]
+
+MIL_MODELS: tuple[str, ...] = ("histgen", "abmil")
+
+
+class HistGenEncoder(HistGen):
+    """HistGen without its report decoder: ``encode(features, mask) -> EncodedSlide``.
+
+    Parameter names are HistGen's, so a report model's state dict loads into it once its ``decoder.*``
+    entries are left out (:func:`scripts.transfer.load_pretrained_encoder`). ``config`` keeps the report
+    model's full hyper-parameters (``vocab_size`` included) although no decoder is built from them.
+    """
+
+    def __init__(self, config: HistGenConfig) -> None:
+        # a one-word, one-layer decoder is built by HistGen.__init__ and dropped at once
+        super().__init__(HistGenConfig.from_dict(config.to_dict(), vocab_size=1, num_layers=1))
+        del self.decoder
+        self.config = config
+
+    def forward(self, features: torch.Tensor, mask: torch.Tensor | None = None) -> EncodedSlide:  # type: ignore[override]
+        return self.encode(features, mask)
+
+    def score(self, *args: Any, **kwargs: Any) -> torch.Tensor:
+        raise TypeError("HistGenEncoder has no report decoder; use scripts.networks.HistGen to score reports")
+
+    def generate(self, *args: Any, **kwargs: Any) -> torch.Tensor:
+        raise TypeError("HistGenEncoder has no report decoder; use scripts.networks.HistGen to generate reports")
+
+
+class HistGenMIL(nn.Module):
+    """HistGen encoder, gated attention over region tokens, linear head.
+
+    Args:
+        config: the encoder's hyper-parameters (a report model's ``model_config.json`` for pretrained weights).
+        num_outputs: classes, or survival time bins.
+        attention_dim: width of the region attention.
+        dropout: dropout of the attention branches and before the head.
+    """
+
+    def __init__(self, config: HistGenConfig, num_outputs: int, attention_dim: int = 64, dropout: float = 0.25
+                 ) -> None:
+        super().__init__()
+        self.encoder = HistGenEncoder(config)
+        self.pool = GatedAttentionPool(config.d_model, attention_dim, dropout)
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(config.d_model, num_outputs))
+        self.encoder_frozen = False
+
+    def freeze_encoder(self) -> None:
+        """Stop training the encoder: no gradients, and eval mode (no dropout) even in ``train()``."""
+        self.encoder_frozen = True
+        self.encoder.requires_grad_(False)
+        self.encoder.eval()
+
+    def train(self, mode: bool = True) -> HistGenMIL:
+        super().train(mode)
+        if self.encoder_frozen:
+            self.encoder.eval()
+        return self
+
+    def embed(self, features: torch.Tensor, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``features [B, N, in_dim]``, ``mask [B, N]`` -> embedding ``[B, d_model]``, region weights ``[B, R]``."""
+        encoded = self.encoder(features, mask)
+        return self.pool(encoded.region_tokens, encoded.region_mask)
+
+    def forward(self, features: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits ``[B, num_outputs]``."""
+        return self.head(self.embed(features, mask)[0])
+
+
+class ABMIL(nn.Module):
+    """Gated-attention MIL on patch features (Ilse et al. 2018).
+
+    Args:
+        in_dim: patch feature size D.
+        num_outputs: classes, or survival time bins.
+        hidden_dim: width of the patch embedding.
+        attention_dim: width of the attention branches.
+        dropout: dropout after the embedding, in the attention and before the head.
+    """
+
+    def __init__(self, in_dim: int, num_outputs: int, hidden_dim: int = 128, attention_dim: int = 64,
+                 dropout: float = 0.25) -> None:
+        super().__init__()
+        self.in_dim = in_dim
+        self.embed_patches = nn.Sequential(nn.Linear(in_dim, hidden_dim), nn.ReLU(), nn.Dropout(dropout))
+        self.pool = GatedAttentionPool(hidden_dim, attention_dim, dropout)
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(hidden_dim, num_outputs))
+
+    def embed(self, features: torch.Tensor, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """``features [B, N, D]``, ``mask [B, N]`` -> slide embedding ``[B, hidden]``, patch weights ``[B, N]``."""
+        if features.dim() != 3 or features.shape[-1] != self.in_dim:
+            raise ValueError(f"features must be [B, N, {self.in_dim}], got {tuple(features.shape)}")
+        return self.pool(self.embed_patches(features), mask)
+
+    def forward(self, features: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits ``[B, num_outputs]``."""
+        return self.head(self.embed(features, mask)[0])
+
+
+def build_mil_network(
+    model: str,
+    in_dim: int,
+    num_outputs: int,
+    histgen: HistGenConfig | dict[str, Any] | None = None,
+    abmil: dict[str, Any] | None = None,
+    pool: dict[str, Any] | None = None,
+) -> HistGenMIL | ABMIL:
+    """The model named by ``model`` (``"histgen"`` or ``"abmil"``).
+
+    Args:
+        model: which model.
+        in_dim: feature size D of the bags (overrides ``histgen["in_dim"]``).
+        num_outputs: classes or time bins.
+        histgen: :class:`HistGenConfig` or its fields, for ``"histgen"``.
+        abmil: ``ABMIL`` keyword arguments (``hidden_dim``, ``attention_dim``, ``dropout``), for ``"abmil"``.
+        pool: ``HistGenMIL`` keyword arguments (``attention_dim``, ``dropout``), for ``"histgen"``.
+    """
+    if model == "histgen":
+        values = histgen.to_dict() if isinstance(histgen, HistGenConfig) else dict(histgen or {})
+        if values.get("in_dim", in_dim) != in_dim:
+            raise ValueError(f"the HistGen encoder expects in_dim={values['in_dim']} but the features have "
+                             f"D={in_dim}")
+        config = HistGenConfig.from_dict(values, in_dim=in_dim)
+        return HistGenMIL(config, num_outputs, **(pool or {}))
+    if model == "abmil":
+        return ABMIL(in_dim, num_outputs, **(abmil or {}))
+    raise ValueError(f"model must be one of {MIL_MODELS}, got {model!r}")
+
+
+def network_spec(network: nn.Module) -> dict[str, Any]:
+    """What :func:`build_mil_network` needs to rebuild ``network`` (saved beside fold models)."""
+    if isinstance(network, HistGenMIL):
+        pool = network.pool
+        return {"model": "histgen", "in_dim": network.encoder.config.in_dim,
+                "num_outputs": network.head[-1].out_features,
+                "histgen": dataclasses.asdict(network.encoder.config),
+                "pool": {"attention_dim": pool.score.in_features, "dropout": pool.value[-1].p}}
+    if isinstance(network, ABMIL):
+        return {"model": "abmil", "in_dim": network.in_dim, "num_outputs": network.head[-1].out_features,
+                "abmil": {"hidden_dim": network.embed_patches[0].out_features,
+                          "attention_dim": network.pool.score.in_features, "dropout": network.pool.value[-1].p}}
+    raise TypeError(f"not a transfer MIL network: {type(network).__name__}")

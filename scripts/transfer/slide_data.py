@@ -1,0 +1,65 @@
+"""Where a transfer bundle's slides come from: the user's CSV and feature folder, or the SYNTHETIC demo."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .distributed import rank0_first
+from .slide_table import OnMissing, SlideTable, read_slide_table
+
+__all__ = ["resolve_slide_table"]
+
+logger = logging.getLogger("histgen.transfer")
+
+DEMO_FOLDER = "demo_data"
+
+
+def resolve_slide_table(
+    task: str,
+    csv_file: str | os.PathLike[str] | None,
+    dataset_dir: str | os.PathLike[str] | None,
+    output_dir: str | os.PathLike[str],
+    classes: Sequence[str] | None = None,
+    on_missing: OnMissing = "raise",
+    demo: dict[str, Any] | None = None,
+) -> SlideTable:
+    """Read the user's CSV, or build the SYNTHETIC demo (in ``<output_dir>/demo_data``) when neither path is given.
+
+    Args:
+        task: ``"subtyping"`` or ``"survival"``.
+        csv_file: the label CSV, or None.
+        dataset_dir: folder of ``<slide_id>.h5``/``.pt`` feature files, or None.
+        output_dir: the run folder.
+        classes: allowed class names (subtyping), None to take the CSV's.
+        on_missing: slides without a usable feature file: ``"raise"`` or ``"skip"``.
+        demo: options of :func:`scripts.transfer.make_subtyping_demo` / ``make_survival_demo``.
+    """
+    synthetic = False
+    if csv_file is None and dataset_dir is None:
+        from .demo_tables import make_subtyping_demo, make_survival_demo
+
+        build = make_subtyping_demo if task == "subtyping" else make_survival_demo
+        with rank0_first():
+            built = build(Path(output_dir) / DEMO_FOLDER, demo)
+        logger.warning("no csv_file/dataset_dir given: using the SYNTHETIC %s demo %s (generated feature bags and "
+                       "labels, not patient data)", task, built.csv_file)
+        csv_file, dataset_dir, synthetic = built.csv_file, built.dataset_dir, True
+    elif csv_file is None or dataset_dir is None:
+        raise ValueError("give both csv_file (labels) and dataset_dir (feature files), or neither for the demo; "
+                         f"got csv_file={csv_file!r}, dataset_dir={dataset_dir!r}")
+    table = read_slide_table(task, csv_file, dataset_dir, classes=classes, on_missing=on_missing)
+    table.synthetic = synthetic
+    cases = len(set(table.case_ids))
+    if task == "subtyping":
+        detail = f"classes {table.classes}"
+    else:
+        events = sum(int(r.event) for r in table.records)  # type: ignore[arg-type]
+        detail = f"{events} slides with an observed event, {len(table) - events} censored"
+    skipped = f", {len(table.skipped)} skipped" if table.skipped else ""
+    logger.info("%s: %d slides of %d cases (D=%d), %s%s", table.csv_file, len(table), cases, table.feature_dim,
+                detail, skipped)
+    return table

@@ -1,0 +1,151 @@
+"""Transfer models: HistGen encoder + pooled head, ABMIL, and starting from a report model's encoder."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from scripts.engines import save_report_model
+from scripts.networks import HistGen, HistGenConfig
+from scripts.text import Vocabulary
+from scripts.transfer import (
+    ABMIL,
+    EncoderWeightsError,
+    HistGenMIL,
+    build_mil_network,
+    encoder_config,
+    load_pretrained_encoder,
+    network_spec,
+    resolve_pretrained_encoder,
+    trainable_parameters,
+)
+
+SMALL = {"d_vf": 24, "d_model": 16, "d_ff": 32, "num_heads": 2, "dropout": 0.1, "drop_prob_lm": 0.3, "topk": 4,
+         "cmm_size": 8, "cmm_dim": 16, "region_size": 5, "prototype_num": 3}
+
+
+def save_small_report_model(folder, in_dim=12, seed=0):
+    torch.manual_seed(seed)
+    model = HistGen(HistGenConfig(in_dim=in_dim, vocab_size=7, num_layers=1, **SMALL))
+    vocab = Vocabulary(["tumour", "normal", "cells", "a", "b", "c", "<unk>"])
+    return save_report_model(folder, model, vocab), model
+
+
+def padded(bags):
+    n = max(b.shape[0] for b in bags)
+    features = torch.zeros(len(bags), n, bags[0].shape[1])
+    mask = torch.zeros(len(bags), n, dtype=torch.bool)
+    for i, b in enumerate(bags):
+        features[i, : b.shape[0]] = b
+        mask[i, : b.shape[0]] = True
+    return features, mask
+
+
+@pytest.mark.parametrize("model", ["histgen", "abmil"])
+def test_padding_does_not_change_a_slide_s_logits(model):
+    torch.manual_seed(0)
+    network = build_mil_network(model, 12, 3, histgen=SMALL).eval()
+    bags = [torch.randn(n, 12) for n in (7, 23, 11)]
+    features, mask = padded(bags)
+    together = network(features, mask)
+    assert together.shape == (3, 3)
+    for i, bag in enumerate(bags):
+        alone = network(bag[None])
+        assert torch.allclose(alone[0], together[i], atol=1e-5), i
+
+
+def test_network_spec_rebuilds_the_same_architecture():
+    for model in ("histgen", "abmil"):
+        network = build_mil_network(model, 12, 4, histgen=SMALL, abmil={"hidden_dim": 20})
+        spec = json.loads(json.dumps(network_spec(network)))
+        rebuilt = build_mil_network(**spec)
+        assert rebuilt.state_dict().keys() == network.state_dict().keys()
+        rebuilt.load_state_dict(network.state_dict())
+    with pytest.raises(ValueError, match="model must be one of"):
+        build_mil_network("clam", 12, 2)
+    with pytest.raises(ValueError, match="expects in_dim=8 but the features have D=12"):
+        build_mil_network("histgen", 12, 2, histgen={**SMALL, "in_dim": 8})
+
+
+def test_the_encoder_starts_from_the_report_model_and_can_be_frozen(tmp_path):
+    path, report = save_small_report_model(tmp_path / "report" / "models")
+    config = encoder_config({"d_model": 999}, path, in_dim=12)  # the report's sizes win over the bundle's
+    assert config["d_model"] == 16 and config["vocab_size"] == 7
+    torch.manual_seed(1)
+    network = build_mil_network("histgen", 12, 3, histgen=config)
+    loaded = load_pretrained_encoder(network, path, freeze_encoder=True)
+    assert loaded is network and isinstance(network, HistGenMIL)
+    report_state = report.state_dict()
+    encoder_state = network.encoder.state_dict()
+    assert set(encoder_state) == {k for k in report_state if not k.startswith("decoder.")}
+    for key, value in encoder_state.items():
+        assert torch.equal(value, report_state[key]), key
+    assert not any(p.requires_grad for p in network.encoder.parameters())
+    network.train()
+    assert not network.encoder.training and network.head.training
+    trainable = trainable_parameters(network)
+    assert {id(p) for p in trainable} == {id(p) for p in [*network.pool.parameters(), *network.head.parameters()]}
+
+
+def test_an_unfrozen_pretrained_encoder_is_trained(tmp_path):
+    path, _ = save_small_report_model(tmp_path / "models")
+    network = load_pretrained_encoder(build_mil_network("histgen", 12, 2, histgen=encoder_config(None, path)), path)
+    before = network.encoder.projection.weight.detach().clone()
+    optimizer = torch.optim.SGD(trainable_parameters(network), lr=0.1)
+    features, mask = padded([torch.randn(9, 12), torch.randn(14, 12)])
+    torch.nn.functional.cross_entropy(network(features, mask), torch.tensor([0, 1])).backward()
+    optimizer.step()
+    assert not torch.equal(before, network.encoder.projection.weight)
+
+
+def test_report_models_that_do_not_fit_are_named(tmp_path):
+    path, _ = save_small_report_model(tmp_path / "models", in_dim=12)
+    with pytest.raises(EncoderWeightsError, match="trained on features of D=12 but these feature files have D=32"):
+        encoder_config(None, path, in_dim=32)
+    with pytest.raises(EncoderWeightsError, match="file not found"):
+        encoder_config(None, tmp_path / "nothing" / "model.pt")
+    other, _ = save_small_report_model(tmp_path / "other", in_dim=12)
+    (other.parent / "model_config.json").unlink()
+    with pytest.raises(EncoderWeightsError, match="no model_config.json beside it"):
+        load_pretrained_encoder(build_mil_network("histgen", 12, 2, histgen=SMALL), other)
+    wider = build_mil_network("histgen", 12, 2, histgen={**SMALL, "d_ff": 48})
+    with pytest.raises(EncoderWeightsError, match="weights do not fit the encoder"):
+        load_pretrained_encoder(wider, path)
+
+
+def test_abmil_ignores_a_pretrained_encoder_loudly(tmp_path, caplog):
+    path, _ = save_small_report_model(tmp_path / "models")
+    network = build_mil_network("abmil", 12, 2)
+    before = {k: v.clone() for k, v in network.state_dict().items()}
+    with caplog.at_level("WARNING", logger="histgen.transfer"):
+        assert load_pretrained_encoder(network, path, freeze_encoder=True) is network
+    assert isinstance(network, ABMIL) and "is NOT used" in caplog.text
+    assert all(torch.equal(before[k], v) for k, v in network.state_dict().items())
+
+
+def test_which_report_model_is_used(tmp_path, caplog):
+    assert resolve_pretrained_encoder("none", tmp_path) is None
+    assert resolve_pretrained_encoder("", tmp_path) is None
+    assert resolve_pretrained_encoder(None, tmp_path) is None
+    assert resolve_pretrained_encoder("auto", tmp_path) is None  # nothing trained there yet
+    path, _ = save_small_report_model(tmp_path / "models")
+    assert resolve_pretrained_encoder("auto", tmp_path) == str(path)
+    assert resolve_pretrained_encoder("auto", tmp_path, in_dim=12) == str(path)
+    with caplog.at_level("WARNING", logger="histgen.transfer"):
+        assert resolve_pretrained_encoder("auto", tmp_path, in_dim=64) is None  # trained on other features
+    assert "trained on features of D=12, these feature files have D=64: NOT used" in caplog.text
+    assert resolve_pretrained_encoder("/x/model.pt", tmp_path) == "/x/model.pt"
+    with caplog.at_level("WARNING", logger="histgen.transfer"):
+        load_pretrained_encoder(build_mil_network("histgen", 12, 2, histgen=SMALL), None)
+    assert "RANDOM initialisation" in caplog.text
+
+
+def test_yes_no_settings_from_the_command_line():
+    from scripts.transfer import as_flag
+
+    assert [as_flag(v) for v in (True, "true", "Yes", 1, "on")] == [True] * 5
+    assert [as_flag(v) for v in (False, "false", "NO", 0, None, "")] == [False] * 6
+    with pytest.raises(ValueError, match="freeze_encoder must be true or false, got 'maybe'"):
+        as_flag("maybe", "freeze_encoder")
