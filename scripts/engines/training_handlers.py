@@ -15,10 +15,10 @@ import torch
 from ignite.engine import Engine, Events
 from monai.engines.utils import IterationEvents
 
-from scripts.atomic_io import atomic_torch_save, atomic_write_json
+from scripts.atomic_io import atomic_torch_save, atomic_write_json, remove_stale_temporaries
 from scripts.text import Vocabulary
 
-from .model_files import save_report_model
+from .model_files import CONFIG_FILE, MODEL_FILE, VOCAB_FILE, save_report_model
 from .progress import engine_loss
 
 logger = logging.getLogger("histgen.train")
@@ -92,6 +92,9 @@ class BestModelSaver:
         return {"metric": self.metric, "score": -math.inf, "epoch": None}
 
     def attach(self, engine: Engine) -> None:
+        for name in (MODEL_FILE, VOCAB_FILE, CONFIG_FILE):
+            remove_stale_temporaries(self.model_dir / name)
+        remove_stale_temporaries(self.state_file)
         engine.add_event_handler(Events.EPOCH_COMPLETED, self)
 
     def __call__(self, engine: Engine) -> None:
@@ -139,6 +142,9 @@ class TrainingCheckpoint:
         if self.resume:
             engine.add_event_handler(Events.STARTED, self.load)
         if not self.saver_disabled:
+            # a kill during the previous run's atomic write can leave its temporary file behind
+            for stale in remove_stale_temporaries(self.save_path):
+                logger.info("removed %s, left by an interrupted write", stale)
             engine.add_event_handler(Events.EPOCH_COMPLETED, self)
 
     def load(self, engine: Engine) -> None:
