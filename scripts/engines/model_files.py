@@ -1,7 +1,12 @@
-"""The files a trained report model is made of: ``model.pt``, ``vocab.json``, ``model_config.json``."""
+"""The files a trained report model is made of: ``model.pt``, ``vocab.json``, ``model_config.json``.
+
+``feature_extraction.json`` joins them when the training features came from ``scripts.wsi.FeatureExtractor``:
+the encoder and patch settings that slide inference must use to give the model the same kind of input.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -15,6 +20,7 @@ from scripts.text import Vocabulary
 MODEL_FILE = "model.pt"
 VOCAB_FILE = "vocab.json"
 CONFIG_FILE = "model_config.json"
+EXTRACTION_FILE = "feature_extraction.json"
 
 
 def unwrap(network: torch.nn.Module) -> torch.nn.Module:
@@ -22,13 +28,31 @@ def unwrap(network: torch.nn.Module) -> torch.nn.Module:
     return network.module if hasattr(network, "module") else network
 
 
-def save_report_model(model_dir: str | os.PathLike[str], network: torch.nn.Module, vocab: Vocabulary) -> Path:
-    """Write ``model.pt`` (state dict), ``vocab.json`` and ``model_config.json`` atomically into ``model_dir``."""
+def save_report_model(
+    model_dir: str | os.PathLike[str],
+    network: torch.nn.Module,
+    vocab: Vocabulary,
+    extraction: dict[str, Any] | None = None,
+) -> Path:
+    """Write ``model.pt`` (state dict), ``vocab.json`` and ``model_config.json`` atomically into ``model_dir``.
+
+    Args:
+        model_dir: the model folder.
+        network: the model (unwrapped from DDP if needed).
+        vocab: its vocabulary.
+        extraction: feature-extraction settings of the training features
+            (:func:`scripts.engines.feature_extraction_of`), written to ``feature_extraction.json``; None
+            removes an old one (the model was trained on features of unknown origin).
+    """
     model_dir = Path(model_dir)
     model = unwrap(network)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     atomic_write_json(model_dir / CONFIG_FILE, model.config.to_dict())
     vocab.save(model_dir / VOCAB_FILE)
+    if extraction is not None:
+        atomic_write_json(model_dir / EXTRACTION_FILE, extraction)
+    else:
+        (model_dir / EXTRACTION_FILE).unlink(missing_ok=True)
     atomic_torch_save(model_dir / MODEL_FILE, state)
     return model_dir / MODEL_FILE
 
@@ -39,6 +63,17 @@ def load_model_config(model_dir: str | os.PathLike[str], **overrides: Any) -> Hi
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no model config; train a model first or give the hyper-parameters")
     return HistGenConfig.from_json(path, **overrides)
+
+
+def load_feature_extraction(model_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The ``feature_extraction.json`` saved beside a model, or None when there is none."""
+    path = Path(model_dir) / EXTRACTION_FILE
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as err:
+        raise ValueError(f"{path}: not valid JSON ({err})") from err
 
 
 def load_report_model(

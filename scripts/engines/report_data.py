@@ -50,6 +50,27 @@ def feature_dim_of(dataset_dir: str | os.PathLike[str], annotation_file: str | o
     raise FileNotFoundError(f"{folder}: no feature file for any slide of {annotation_file}")
 
 
+#: ``demo["source"]`` values: SYNTHETIC slides through the feature extractor, or generated feature bags.
+DEMO_SOURCES = ("slides", "feature_bags")
+
+
+def _build_demo(output_dir: Path, options: dict[str, Any]) -> tuple[Path, Path, str]:
+    """Write (or reuse) the demo named by ``options["source"]``; returns (features, annotation, description)."""
+    source = options.pop("source", "slides")
+    if source == "slides":
+        from scripts.demo.slide_dataset import make_slide_demo_dataset
+
+        built = make_slide_demo_dataset(output_dir / "demo_data", **options)
+        return built.dataset_dir, built.annotation_file, "synthetic slides through the feature extractor"
+    if source == "feature_bags":
+        from scripts.demo.feature_bags import make_demo_dataset
+
+        name = "demo_bags_shuffled" if options.get("shuffle_pairs") else "demo_bags"
+        bags = make_demo_dataset(output_dir / name, **options)
+        return bags.dataset_dir, bags.annotation_file, "generated feature bags"
+    raise ValueError(f"demo source must be one of {DEMO_SOURCES}, got {source!r}")
+
+
 def resolve_report_data(
     dataset_dir: str | os.PathLike[str] | None,
     annotation_file: str | os.PathLike[str] | None,
@@ -61,27 +82,28 @@ def resolve_report_data(
     Args:
         dataset_dir: folder of feature files, or None.
         annotation_file: HistGen annotation JSON, or None.
-        output_dir: run folder; the demo is written to ``<output_dir>/demo_data``.
-        demo: keyword arguments of :func:`scripts.demo.feature_bags.make_demo_dataset`
-            (e.g. ``{"shuffle_pairs": true}`` for the control run).
+        output_dir: run folder; the demo is written to ``<output_dir>/demo_data`` (slides) or
+            ``<output_dir>/demo_bags[_shuffled]`` (feature bags).
+        demo: ``"source"``: ``"slides"`` (default; synthetic WSIs -> ``builtin-small`` features,
+            :func:`scripts.demo.slide_dataset.make_slide_demo_dataset`) or ``"feature_bags"``
+            (:func:`scripts.demo.feature_bags.make_demo_dataset`); every other key is passed to that
+            builder (e.g. ``{"shuffle_pairs": true}`` for the control run).
     """
     if dataset_dir is None and annotation_file is None:
-        from scripts.demo.feature_bags import make_demo_dataset
-
-        options = dict(demo or {})
-        name = "demo_data_shuffled" if options.get("shuffle_pairs") else "demo_data"
         # in a distributed run rank 0 writes the demo first; the other ranks then reuse its files
         rank0_first = _distributed()
         if rank0_first and torch.distributed.get_rank() != 0:
             torch.distributed.barrier()
-        built = make_demo_dataset(Path(output_dir) / name, **options)
-        if rank0_first and torch.distributed.get_rank() == 0:
-            torch.distributed.barrier()
+        try:
+            dataset_dir, annotation_file, what = _build_demo(Path(output_dir), dict(demo or {}))
+        finally:
+            if rank0_first and torch.distributed.get_rank() == 0:
+                torch.distributed.barrier()
         logger.warning(
-            "no dataset_dir/annotation_file given: using the SYNTHETIC demo dataset in %s "
-            "(generated feature bags, not patient data)", built.annotation_file.parent,
+            "no dataset_dir/annotation_file given: using the SYNTHETIC demo dataset in %s (%s, not patient data)",
+            Path(annotation_file).parent, what,
         )
-        dataset_dir, annotation_file, synthetic = built.dataset_dir, built.annotation_file, True
+        synthetic = True
     elif dataset_dir is None or annotation_file is None:
         raise ValueError(
             "give both dataset_dir (feature files) and annotation_file (HistGen JSON), or neither for the demo; "
@@ -95,6 +117,97 @@ def resolve_report_data(
     return ReportData(
         Path(dataset_dir), Path(annotation_file), feature_dim_of(dataset_dir, annotation_file), synthetic
     )
+
+
+#: h5 attributes of ``scripts.wsi.FeatureExtractor`` outputs that a model's inputs depend on (the run
+#: keys of ``scripts.wsi.feature_outputs.RUN_KEYS`` without the slide file's size and mtime).
+EXTRACTION_KEYS = (
+    "format_version",
+    "encoder_name",
+    "encoder_checksum",
+    "wsi_backend",
+    "target_mpp",
+    "assume_mpp",
+    "mpp_tolerance",
+    "patch_size",
+    "step",
+    "tissue_fraction",
+    "tissue_params",
+)
+
+
+def _extraction_attrs(path: Path) -> dict[str, Any] | None:
+    """The :data:`EXTRACTION_KEYS` (+ ``feature_dim``) of an extractor ``.h5``, None for other files."""
+    import json
+
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as handle:
+            attrs = dict(handle.attrs)
+            dim = int(handle["feats"].shape[1])
+    except Exception:  # not an h5 feature file of ours: no record
+        return None
+    if any(key not in attrs for key in EXTRACTION_KEYS):
+        return None
+    record: dict[str, Any] = {}
+    for key in EXTRACTION_KEYS:
+        value = attrs[key]
+        if isinstance(value, bytes):
+            value = value.decode("utf-8")
+        if hasattr(value, "item"):
+            value = value.item()
+        if isinstance(value, str) and (value[:1] in "{[" or value == "null"):
+            value = json.loads(value)
+        record[key] = value
+    record["feature_dim"] = dim
+    return record
+
+
+def feature_extraction_of(data: ReportData, split: str = "train") -> dict[str, Any] | None:
+    """The patch-extraction settings of a dataset, to save beside a model (``models/feature_extraction.json``).
+
+    Read from the h5 attributes that :class:`scripts.wsi.FeatureExtractor` writes (encoder name and
+    checksum, ``target_mpp``, ``patch_size``, ``step``, ``tissue_fraction``, tissue-mask parameters...)
+    of every slide of ``split``. Slide inference extracts new slides with these settings.
+
+    Returns:
+        The settings of the first slide (plus ``feature_dim`` and ``checked_files``), or None when any
+        slide's features do not come from the extractor (``.pt`` files, other tools, the feature-bag demo).
+        Slides whose settings differ from the first one's are counted in ``differing`` and logged.
+    """
+    from scripts.data import find_feature_file, load_annotation
+    from scripts.data.errors import BagDataError
+
+    annotation = load_annotation(data.annotation_file)
+    record: dict[str, Any] | None = None
+    differing: dict[str, int] = {}
+    checked = 0
+    for item in annotation.get(split, []):
+        try:
+            path = find_feature_file(data.dataset_dir, item["id"])
+        except BagDataError:
+            continue
+        attrs = _extraction_attrs(path) if path.suffix == ".h5" else None
+        if attrs is None:
+            logger.info("%s: no feature-extraction attributes; no extraction settings are saved with the model", path)
+            return None
+        checked += 1
+        if record is None:
+            record = attrs
+            continue
+        for key, value in attrs.items():
+            if value != record[key]:
+                differing[key] = differing.get(key, 0) + 1
+    if record is None:
+        return None
+    if differing:
+        logger.warning(
+            "%s: the %s features were extracted with different settings (slides differing from %s: %s); "
+            "slide inference will use the first slide's",
+            data.dataset_dir, split, annotation[split][0]["id"], differing,
+        )
+    return {**record, "checked_files": checked, "differing": differing}
 
 
 def build_vocabulary(

@@ -70,6 +70,8 @@ class BestModelSaver:
         model_dir: where ``model.pt``, ``vocab.json``, ``model_config.json`` go.
         state_file: JSON with the best score and epoch.
         metric: key of ``engine.state.metrics`` to maximise.
+        extraction: feature-extraction settings of the training data, saved as ``feature_extraction.json``
+            (see :func:`scripts.engines.save_report_model`).
     """
 
     def __init__(
@@ -79,9 +81,11 @@ class BestModelSaver:
         model_dir: str | os.PathLike[str],
         state_file: str | os.PathLike[str],
         metric: str = "BLEU_4",
+        extraction: dict[str, Any] | None = None,
     ) -> None:
         self.network = network
         self.vocab = vocab
+        self.extraction = extraction
         self.model_dir = Path(model_dir)
         self.state_file = Path(state_file)
         self.metric = metric
@@ -103,7 +107,7 @@ class BestModelSaver:
         engine.state.best_metric = best["score"]
         if not score > best["score"]:
             return
-        path = save_report_model(self.model_dir, self.network, self.vocab)
+        path = save_report_model(self.model_dir, self.network, self.vocab, self.extraction)
         record = {"metric": self.metric, "score": score, "epoch": engine.state.epoch, "model": str(path),
                   "val_metrics": {k: v for k, v in engine.state.metrics.items() if isinstance(v, (int, float))}}
         atomic_write_json(self.state_file, record)

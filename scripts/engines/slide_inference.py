@@ -1,0 +1,367 @@
+"""Slide inference: raw slides -> patch features -> reports and attention heatmaps, in one workflow run.
+
+``python -m monai.bundle run inference --config_file configs/inference.json --slide a.svs`` (or
+``--slide "['a.svs','b.svs']"``, ``--slides_dir DIR``, ``--slides_csv FILE``) does what
+``extract_features`` followed by feature inference does, with the model's own extraction settings:
+
+1. :class:`SlideInference` reads ``<model_dir>/feature_extraction.json`` (written at training time from the
+   training features' h5 attributes), builds that encoder (its checksum must match) and runs
+   :class:`scripts.wsi.FeatureExtractor` slide by slide into ``slide_features_dir`` (resumable: current
+   feature files are reused). A slide that cannot be read or holds no tissue is recorded and skipped.
+2. The usual inference evaluator reads the new ``.h5`` files and decodes the reports.
+3. :class:`AttentionHeatmapWriter` draws ``<reports_dir>/<slide_id>_heatmap.png``: each patch's relative
+   attention of the model (:mod:`scripts.engines.patch_attention`) over the slide thumbnail.
+4. :class:`SlideReportWriter` writes ``<slide_id>.txt`` per slide and ``reports.csv`` with one row per
+   slide: ``id, report, status (done | failed), error, slide, n_patches, heatmap``.
+
+Without slides the workflow is plain feature inference (``reports.csv`` = ``id, report``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from ignite.engine import Engine, Events
+from monai.utils import CommonKeys
+
+from scripts.atomic_io import atomic_write_text
+
+from .model_files import EXTRACTION_FILE, load_feature_extraction, unwrap
+from .patch_attention import patch_attention
+from .report_data import feature_file_list
+from .report_outputs import ReportWriter, _csv_text
+
+__all__ = ["SLIDE_TABLE_COLUMNS", "AttentionHeatmapWriter", "SlideInference", "SlideReportWriter"]
+
+logger = logging.getLogger("histgen.slides")
+
+#: Columns of ``reports.csv`` in slide mode.
+SLIDE_TABLE_COLUMNS = ["id", "report", "status", "error", "slide", "n_patches", "heatmap"]
+
+#: Extraction settings a model records and slide inference applies (``feature_extraction.json`` keys).
+_EXTRACTOR_KEYS = ("wsi_backend", "target_mpp", "assume_mpp", "mpp_tolerance", "patch_size", "step", "tissue_fraction")
+#: Settings that change the features a model sees: overriding them is allowed but logged as a warning.
+_FEATURE_DEFINING = ("encoder_name", "target_mpp", "patch_size", "step", "tissue_fraction", "tissue_params")
+
+HEATMAP_LABEL = "relative attention"
+
+
+def _as_list(value: str | os.PathLike | Sequence[str | os.PathLike] | None) -> list[str]:
+    if value is None or value == "":
+        return []
+    if isinstance(value, (str, os.PathLike)):
+        return [os.fspath(value)]
+    return [os.fspath(v) for v in value]
+
+
+class SlideInference:
+    """Slides -> feature files for the inference workflow, with the extraction settings the model was trained on.
+
+    Args:
+        model_dir: the model folder (``feature_extraction.json`` is read from it).
+        features_dir: where ``<slide_id>.h5``, ``_thumb.png`` and the extraction ``manifest.csv`` go.
+        reports_dir: where ``reports.csv`` (and the heatmaps) go.
+        slide: one slide path or a list of them.
+        slides_dir: a folder scanned recursively for slides.
+        slides_csv: a CSV with ``path`` (and optional ``slide_id``) columns.
+        device: where the patch encoder runs (default CUDA when available).
+        encoder_checkpoint: local weights of the encoder named in the record (all but ``builtin-small``).
+        extraction_overrides: settings that replace the recorded ones, e.g. ``{"assume_mpp": 0.25}`` for
+            slides without resolution metadata, or ``{"wsi_backend": "openslide"}``; needed in full when
+            the model has no ``feature_extraction.json``.
+        batch_size, num_workers, save_thumbnails, progress: :class:`scripts.wsi.FeatureExtractor` options
+            that do not change the features.
+
+    Without ``slide``, ``slides_dir`` and ``slides_csv`` it is inactive and :meth:`feature_paths` returns the
+    given feature files, so one config serves both kinds of input.
+    """
+
+    def __init__(
+        self,
+        model_dir: str | os.PathLike,
+        features_dir: str | os.PathLike,
+        reports_dir: str | os.PathLike,
+        slide: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
+        slides_dir: str | os.PathLike | None = None,
+        slides_csv: str | os.PathLike | None = None,
+        device: torch.device | str | None = None,
+        encoder_checkpoint: str | os.PathLike | None = None,
+        extraction_overrides: dict[str, Any] | None = None,
+        batch_size: int = 64,
+        num_workers: int = 2,
+        save_thumbnails: bool = True,
+        progress: bool = True,
+    ) -> None:
+        self.model_dir = Path(model_dir)
+        self.features_dir = Path(features_dir)
+        self.reports_dir = Path(reports_dir)
+        self.slide = _as_list(slide)
+        self.slides_dir = slides_dir or None
+        self.slides_csv = slides_csv or None
+        self.device = device
+        self.encoder_checkpoint = encoder_checkpoint
+        self.extraction_overrides = dict(extraction_overrides or {})
+        self.batch_size = int(batch_size)
+        self.num_workers = int(num_workers)
+        self.save_thumbnails = bool(save_thumbnails)
+        self.progress = bool(progress)
+        self._sources: list[Any] | None = None
+        self._settings: dict[str, Any] | None = None
+        self._extractor: Any = None
+        self._rows: list[Any] | None = None
+        self.heatmaps: dict[str, str] = {}
+        self.heatmap_errors: dict[str, str] = {}
+
+    # ------------------------------------------------------------------ inputs
+    @property
+    def active(self) -> bool:
+        """True when slides were given (slide mode)."""
+        return bool(self.slide or self.slides_dir or self.slides_csv)
+
+    def sources(self) -> list[Any]:
+        """The slides of the run (:class:`scripts.wsi.SlideSource`), in the order given."""
+        from scripts.wsi import SlideSource, list_slides
+
+        if self._sources is None:
+            sources = [SlideSource(Path(p).stem, str(p)) for p in self.slide]
+            if self.slides_dir or self.slides_csv:
+                sources += list_slides(self.slides_dir, self.slides_csv)
+            seen: dict[str, str] = {}
+            for source in sources:
+                if source.slide_id in seen:
+                    raise ValueError(
+                        f"slide id {source.slide_id!r} is used twice ({seen[source.slide_id]} and {source.path}); "
+                        "list the slides in a CSV with distinct slide_id values"
+                    )
+                seen[source.slide_id] = source.path
+            if not sources:
+                raise FileNotFoundError(f"no slides found (slides_dir={self.slides_dir}, slides_csv={self.slides_csv})")
+            self._sources = sources
+        return self._sources
+
+    def settings(self) -> dict[str, Any]:
+        """The extraction settings: the model's ``feature_extraction.json`` with ``extraction_overrides`` applied."""
+        if self._settings is None:
+            recorded = load_feature_extraction(self.model_dir)
+            settings = dict(recorded or {})
+            for key, value in self.extraction_overrides.items():
+                if recorded is not None and key in _FEATURE_DEFINING and recorded.get(key) != value:
+                    logger.warning(
+                        "extraction_overrides %s=%r differs from the %r the model was trained with: "
+                        "its reports may be unreliable", key, value, recorded.get(key),
+                    )
+                settings[key] = value
+            missing = [k for k in ("encoder_name", "target_mpp", "patch_size") if k not in settings]
+            if missing:
+                raise FileNotFoundError(
+                    f"{self.model_dir / EXTRACTION_FILE}: not found, so the model's feature-extraction settings are "
+                    f"unknown (missing {missing}); train on features from extract_features, or give them as "
+                    "--extraction_overrides \"{'encoder_name': ..., 'target_mpp': ..., 'patch_size': ...}\""
+                )
+            self._settings = settings
+        return self._settings
+
+    def extractor(self) -> Any:
+        """The :class:`scripts.wsi.FeatureExtractor` with the model's settings (encoder checksum checked)."""
+        from scripts.encoders import build_encoder
+        from scripts.wsi import FeatureExtractor, TissueMaskParams
+
+        if self._extractor is None:
+            s = self.settings()
+            device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
+            encoder = build_encoder(s["encoder_name"], checkpoint=self.encoder_checkpoint, device=device)
+            expected = s.get("encoder_checksum")
+            if expected and "encoder_name" not in self.extraction_overrides and encoder.checksum != expected:
+                raise ValueError(
+                    f"encoder {s['encoder_name']}: checksum {encoder.checksum} differs from the {expected} of the "
+                    f"encoder the model was trained with ({self.model_dir / EXTRACTION_FILE}); "
+                    f"give the same weights as --encoder_checkpoint (got {self.encoder_checkpoint})"
+                )
+            if "feature_dim" in s and int(s["feature_dim"]) != int(encoder.embed_dim):
+                raise ValueError(
+                    f"encoder {s['encoder_name']} gives {encoder.embed_dim}-d features; "
+                    f"the model expects {s['feature_dim']}"
+                )
+            options = {k: s[k] for k in _EXTRACTOR_KEYS if k in s}
+            tissue = s.get("tissue_params")
+            self._extractor = FeatureExtractor(
+                self.features_dir,
+                encoder,
+                device=device,
+                tissue_params=TissueMaskParams(**tissue) if isinstance(tissue, dict) else None,
+                batch_size=self.batch_size,
+                num_workers=self.num_workers,
+                save_thumbnails=self.save_thumbnails,
+                progress=self.progress,
+                **options,
+            )
+        return self._extractor
+
+    # ------------------------------------------------------------------ extraction
+    def extract(self) -> list[Any]:
+        """Extract every slide once (current feature files are reused); returns the manifest rows."""
+        from scripts.wsi import write_manifest
+
+        if self._rows is None:
+            extractor = self.extractor()
+            rows = []
+            for source in self.sources():
+                row = extractor.extract_slide(source)
+                rows.append(row)
+                write_manifest(self.features_dir / "manifest.csv", rows)
+                if row.status == "failed":
+                    logger.warning("slide %s failed: %s", source.slide_id, row.error)
+                else:
+                    logger.info("slide %s: %s, %d patches", source.slide_id, row.status, row.n_patches)
+            self._rows = rows
+        return self._rows
+
+    def feature_paths(
+        self,
+        feature_files: str | os.PathLike | list[str] | None = None,
+        dataset_dir: str | os.PathLike | None = None,
+    ) -> list[Path]:
+        """The feature files to decode: those of the slides that were extracted, else the given feature files."""
+        if not self.active:
+            return feature_file_list(feature_files, dataset_dir)
+        if feature_files or dataset_dir:
+            raise ValueError("give slides (slide / slides_dir / slides_csv) or feature files (feature_files / "
+                             "dataset_dir), not both")
+        return [self.features_dir / f"{row.slide_id}.h5" for row in self.extract() if row.status != "failed"]
+
+    # ------------------------------------------------------------------ heatmaps
+    def write_heatmap(self, slide_id: str, coords: np.ndarray, values: np.ndarray, label: str = HEATMAP_LABEL) -> Path:
+        """Draw ``values [N]`` at the patches ``coords [N, 2]`` over the slide's thumbnail -> ``<id>_heatmap.png``."""
+        from scripts.wsi import Slide, TissueMaskParams, read_h5_attrs, slide_tissue_mask
+        from scripts.wsi.attention_heatmap import save_value_heatmap
+
+        source = next(s for s in self.sources() if s.slide_id == slide_id)
+        attrs = read_h5_attrs(self.features_dir / f"{slide_id}.h5") or {}
+        if "patch_size_level0" not in attrs:
+            raise ValueError(f"{slide_id}.h5: no patch_size_level0 attribute")
+        extractor = self.extractor()
+        params = extractor.tissue_params if isinstance(extractor.tissue_params, TissueMaskParams) else None
+        with Slide(source.path, extractor.wsi_backend, extractor.assume_mpp, name=Path(source.path).name) as slide:
+            tissue = slide_tissue_mask(slide, params or TissueMaskParams())
+        path = self.reports_dir / f"{slide_id}_heatmap.png"
+        save_value_heatmap(path, tissue, coords, int(attrs["patch_size_level0"]), values, label=label, scale="ratio")
+        self.heatmaps[slide_id] = path.name
+        return path
+
+    # ------------------------------------------------------------------ outputs
+    def write_table(self, reports: dict[str, str], skipped: dict[str, str] | None = None) -> Path:
+        """``reports.csv`` with one row per slide (done or failed, with the reason), in the order given."""
+        skipped = skipped or {}
+        table = []
+        for row in self.extract():
+            report = reports.get(row.slide_id)
+            if row.status == "failed":
+                status, error = "failed", row.error
+            elif report is None:
+                status = "failed"
+                error = skipped.get(row.slide_id, "no report was generated (features not decoded)")
+            else:
+                status, error = "done", self.heatmap_errors.get(row.slide_id, "")
+            table.append({
+                "id": row.slide_id,
+                "report": report or "",
+                "status": status,
+                "error": error,
+                "slide": row.path,
+                "n_patches": row.n_patches,
+                "heatmap": self.heatmaps.get(row.slide_id, ""),
+            })
+        path = self.reports_dir / "reports.csv"
+        atomic_write_text(path, _csv_text(table, SLIDE_TABLE_COLUMNS))
+        failed = [r["id"] for r in table if r["status"] == "failed"]
+        logger.info("%d of %d slides reported (%s)%s", len(table) - len(failed), len(table), path,
+                    f"; failed: {', '.join(failed)}" if failed else "")
+        return path
+
+    def run(self, evaluator: Engine) -> None:
+        """Run the inference ``evaluator``; in slide mode extract first and report slides that gave no features."""
+        if not self.active:
+            evaluator.run()
+            return
+        if not self.feature_paths():
+            self.write_table({})
+            raise RuntimeError(
+                f"none of the {len(self.extract())} slide(s) could be processed; see {self.reports_dir / 'reports.csv'}"
+            )
+        evaluator.run()
+
+
+class AttentionHeatmapWriter:
+    """Evaluator handler: ``<reports_dir>/<slide_id>_heatmap.png`` for every decoded slide (slide mode only).
+
+    The value of a patch is ``PatchAttention.relative`` (:mod:`scripts.engines.patch_attention`): its
+    pooling weight relative to the average patch of its region, times its region's decoder cross-attention
+    (while the model writes the report) relative to the average region. 1 marks an average patch.
+
+    Args:
+        network: the report model.
+        slides: the workflow's :class:`SlideInference` (nothing is drawn when it is inactive).
+        enabled: False turns heatmaps off.
+    """
+
+    def __init__(self, network: torch.nn.Module, slides: SlideInference | None, enabled: bool = True) -> None:
+        self.network = network
+        self.slides = slides
+        self.enabled = bool(enabled)
+
+    def attach(self, engine: Engine) -> None:
+        if self.enabled and self.slides is not None and self.slides.active:
+            engine.add_event_handler(Events.ITERATION_COMPLETED, self)
+
+    def __call__(self, engine: Engine) -> None:
+        batch, output = engine.state.batch, engine.state.output
+        if not batch["ids"] or batch.get("coords") is None:
+            return
+        model = unwrap(self.network)
+        device = next(model.parameters()).device
+        attention = patch_attention(
+            model, batch["features"].to(device), batch["mask"].to(device), output[CommonKeys.PRED].to(device)
+        )
+        weights = attention.relative.float().cpu().numpy()
+        for row, slide_id in enumerate(batch["ids"]):
+            n = int(batch["num_patches"][row])
+            coords = batch["coords"][row, :n].numpy()
+            try:
+                self.slides.write_heatmap(slide_id, coords, weights[row, :n])
+            except Exception as err:  # a heatmap never costs the slide its report
+                message = f"heatmap: {type(err).__name__}: {err}"
+                self.slides.heatmap_errors[slide_id] = message
+                logger.warning("%s: %s", slide_id, message)
+
+
+class SlideReportWriter(ReportWriter):
+    """Inference outputs: ``<id>.txt`` per slide and ``reports.csv``.
+
+    Without slides it is :class:`ReportWriter` (``reports.csv`` = ``id, report``). In slide mode
+    ``reports.csv`` lists every slide of the run with ``SLIDE_TABLE_COLUMNS``: failed slides carry the
+    extractor's error (unreadable file, no tissue...) or the reason their features could not be decoded.
+
+    Args:
+        output_dir: the reports folder.
+        slides: the workflow's :class:`SlideInference`, or None.
+    """
+
+    def __init__(self, output_dir: str | os.PathLike[str], slides: SlideInference | None = None) -> None:
+        super().__init__(output_dir)
+        self.slides = slides
+
+    def __call__(self, engine: Engine) -> None:
+        if self.slides is None or not self.slides.active:
+            super().__call__(engine)
+            return
+        for row in self.rows:
+            atomic_write_text(self.output_dir / f"{row['id']}.txt", row["generated"] + "\n")
+        dataset = getattr(engine.data_loader, "dataset", None)
+        skipped = {s["id"]: s["reason"] for s in getattr(dataset, "skipped", [])}
+        self.slides.write_table({row["id"]: row["generated"] for row in self.rows}, skipped)
