@@ -29,10 +29,11 @@ def find_mlflow_handler(engine: Engine) -> Any | None:
     return None
 
 
-def _flatten(prefix: str, value: Any, out: dict[str, str]) -> None:
+def flatten_params(prefix: str, value: Any, out: dict[str, str]) -> None:
+    """Flatten nested params into ``out`` with dotted keys; values as text of at most 500 characters."""
     if isinstance(value, dict):
         for key, item in value.items():
-            _flatten(f"{prefix}.{key}" if prefix else str(key), item, out)
+            flatten_params(f"{prefix}.{key}" if prefix else str(key), item, out)
     else:
         out[prefix] = str(value)[:500]
 
@@ -80,7 +81,7 @@ class MLflowRunExtras:
 
         client, run_id = run
         flat: dict[str, str] = {}
-        _flatten("", self.params, flat)
+        flatten_params("", self.params, flat)
         existing = client.get_run(run_id).data.params
         params = [Param(k, v) for k, v in flat.items() if k not in existing]
         for start in range(0, len(params), 90):

@@ -20,18 +20,11 @@ from typing import Any
 from ignite.engine import Engine
 
 from scripts.engines import find_mlflow_handler
+from scripts.engines.mlflow_extras import flatten_params
 
 __all__ = ["FoldTracking"]
 
 logger = logging.getLogger("histgen.mlflow")
-
-
-def _flatten(prefix: str, value: Any, out: dict[str, str]) -> None:
-    if isinstance(value, dict):
-        for key, item in value.items():
-            _flatten(f"{prefix}.{key}" if prefix else str(key), item, out)
-    else:
-        out[prefix] = str(value)[:500]
 
 
 class FoldTracking:
@@ -92,7 +85,7 @@ class FoldTracking:
         now = int(time.time() * 1000)
         entries = [Metric(k, float(v), now, 0) for k, v in metrics.items() if math.isfinite(float(v))]
         flat: dict[str, str] = {}
-        _flatten("", self.params, flat)
+        flatten_params("", self.params, flat)
         existing = client.get_run(run_id).data.params
         params = [Param(k, v) for k, v in flat.items() if k not in existing]
         for start in range(0, max(len(entries), len(params)), 90):
