@@ -38,14 +38,17 @@ torch.save(out, sys.argv[4])
 """
 
 
-def _model_dir(tmp_path, compat: str):
+def _model_dir(tmp_path, compat: str, input_norm: bool = False):
     torch.manual_seed(3)
     config = HistGenConfig(in_dim=24, d_vf=32, d_model=32, d_ff=48, num_heads=4, num_layers=2, topk=6, cmm_size=12,
                            cmm_dim=32, region_size=6, prototype_num=4, vocab_size=len(TOKENS), max_seq_length=12,
-                           beam_size=2, compat=compat)
+                           beam_size=2, compat=compat, input_norm=input_norm)
     model = HistGen(config)
     with torch.no_grad():  # a peaked output layer so that beams end at different steps
         model.decoder.logit.weight.mul_(4.0)
+    if input_norm:  # statistics far from (0, 1), so that leaving them out of the export would change the output
+        gen = torch.Generator().manual_seed(5)
+        model.fit_input_norm([torch.randn(50, 24, generator=gen) * torch.linspace(0.1, 5.0, 24) + 2.0])
     return save_report_model(tmp_path / "models", model, Vocabulary(TOKENS)).parent
 
 
@@ -73,9 +76,9 @@ def _load_in_fresh_process(tmp_path, model_ts, feats, mask, targets):
     return torch.load(tmp_path / "out.pt", weights_only=False)
 
 
-@pytest.mark.parametrize("compat", ["default", "histgen-v1"])
-def test_torchscript_export_matches_the_eager_model(tmp_path, compat):
-    model_dir = _model_dir(tmp_path, compat)
+@pytest.mark.parametrize("compat, input_norm", [("default", False), ("default", True), ("histgen-v1", False)])
+def test_torchscript_export_matches_the_eager_model(tmp_path, compat, input_norm):
+    model_dir = _model_dir(tmp_path, compat, input_norm)
     cmd = [sys.executable, "-m", "scripts.serving.torchscript_export", "--model_dir", str(model_dir),
            "--meta_file", "configs/metadata.json"]
     proc = subprocess.run(cmd, cwd=REPO_ROOT, env=bundle_env(), capture_output=True, text=True, timeout=300)
@@ -88,12 +91,13 @@ def test_torchscript_export_matches_the_eager_model(tmp_path, compat):
     for beam in (1, 2, 3):
         expected = model.generate(feats, mask, beam_size=beam, max_len=12)
         assert torch.equal(got["ids"][beam], expected), f"beam {beam}"
-    if compat == "default":  # some reports end early, others run to max_len: both search exits are exercised
+    if compat == "default" and not input_norm:  # reports end at different steps: both search exits run
         assert len({int((row > 0).sum()) for row in got["ids"][3]}) > 1
     assert torch.allclose(got["score"], model.score(feats, targets, mask), atol=1e-5, rtol=0)
     default_ids = model.generate(feats, mask, beam_size=model.config.beam_size, max_len=model.config.max_seq_length)
     assert got["texts"] == vocab.decode_batch(default_ids.tolist())
     assert got["config"]["compat"] == compat and got["in_dim"] == 24
+    assert got["config"]["input_norm"] is input_norm
 
 
 def test_monai_ckpt_export_writes_the_same_generator(tmp_path):

@@ -159,3 +159,19 @@ def test_resolve_report_data_builds_the_chosen_demo(tiny_demo, tmp_path):
     assert feature_extraction_of(bags) is None  # generated bags do not come from the extractor
     with pytest.raises(ValueError, match="demo source must be one of"):
         resolve_report_data(None, None, tmp_path, {"source": "tiles"})
+
+
+def test_control_deals_every_diagnosis_the_same_number_of_each_report_class():
+    from collections import Counter
+
+    import numpy as np
+
+    from scripts.demo.slide_dataset import _balanced_report_order
+
+    diagnoses = [d for d in ("adeno", "lymphoma", "normal", "squamous") for _ in range(40)]
+    order = _balanced_report_order(diagnoses, np.random.default_rng(7))
+    assert sorted(order) == list(range(160))  # a permutation: every report used once
+    pairs = Counter((diagnoses[i], diagnoses[j]) for i, j in enumerate(order))
+    assert set(pairs.values()) == {10} and len(pairs) == 16  # no (slide class, report class) excess to learn
+    one_each = _balanced_report_order(["a", "b", "c"], np.random.default_rng(0))
+    assert sorted(one_each) == [0, 1, 2] and all(i != j for i, j in enumerate(one_each))

@@ -159,22 +159,13 @@ def test_slides_need_the_models_extraction_settings(tmp_path):
 TRAIN_DEMO = {"source": "slides", "n_train": 12, "n_val": 4, "n_test": 4, "slide_size": 1024, "seed": 11}
 
 
-def _train_overrides() -> dict[str, str]:
-    """Record the extraction settings with the model, unless configs/train.json already does."""
-    config = json.loads((REPO_ROOT / "configs" / "train.json").read_text())
-    if "feature_extraction" in config:
-        return {}
-    return {"feature_extraction": "$scripts.engines.feature_extraction_of(@report_data)",
-            "validate#handlers#1#extraction": "@feature_extraction"}
-
-
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A small model trained by the training workflow on a tiny slide demo (its default data source)."""
     out = tmp_path_factory.mktemp("trained")
     demo = "{" + ", ".join(f"'{k}': {v!r}" for k, v in TRAIN_DEMO.items()) + "}"
     run_bundle("training", "train.json", output_dir=path_of(out), demo=demo, max_epochs=4, batch_size=4,
-               val_batch_size=4, beam_size=2, **_train_overrides())
+               val_batch_size=4, beam_size=2)
     return out
 
 

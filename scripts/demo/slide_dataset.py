@@ -13,7 +13,8 @@ The default demo of the report bundle. Three steps, each cached on disk:
 3. **reports**: each slide's report is written from what the slide shows
    (:func:`scripts.demo.reports.make_report`): its diagnosis and the lesion's share of the tissue inside
    the extracted patches, measured on the ground-truth label map. ``annotation.json`` pairs them;
-   ``annotation_shuffled.json`` permutes the reports within each split (the "no signal" control).
+   ``annotation_shuffled.json`` permutes the reports within each split, every diagnosis's slides getting
+   every diagnosis's reports in equal numbers (the "no signal" control).
 
 On disk (``out_dir``)::
 
@@ -343,12 +344,40 @@ def _annotation_items(out_dir: Path, jobs: list[_SlideJob]) -> dict[str, list[di
     return items
 
 
+def _balanced_report_order(diagnoses: list[str], rng: np.random.Generator) -> list[int]:
+    """For each slide, the index of the slide whose report it gets, so that every diagnosis's slides receive
+    every diagnosis's reports in (near) equal numbers.
+
+    A plain random permutation keeps a chance excess of some (slide class, report class) pairs (e.g. 15 vs
+    the expected 10 of 40 slides); a model that has learned the classes then learns that excess and scores
+    above chance on the true test pairs, which makes the "no signal" control look like a leak. Dealing
+    each class's slides round-robin over the report classes removes that excess.
+    """
+    classes = sorted(set(diagnoses))
+    reports_of = {c: [i for i, d in enumerate(diagnoses) if d == c] for c in classes}
+    for pool in reports_of.values():
+        rng.shuffle(pool)
+    order = [-1] * len(diagnoses)
+    shift = int(rng.integers(1, len(classes))) if len(classes) > 1 else 0  # first deal: another class's report
+    for offset, slide_class in enumerate(classes):
+        slides = [i for i, d in enumerate(diagnoses) if d == slide_class]
+        rng.shuffle(slides)
+        for j, slide in enumerate(slides):
+            wanted = classes[(offset + shift + j) % len(classes)]
+            # classes of unequal size: take from the wanted class, else from the fullest remaining pool
+            pool = reports_of[wanted] or max(reports_of.values(), key=len)
+            order[slide] = pool.pop()
+    return order
+
+
 def _shuffled(items: dict[str, list[dict[str, Any]]], seed: int) -> dict[str, list[dict[str, Any]]]:
-    """Reports (with their diagnosis and share) permuted among each split's slides."""
+    """Reports (with their diagnosis and share) permuted among each split's slides, class-balanced
+    (:func:`_balanced_report_order`)."""
     out = {}
     for split_index, split in enumerate(SPLITS):
         rows = [dict(item) for item in items[split]]
-        order = np.random.default_rng([seed, split_index, 0, 1]).permutation(len(rows))
+        rng = np.random.default_rng([seed, split_index, 0, 1])
+        order = _balanced_report_order([row["diagnosis"] for row in rows], rng)
         texts = [(rows[j]["report"], rows[j]["diagnosis"], rows[j]["tumour_share"]) for j in order]
         for row, (report, diagnosis, share) in zip(rows, texts):
             row["report"], row["diagnosis"], row["tumour_share"] = report, diagnosis, share
@@ -457,6 +486,7 @@ def make_slide_demo_dataset(
         "n_val": counts["val"],
         "n_test": counts["test"],
         "seed": int(seed),
+        "control": "class-balanced shuffle",
         "slide": {
             "size": int(slide_size),
             "mpp": float(mpp),

@@ -2,6 +2,7 @@
 
 import warnings
 
+from .input_normalisation import fit_input_norm
 from .mlflow_extras import MLflowRunExtras, find_mlflow_handler
 from .model_files import (
     EXTRACTION_FILE,
@@ -58,6 +59,7 @@ __all__ = [
     "default_key_phrases",
     "feature_dim_of",
     "feature_extraction_of",
+    "fit_input_norm",
     "find_mlflow_handler",
     "feature_file_list",
     "load_feature_extraction",

@@ -41,6 +41,9 @@ class HistGenConfig:
         gradient_checkpointing: while training, recompute the patch-level activations (projection,
             visual context, region attention) in the backward pass instead of keeping them: less
             memory for large bags, about a third more time per step.
+        input_norm: standardise each feature dimension with a mean and std fitted on the training
+            bags (:meth:`HistGen.fit_input_norm`) and stored in the model as the buffers
+            ``input_mean``/``input_std``. Off in the reference code and in imported checkpoints.
     """
 
     in_dim: int = 1024
@@ -61,6 +64,7 @@ class HistGenConfig:
     beam_size: int = 3
     compat: str = "default"
     gradient_checkpointing: bool = False
+    input_norm: bool = False
 
     def __post_init__(self) -> None:
         if self.compat not in COMPAT_MODES:
@@ -71,6 +75,8 @@ class HistGenConfig:
             raise ValueError(f"cmm_dim ({self.cmm_dim}) must equal d_model ({self.d_model})")
         if self.region_size < 2:
             raise ValueError(f"region_size must be >= 2 (patches + 1 global token), got {self.region_size}")
+        if self.input_norm and self.compat == "histgen-v1":
+            raise ValueError("input_norm is not part of the reference network: use compat='default'")
         if self.topk > self.cmm_size:
             raise ValueError(f"topk ({self.topk}) cannot exceed cmm_size ({self.cmm_size})")
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,8 @@ from .context_memory import CrossModalMemory
 from .hierarchical_encoder import EncodedSlide, LocalGlobalEncoder
 from .layers import MultiHeadAttention
 from .report_decoder import DecoderCache, ReportDecoder
+
+logger = logging.getLogger("histgen.network")
 
 
 class HistGen(nn.Module):
@@ -38,6 +42,10 @@ class HistGen(nn.Module):
             config = HistGenConfig.from_dict(config.to_dict(), **overrides)
         self.config = config
         c = config
+        if c.input_norm:
+            # identity until fit_input_norm(); saved with the weights so inference needs nothing else
+            self.register_buffer("input_mean", torch.zeros(c.in_dim))
+            self.register_buffer("input_std", torch.ones(c.in_dim))
         self.projection = nn.Linear(c.in_dim, c.d_vf)
         self.visual_embed = nn.Sequential(nn.Linear(c.d_vf, c.d_model), nn.ReLU(), nn.Dropout(c.drop_prob_lm))
         self.memory_matrix = nn.Parameter(torch.empty(c.cmm_size, c.cmm_dim))
@@ -58,6 +66,37 @@ class HistGen(nn.Module):
             if p.dim() > 1:
                 nn.init.xavier_uniform_(p)
         nn.init.normal_(self.memory_matrix, 0.0, 1.0 / self.config.cmm_dim)
+
+    @torch.no_grad()
+    def fit_input_norm(self, bags: Iterable[Any]) -> HistGen:
+        """Set ``input_mean``/``input_std`` to the per-dimension statistics of every patch in ``bags``.
+
+        Args:
+            bags: the training bags: a dataset whose items hold ``"features"`` (e.g.
+                :class:`scripts.data.ReportBagDataset` of the train split) or ``[N, D]`` tensors.
+
+        Returns:
+            the model itself (so a config can call it in a list of expressions).
+
+        Raises:
+            ValueError: the model was built with ``input_norm=False``, or the bags are empty or hold NaN/Inf.
+        """
+        from .input_norm import feature_statistics
+
+        if not self.config.input_norm:
+            raise ValueError("this model was built with input_norm=False; set it to True to fit the statistics")
+        mean, std, count = feature_statistics(bags, self.config.in_dim)
+        self.input_mean.copy_(mean)
+        self.input_std.copy_(std)
+        logger.info("input normalisation fitted on %d patches (std range %.3g..%.3g)", count,
+                    float(std.min()), float(std.max()))
+        return self
+
+    def normalise_inputs(self, features: torch.Tensor) -> torch.Tensor:
+        """``(features - input_mean) / input_std`` when ``input_norm`` is on, else ``features`` unchanged."""
+        if not self.config.input_norm:
+            return features
+        return (features - self.input_mean) / self.input_std
 
     # ------------------------------------------------------------------ encoding
     def _check_inputs(self, features: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -96,7 +135,7 @@ class HistGen(nn.Module):
 
     def embed_patches(self, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Projection, visual embedding and the visual side of the cross-modal context: ``[B, N, d_model]``."""
-        x = self.visual_embed(self.projection(features))
+        x = self.visual_embed(self.projection(self.normalise_inputs(features)))
         idx = self.prototype_indices(mask)
         prototypes = torch.gather(x, 1, idx.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
         responses = self.context(prototypes, self.memory_matrix)

@@ -128,6 +128,12 @@ class ScriptableHistGen(nn.Module):
                 raise ValueError("give a HistGenConfig or a HistGen model")
             model = HistGen(config)
         c = model.config
+        self.input_norm: bool = c.input_norm
+        # without input_norm the (unused) buffers stay out of the state dict, which then matches model.pt's
+        self.register_buffer("input_mean", model.input_mean.clone() if c.input_norm else torch.zeros(c.in_dim),
+                             persistent=c.input_norm)
+        self.register_buffer("input_std", model.input_std.clone() if c.input_norm else torch.ones(c.in_dim),
+                             persistent=c.input_norm)
         self.projection = model.projection
         self.visual_embed = model.visual_embed
         self.memory_matrix = model.memory_matrix
@@ -189,6 +195,8 @@ class ScriptableHistGen(nn.Module):
     def encode(self, features: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
         """``features [B, N, D]`` -> region tokens ``[B, R, d]``, region mask ``[B, R]``, patch weights."""
         m = self._check(features, mask)
+        if self.input_norm:
+            features = (features - self.input_mean) / self.input_std
         x = self.visual_embed(self.projection(features))
         idx = self._prototype_indices(m)
         prototypes = torch.gather(x, 1, idx.unsqueeze(-1).expand(-1, -1, x.size(-1)))
