@@ -77,3 +77,10 @@ def test_bad_training_bags_are_reported():
         model.fit_input_norm([])
     with pytest.raises(ValueError, match="dimension 4, expected 6"):
         model.fit_input_norm([torch.zeros(3, 4)])
+
+
+def test_command_line_words_are_read_as_flags():
+    assert HistGenConfig(**SMALL, input_norm="false").input_norm is False  # --...#input_norm false is a string
+    assert HistGenConfig(**SMALL, input_norm="True").input_norm is True
+    with pytest.raises(ValueError, match="input_norm must be true or false"):
+        HistGenConfig(**SMALL, input_norm="maybe")

@@ -5,18 +5,14 @@ from __future__ import annotations
 import csv
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import mlflow
 import pytest
 from bundle_runs import bundle_env, path_of, run_bundle
+from local_servers import free_port, post_json, running_server
 
 from scripts.demo.feature_bags import make_demo_dataset
 
@@ -102,53 +98,17 @@ def test_fresh_process_loads_the_registered_model_and_matches_the_bundle(registe
     assert set(got["signature"]) == {"slide_id", "feature_file", "features"}
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _post(url: str, payload: dict) -> tuple[int, dict]:
-    request = urllib.request.Request(url, json.dumps(payload).encode(), {"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=120) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read() or b"{}")
-
-
 def test_mlflow_models_serve_answers_invocations_with_a_report(registered, tmp_path):
-    port = _free_port()
+    port = free_port()
     cmd = [str(Path(sys.executable).parent / "mlflow"), "models", "serve", "-m", f"models:/{MODEL}/1",
            "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)]
-    log = open(tmp_path / "serve.log", "w")
-    server = subprocess.Popen(cmd, cwd=tmp_path, env=_registry_env(registered["db"]), stdout=log,
-                              stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        deadline = time.time() + 180
-        while time.time() < deadline:
-            assert server.poll() is None, (tmp_path / "serve.log").read_text()[-3000:]
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=5) as response:
-                    if response.status == 200:
-                        break
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                time.sleep(1)
-        else:
-            pytest.fail("mlflow models serve did not answer /ping within 180 s")
+    with running_server(cmd, f"http://127.0.0.1:{port}/ping", tmp_path / "serve.log", tmp_path,
+                        _registry_env(registered["db"])):
         first = registered["files"][0]
-        status, body = _post(f"http://127.0.0.1:{port}/invocations",
-                             {"dataframe_records": [{"feature_file": str(first)}], "params": {"beam_size": 3}})
+        status, body = post_json(f"http://127.0.0.1:{port}/invocations",
+                                 {"dataframe_records": [{"feature_file": str(first)}], "params": {"beam_size": 3}})
         assert status == 200, body
         assert body["predictions"] == [{"slide_id": first.stem, "report": registered["expected"][first.stem]}]
-        status, body = _post(f"http://127.0.0.1:{port}/invocations",
-                             {"dataframe_records": [{"features": [[0.5, 0.25]]}]})
+        status, body = post_json(f"http://127.0.0.1:{port}/invocations",
+                                 {"dataframe_records": [{"features": [[0.5, 0.25]]}]})
         assert status == 400 and "feature dimension 2, the model expects 32" in json.dumps(body)
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
-        log.close()

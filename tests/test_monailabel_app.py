@@ -5,11 +5,8 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 import uuid
@@ -18,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 from bundle_runs import REPO_ROOT, bundle_env
+from local_servers import free_port, running_server
 
 from scripts.demo.synthetic_slides import write_synthetic_slide
 from scripts.encoders import build_encoder
@@ -60,12 +58,6 @@ def served_model(tmp_path_factory):
     return model_dir, studies
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _multipart(fields: dict[str, str]) -> tuple[bytes, str]:
     boundary = uuid.uuid4().hex
     body = b"".join(
@@ -91,28 +83,16 @@ def test_monailabel_server_returns_a_report_for_a_slide_region(served_model, tmp
         pytest.skip("monailabel is not installed: run `bash apps/monailabel/install.sh` (see "
                     "docs/share_and_serve/monailabel.md for why it is installed beside the venv)")
     model_dir, studies = served_model
-    port = _free_port()
+    port = free_port()
     env = bundle_env()
     env["PYTHONPATH"] = os.pathsep.join(p for p in (label_path, env.get("PYTHONPATH", "")) if p)
     # `monailabel start_server ...` runs exactly this module with the Python found on PATH
     cmd = [sys.executable, "-m", "monailabel.main", "start_server", "--app", str(REPO_ROOT / "apps" / "monailabel"),
            "--studies", str(studies), "--conf", "model_dir", str(model_dir), "--conf", "models", "histgen_report",
            "--host", "127.0.0.1", "--port", str(port)]
-    log = open(tmp_path / "server.log", "w")
-    server = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 180
-        info = None
-        while time.time() < deadline:
-            assert server.poll() is None, (tmp_path / "server.log").read_text()[-3000:]
-            try:
-                with urllib.request.urlopen(f"{base}/info/", timeout=5) as response:
-                    info = json.loads(response.read())
-                    break
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                time.sleep(1)
-        assert info is not None, "monailabel did not answer /info/ within 180 s"
+    with running_server(cmd, f"{base}/info/", tmp_path / "server.log", tmp_path, env) as answer:
+        info = json.loads(answer)
         assert "histgen_report" in info["models"]
 
         region = {"location": [256, 256], "size": [1536, 1536]}
@@ -134,14 +114,6 @@ def test_monailabel_server_returns_a_report_for_a_slide_region(served_model, tmp
         status, text = _post(f"{base}/infer/wsi_v2/histgen_report?image=slide_a&output=json", {"wsi": json.dumps(wsi)})
         assert status == 200, text[-2000:]
         assert json.loads(text)["report"] == expected.report
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
-        log.close()
 
 
 def test_report_task_answers_a_feature_file_directly(served_model, tmp_path):

@@ -1,4 +1,4 @@
-"""The subtyping bundle's workflows, run as a user runs them (``python -m monai.bundle run``) on a tiny demo."""
+"""The subtyping bundle's workflows, run as a user runs them (``python -m monai.bundle run``) on a tiny slide demo."""
 
 from __future__ import annotations
 
@@ -8,16 +8,17 @@ import subprocess
 import sys
 import time
 
+import h5py
 import mlflow
 import pytest
 import torch
 from bundle_runs import REPO_ROOT, bundle_env, path_of
+from transfer_demo import TINY_DEMO, default_report_demo, tiny_report_demo
 
 from scripts.engines import save_report_model
 from scripts.networks import HistGen, HistGenConfig
 from scripts.text import Vocabulary
 
-TINY_DEMO = "{'n_train': 24, 'n_val': 8, 'n_test': 8, 'n_patches': [20, 60]}"
 FAST = {"num_folds": 2, "max_epochs": 2, "batch_size": 4, "val_batch_size": 8}
 REPORT_SIZES = {"d_vf": 32, "d_model": 32, "d_ff": 64, "num_heads": 4, "topk": 8, "cmm_size": 16, "cmm_dim": 32,
                 "region_size": 8, "prototype_num": 4}
@@ -51,9 +52,11 @@ def run_transfer(bundle: str, run_id: str, *configs: str, expect_failure: bool =
 
 
 def save_test_report_model(folder, seed=0):
-    """A small report model on the demo's 64-d features, written as the report bundle writes it."""
+    """A small report model on the slide demo's 128-d features, written as the report bundle writes it, with
+    fitted (not identity) input statistics."""
     torch.manual_seed(seed)
-    model = HistGen(HistGenConfig(in_dim=64, vocab_size=6, num_layers=1, **REPORT_SIZES))
+    model = HistGen(HistGenConfig(in_dim=128, vocab_size=6, num_layers=1, input_norm=True, **REPORT_SIZES))
+    model.fit_input_norm([torch.rand(50, 128) * torch.linspace(0.01, 2.0, 128)])
     return save_report_model(folder, model, Vocabulary(["tumour", "normal", "cells", "seen", "here", "<unk>"]))
 
 
@@ -68,11 +71,30 @@ def report_model(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def trained(report_model, tmp_path_factory):
+def report_demo(tmp_path_factory):
+    return tiny_report_demo(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def trained(report_model, report_demo, tmp_path_factory):
     out = tmp_path_factory.mktemp("subtyping")
     proc = run_transfer("subtyping", "training", "train.json", output_dir=path_of(out), demo=TINY_DEMO,
-                        pretrained_encoder=path_of(report_model), freeze_encoder=True, tracking="mlflow", **FAST)
+                        report_demo_dir=path_of(report_demo), pretrained_encoder=path_of(report_model),
+                        freeze_encoder=True, tracking="mlflow", **FAST)
     return out, proc
+
+
+def test_the_demo_reuses_the_report_bundle_s_demo_slides(trained, report_demo):
+    out, proc = trained
+    log = proc.stdout + proc.stderr
+    assert f"the report bundle's slide demo in {path_of(report_demo)}, reused" in log
+    assert "SYNTHETIC subtyping demo" in log
+    assert not (out / "demo_data" / "slides").exists() and not (out / "demo_data" / "features").exists()
+    rows = read_rows(out / "demo_data" / "subtyping.csv")
+    annotation = json.loads((report_demo / "annotation.json").read_text())
+    truth = {item["id"]: item["diagnosis"] for split in ("train", "val", "test") for item in annotation[split]}
+    assert {r["slide_id"]: r["label"] for r in rows} == truth  # labels are the slides' synthetic diagnoses
+    assert all((report_demo / "features" / f"{r['slide_id']}.h5").is_file() for r in rows)
 
 
 def test_training_writes_splits_fold_models_and_cross_validated_scores(trained):
@@ -94,6 +116,7 @@ def test_training_writes_splits_fold_models_and_cross_validated_scores(trained):
     fold = json.loads((out / "eval" / "fold_0" / "metrics.json").read_text())
     assert fold["selection"]["metric"] == "auc" and fold["selection"]["epoch"] in (1, 2)
     assert "fold 1 done" in proc.stderr + proc.stdout
+    assert "input_norm: keeping the report model's feature statistics" in proc.stderr + proc.stdout
     assert not list(out.rglob("*.tmp")), "temporary files left behind"
 
 
@@ -126,6 +149,7 @@ def test_the_frozen_encoder_holds_the_report_model_weights(trained, report_model
         assert set(encoder) == {key for key in report if not key.startswith("decoder.")}
         for key, value in encoder.items():
             assert torch.equal(value, report[key]), key
+        assert not torch.equal(encoder["input_std"], torch.ones(128))  # the report's statistics, not refitted
         head = json.loads((out / "models" / f"fold_{k}" / "model_info.json").read_text())
         assert head["pretrained_encoder"] == path_of(report_model) and head["freeze_encoder"] is True
         assert head["network"]["histgen"]["d_model"] == 32  # sizes from the report's model_config.json
@@ -152,19 +176,20 @@ def test_mlflow_has_one_run_per_fold_under_a_summary_run(trained):
     assert any(p.startswith("config_") for p in artifacts)
 
 
-def test_evaluate_rescores_the_saved_fold_models_on_their_test_folds(trained):
+def test_evaluate_rescores_the_saved_fold_models_on_their_test_folds(trained, report_demo):
     out, _ = trained
     before = json.loads((out / "eval" / "metrics.json").read_text())
-    run_transfer("subtyping", "evaluating", "evaluate.json", output_dir=path_of(out), demo=TINY_DEMO)
+    run_transfer("subtyping", "evaluating", "evaluate.json", output_dir=path_of(out), demo=TINY_DEMO,
+                 report_demo_dir=path_of(report_demo))
     after = json.loads((out / "eval" / "metrics.json").read_text())
     assert after["folds"] == [0, 1]
     for name, stats in before["metrics"].items():
         assert after["metrics"][name]["values"] == pytest.approx(stats["values"]), name
 
 
-def test_inference_averages_the_fold_models(trained, tmp_path):
+def test_inference_averages_the_fold_models(trained, report_demo, tmp_path):
     out, _ = trained
-    files = sorted((out / "demo_data" / "features").glob("*.pt"))[:5]
+    files = sorted((report_demo / "features").glob("*.h5"))[:5]
     listing = "[" + ",".join(f"'{path_of(f)}'" for f in files) + "]"
     run_transfer("subtyping", "inference", "inference.json", output_dir=path_of(out), feature_files=listing,
                  predictions_dir=path_of(tmp_path))
@@ -177,21 +202,29 @@ def test_inference_averages_the_fold_models(trained, tmp_path):
         assert row["predicted"] == classes[probs.index(max(probs))]
 
 
-def test_abmil_baseline_runs_one_fold(tmp_path):
+def test_abmil_baseline_runs_one_fold_on_standardised_features(report_demo, tmp_path):
     run_transfer("subtyping", "training", "train.json", output_dir=path_of(tmp_path), demo=TINY_DEMO, model="abmil",
-                 fold=1, pretrained_encoder="none", **{**FAST, "max_epochs": 1})
+                 report_demo_dir=path_of(report_demo), fold=1, pretrained_encoder="none", **{**FAST, "max_epochs": 1})
     info = json.loads((tmp_path / "models" / "fold_1" / "model_info.json").read_text())
     assert info["network"]["model"] == "abmil" and info["pretrained_encoder"] is None
+    assert info["network"]["abmil"]["input_norm"] is True
+    state = torch.load(tmp_path / "models" / "fold_1" / "model.pt", weights_only=True)
+    split = json.loads((tmp_path / "splits" / "fold_1.json").read_text())
+    patches = torch.cat([torch.from_numpy(h5py.File(report_demo / "features" / f"{s}.h5", "r")["feats"][()])
+                         for s in split["train"]])  # fitted on the fold's training part only
+    std = patches.double().std(0, correction=0).float()
+    std = torch.where(std < 1e-6, torch.ones_like(std), std)  # constant dimensions are left unscaled
+    assert torch.allclose(state["input_mean"], patches.double().mean(0).float(), atol=1e-4)
+    assert torch.allclose(state["input_std"], std, rtol=1e-3, atol=1e-5)
     assert not (tmp_path / "models" / "fold_0").exists()
     summary = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert summary["folds"] == [1] and summary["missing_folds"] == [0] and summary["model"] == "abmil"
 
 
-def test_bad_labels_stop_training_with_the_rows_named(trained, tmp_path):
-    out, _ = trained
-    features = out / "demo_data" / "features"
+def test_bad_labels_stop_training_with_the_rows_named(report_demo, tmp_path):
+    features = report_demo / "features"
     csv_file = tmp_path / "labels.csv"
-    ids = sorted(p.stem for p in features.glob("*.pt"))
+    ids = sorted(p.stem for p in features.glob("*.h5"))
     csv_file.write_text("slide_id,label\n" + f"{ids[0]},LUAD\n{ids[1]},LUSC\nNO-SUCH-SLIDE,LUAD\n{ids[2]},XYZ\n")
     proc = run_transfer("subtyping", "training", "train.json", expect_failure=True, output_dir=path_of(tmp_path),
                         csv_file=path_of(csv_file), dataset_dir=path_of(features), classes="['LUAD','LUSC']")
@@ -202,15 +235,16 @@ def test_bad_labels_stop_training_with_the_rows_named(trained, tmp_path):
 
 @pytest.mark.parametrize("config,workflow", [("train.json", "train"), ("evaluate.json", "infer"),
                                              ("inference.json", "infer")])
-def test_monai_property_checks_find_nothing_missing(config, workflow, trained):
+def test_monai_property_checks_find_nothing_missing(config, workflow, trained, report_demo):
     from monai.bundle import ConfigWorkflow
 
     out, _ = trained
     folder = REPO_ROOT / "bundle" / "subtyping" / "configs"
-    extra = {"dataset_dir": path_of(out / "demo_data" / "features")} if config == "inference.json" else {}
+    extra = {"dataset_dir": path_of(report_demo / "features")} if config == "inference.json" else {}
     wf = ConfigWorkflow(config_file=str(folder / config), meta_file=str(folder / "metadata.json"),
                         logging_file=str(folder / "logging.conf"), workflow_type=workflow, output_dir=path_of(out),
-                        demo=eval(TINY_DEMO), pretrained_encoder="none", num_folds=2, **extra)
+                        demo=eval(TINY_DEMO), report_demo_dir=path_of(report_demo), pretrained_encoder="none",
+                        num_folds=2, **extra)
     wf.initialize()
     assert wf.check_properties() == []
 
@@ -227,16 +261,17 @@ def test_bundle_layout_and_metadata():
 
 
 @pytest.mark.slow
-def test_torchrun_two_processes_on_cpu(tmp_path):
+def test_torchrun_two_processes_on_cpu(report_demo, tmp_path):
     run_transfer("subtyping", "training", "train.json", "multi_gpu_train.json", torchrun_procs=2,
-                 output_dir=path_of(tmp_path), demo=TINY_DEMO, pretrained_encoder="none", **{**FAST, "max_epochs": 1})
+                 output_dir=path_of(tmp_path), demo=TINY_DEMO, report_demo_dir=path_of(report_demo),
+                 pretrained_encoder="none", **{**FAST, "max_epochs": 1})
     summary = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert summary["folds"] == [0, 1] and 0.0 <= summary["metrics"]["auc"]["mean"] <= 1.0
 
 
 @pytest.mark.slow
-def test_one_fold_alone_gives_the_same_result_as_in_the_full_run(tmp_path):
-    options = {"demo": TINY_DEMO, "pretrained_encoder": "none", **FAST}
+def test_one_fold_alone_gives_the_same_result_as_in_the_full_run(report_demo, tmp_path):
+    options = {"demo": TINY_DEMO, "report_demo_dir": path_of(report_demo), "pretrained_encoder": "none", **FAST}
     run_transfer("subtyping", "training", "train.json", output_dir=path_of(tmp_path / "all"), **options)
     run_transfer("subtyping", "training", "train.json", output_dir=path_of(tmp_path / "one"), fold=1, **options)
     full = json.loads((tmp_path / "all" / "eval" / "fold_1" / "metrics.json").read_text())["metrics"]
@@ -245,9 +280,11 @@ def test_one_fold_alone_gives_the_same_result_as_in_the_full_run(tmp_path):
 
 
 @pytest.mark.slow
-def test_default_demo_reaches_the_documented_auc(tmp_path):
+def test_default_demo_reaches_the_documented_auc(tmp_path_factory, tmp_path):
+    demo = default_report_demo(tmp_path_factory)  # the report bundle's default slide demo, as a user's would be
     start = time.perf_counter()
-    proc = run_transfer("subtyping", "training", "train.json", output_dir=path_of(tmp_path), pretrained_encoder="none")
+    proc = run_transfer("subtyping", "training", "train.json", output_dir=path_of(tmp_path),
+                        report_demo_dir=path_of(demo), pretrained_encoder="none")
     seconds = time.perf_counter() - start
     summary = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     print(f"default subtyping demo: {seconds:.0f} s, AUC {summary['metrics']['auc']['mean']:.3f}")

@@ -1,4 +1,4 @@
-"""The survival bundle's workflows, run as a user runs them (``python -m monai.bundle run``) on a tiny demo."""
+"""The survival bundle's workflows, run as a user runs them (``python -m monai.bundle run``) on a tiny slide demo."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 import torch
 from bundle_runs import REPO_ROOT, path_of
 from test_subtyping_bundle import read_rows, run_transfer, save_test_report_model
+from transfer_demo import TINY_DEMO, default_report_demo, tiny_report_demo
 
-TINY_DEMO = "{'n_train': 32, 'n_val': 8, 'n_test': 8, 'n_patches': [20, 60]}"
 FAST = {"num_folds": 2, "max_epochs": 2, "batch_size": 4, "val_batch_size": 8, "n_bins": 2}
 
 
@@ -20,11 +20,30 @@ def report_model(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def trained(report_model, tmp_path_factory):
+def report_demo(tmp_path_factory):
+    return tiny_report_demo(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def trained(report_model, report_demo, tmp_path_factory):
     out = tmp_path_factory.mktemp("survival")
     proc = run_transfer("survival", "training", "train.json", output_dir=path_of(out), demo=TINY_DEMO,
-                        pretrained_encoder=path_of(report_model), **FAST)
+                        report_demo_dir=path_of(report_demo), pretrained_encoder=path_of(report_model), **FAST)
     return out, proc
+
+
+def test_the_demo_outcomes_follow_the_report_demo_s_diagnoses(trained, report_demo):
+    out, proc = trained
+    assert f"the report bundle's slide demo in {path_of(report_demo)}, reused" in proc.stdout + proc.stderr
+    assert not (out / "demo_data" / "slides").exists()
+    annotation = json.loads((report_demo / "annotation.json").read_text())
+    truth = {item["id"]: item for split in ("train", "val", "test") for item in annotation[split]}
+    rows = read_rows(out / "demo_data" / "survival.csv")
+    assert {r["slide_id"] for r in rows} == set(truth)
+    for row in rows:
+        assert row["diagnosis"] == truth[row["slide_id"]]["diagnosis"]
+        assert float(row["tumour_share"]) == pytest.approx(truth[row["slide_id"]]["tumour_share"], abs=1e-3)
+    assert 0 < sum(r["event"] == "0" for r in rows) < len(rows)  # some censored, some observed
 
 
 def test_training_writes_fold_results_and_the_kaplan_meier_summary(trained):
@@ -40,7 +59,7 @@ def test_training_writes_fold_results_and_the_kaplan_meier_summary(trained):
     summary = json.loads((out / "eval" / "metrics.json").read_text())
     assert summary["task"] == "survival" and summary["folds"] == [0, 1]
     assert len(summary["metrics"]["c_index"]["values"]) == 2
-    assert summary["pooled"]["num_slides"] == 48
+    assert summary["pooled"]["num_slides"] == 40
     assert (out / "eval" / "kaplan_meier.png").is_file()
     assert not list(out.rglob("*.tmp"))
 
@@ -74,31 +93,31 @@ def test_the_encoder_started_from_the_report_model_and_was_fine_tuned(trained, r
     assert max(changes) > 0.0, "the encoder did not train although freeze_encoder is false"
 
 
-def test_evaluate_reproduces_the_training_scores(trained):
+def test_evaluate_reproduces_the_training_scores(trained, report_demo):
     out, _ = trained
     before = json.loads((out / "eval" / "metrics.json").read_text())
-    run_transfer("survival", "evaluating", "evaluate.json", output_dir=path_of(out), demo=TINY_DEMO)
+    run_transfer("survival", "evaluating", "evaluate.json", output_dir=path_of(out), demo=TINY_DEMO,
+                 report_demo_dir=path_of(report_demo))
     after = json.loads((out / "eval" / "metrics.json").read_text())
     assert after["metrics"]["c_index"]["values"] == pytest.approx(before["metrics"]["c_index"]["values"])
     assert after["metrics"]["loss"]["values"] == pytest.approx(before["metrics"]["loss"]["values"])
 
 
-def test_inference_writes_risks_of_every_fold_model(trained, tmp_path):
+def test_inference_writes_risks_of_every_fold_model(trained, report_demo, tmp_path):
     out, _ = trained
     run_transfer("survival", "inference", "inference.json", output_dir=path_of(out),
-                 dataset_dir=path_of(out / "demo_data" / "features"), predictions_dir=path_of(tmp_path))
+                 dataset_dir=path_of(report_demo / "features"), predictions_dir=path_of(tmp_path))
     rows = read_rows(tmp_path / "predictions.csv")
-    assert len(rows) == 48
+    assert len(rows) == 40
     for row in rows[:5]:
         folds = [float(row["risk_fold_0"]), float(row["risk_fold_1"])]
         assert float(row["risk"]) == pytest.approx(sum(folds) / 2, rel=1e-4)
         assert all(-2.0 <= r <= 0.0 for r in folds)  # -sum of 2 survival probabilities
 
 
-def test_bad_survival_rows_stop_training_with_the_lines_named(trained, tmp_path):
-    out, _ = trained
-    features = out / "demo_data" / "features"
-    ids = sorted(p.stem for p in features.glob("*.pt"))
+def test_bad_survival_rows_stop_training_with_the_lines_named(report_demo, tmp_path):
+    features = report_demo / "features"
+    ids = sorted(p.stem for p in features.glob("*.h5"))
     csv_file = tmp_path / "survival.csv"
     csv_file.write_text("slide_id,case_id,time,event\n"
                         f"{ids[0]},P0,12,1\n{ids[1]},P1,-4,1\n{ids[2]},P2,,0\n{ids[3]},P3,7,2\n")
@@ -113,15 +132,16 @@ def test_bad_survival_rows_stop_training_with_the_lines_named(trained, tmp_path)
 
 @pytest.mark.parametrize("config,workflow", [("train.json", "train"), ("evaluate.json", "infer"),
                                              ("inference.json", "infer")])
-def test_monai_property_checks_find_nothing_missing(config, workflow, trained):
+def test_monai_property_checks_find_nothing_missing(config, workflow, trained, report_demo):
     from monai.bundle import ConfigWorkflow
 
     out, _ = trained
     folder = REPO_ROOT / "bundle" / "survival" / "configs"
-    extra = {"dataset_dir": path_of(out / "demo_data" / "features")} if config == "inference.json" else {}
+    extra = {"dataset_dir": path_of(report_demo / "features")} if config == "inference.json" else {}
     wf = ConfigWorkflow(config_file=str(folder / config), meta_file=str(folder / "metadata.json"),
                         logging_file=str(folder / "logging.conf"), workflow_type=workflow, output_dir=path_of(out),
-                        demo=eval(TINY_DEMO), pretrained_encoder="none", num_folds=2, n_bins=2, **extra)
+                        demo=eval(TINY_DEMO), report_demo_dir=path_of(report_demo), pretrained_encoder="none",
+                        num_folds=2, n_bins=2, **extra)
     wf.initialize()
     assert wf.check_properties() == []
 
@@ -137,18 +157,21 @@ def test_bundle_layout_and_metadata():
 
 
 @pytest.mark.slow
-def test_torchrun_two_processes_on_cpu(tmp_path):
+def test_torchrun_two_processes_on_cpu(report_demo, tmp_path):
     run_transfer("survival", "training", "train.json", "multi_gpu_train.json", torchrun_procs=2,
-                 output_dir=path_of(tmp_path), demo=TINY_DEMO, pretrained_encoder="none",
+                 output_dir=path_of(tmp_path), demo=TINY_DEMO, report_demo_dir=path_of(report_demo),
+                 pretrained_encoder="none",
                  **{**FAST, "max_epochs": 1})
     summary = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert summary["folds"] == [0, 1] and 0.0 <= summary["metrics"]["c_index"]["mean"] <= 1.0
 
 
 @pytest.mark.slow
-def test_default_demo_reaches_the_documented_c_index(tmp_path):
+def test_default_demo_reaches_the_documented_c_index(tmp_path_factory, tmp_path):
+    demo = default_report_demo(tmp_path_factory)  # the report bundle's default slide demo, as a user's would be
     start = time.perf_counter()
-    proc = run_transfer("survival", "training", "train.json", output_dir=path_of(tmp_path), pretrained_encoder="none")
+    proc = run_transfer("survival", "training", "train.json", output_dir=path_of(tmp_path),
+                        report_demo_dir=path_of(demo), pretrained_encoder="none")
     seconds = time.perf_counter() - start
     summary = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     print(f"default survival demo: {seconds:.0f} s, c-index {summary['metrics']['c_index']['mean']:.3f}")

@@ -12,12 +12,17 @@ from scripts.networks import HistGen, HistGenConfig
 from scripts.text import Vocabulary
 from scripts.transfer import (
     ABMIL,
+    CrossValidationData,
     EncoderWeightsError,
     HistGenMIL,
     build_mil_network,
     encoder_config,
+    fit_fold_input_norm,
     load_pretrained_encoder,
+    make_folds,
+    make_targets,
     network_spec,
+    read_slide_table,
     resolve_pretrained_encoder,
     trainable_parameters,
 )
@@ -149,3 +154,79 @@ def test_yes_no_settings_from_the_command_line():
     assert [as_flag(v) for v in (False, "false", "NO", 0, None, "")] == [False] * 6
     with pytest.raises(ValueError, match="freeze_encoder must be true or false, got 'maybe'"):
         as_flag("maybe", "freeze_encoder")
+
+
+# ---------------------------------------------------------------------------- input standardisation
+def _cv_data(tmp_path, scales):
+    """A subtyping cross-validation over 12 one-slide cases whose features have per-dimension ``scales``."""
+    folder = tmp_path / "features"
+    folder.mkdir(parents=True)
+    rows = []
+    for i in range(12):
+        torch.save(torch.randn(5 + i, len(scales)) * scales + 3.0, folder / f"S{i}.pt")
+        rows.append(f"S{i},{'ab'[i % 2]}")
+    csv_file = tmp_path / "labels.csv"
+    csv_file.write_text("slide_id,label\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    table = read_slide_table("subtyping", csv_file, folder)
+    return CrossValidationData(table, make_folds(table, num_folds=3, seed=0), make_targets(table))
+
+
+def _train_statistics(data):
+    patches = torch.cat([torch.load(r.path, weights_only=True) for r in data.records("train")]).double()
+    return patches.mean(0).float(), patches.std(0, correction=0).float()
+
+
+def test_abmil_with_input_norm_standardises_each_dimension():
+    torch.manual_seed(0)
+    plain = build_mil_network("abmil", 4, 2, abmil={"hidden_dim": 8}).eval()
+    normed = build_mil_network("abmil", 4, 2, abmil={"hidden_dim": 8, "input_norm": True}).eval()
+    normed.load_state_dict({**plain.state_dict(), "input_mean": normed.input_mean, "input_std": normed.input_std})
+    scales = torch.tensor([0.001, 0.1, 1.0, 50.0])
+    bags = [torch.randn(30, 4) * scales + 2.0 for _ in range(3)]
+    normed.fit_input_norm(bags)
+    patches = torch.cat(bags).double()
+    assert torch.allclose(normed.input_std, patches.std(0, correction=0).float(), rtol=1e-4)
+    features, mask = padded(bags)
+    standardised = (features - normed.input_mean) / normed.input_std
+    assert torch.allclose(normed(features, mask), plain(standardised, mask), atol=1e-5)
+    with pytest.raises(ValueError, match="built with input_norm=False"):
+        plain.fit_input_norm(bags)
+    assert build_mil_network("abmil", 4, 2, abmil={"input_norm": "false"}).input_norm is False  # command line
+    histgen = build_mil_network("histgen", 4, 2, histgen={**SMALL, "input_norm": "false"})
+    assert histgen.encoder.config.input_norm is False
+    spec = network_spec(normed)
+    assert spec["abmil"]["input_norm"] is True
+    build_mil_network(**spec).load_state_dict(normed.state_dict())  # fold models rebuild with the buffers
+
+
+def test_each_fold_fits_the_statistics_on_its_own_training_part(tmp_path):
+    data = _cv_data(tmp_path, torch.tensor([0.01, 1.0, 30.0]))
+    torch.manual_seed(0)
+    for network in (build_mil_network("histgen", 3, 2, histgen={**SMALL, "input_norm": True}),
+                    build_mil_network("abmil", 3, 2, abmil={"input_norm": True})):
+        target = network.encoder if isinstance(network, HistGenMIL) else network
+        means = []
+        for fold in (0, 1):
+            data.set_fold(fold)
+            assert fit_fold_input_norm(network, data) is True
+            mean, std = _train_statistics(data)
+            assert torch.allclose(target.input_mean, mean, atol=1e-5)
+            assert torch.allclose(target.input_std, std, rtol=1e-4)
+            means.append(target.input_mean.clone())
+        assert not torch.equal(means[0], means[1])  # different training parts, different statistics
+    assert fit_fold_input_norm(build_mil_network("abmil", 3, 2), data) is False  # input_norm off: nothing to fit
+
+
+def test_a_report_pretrained_encoder_keeps_the_report_statistics(tmp_path):
+    torch.manual_seed(0)
+    report = HistGen(HistGenConfig(in_dim=3, vocab_size=7, num_layers=1, input_norm=True, **SMALL))
+    report.fit_input_norm([torch.randn(40, 3) * torch.tensor([5.0, 0.5, 0.05])])
+    path = save_report_model(tmp_path / "report", report, Vocabulary(["tumour", "normal", "a", "b", "c", "d",
+                                                                      "<unk>"]))
+    config = encoder_config({**SMALL, "input_norm": False}, path, in_dim=3)
+    assert config["input_norm"] is True  # the report model's setting, with its weights
+    network = load_pretrained_encoder(build_mil_network("histgen", 3, 2, histgen=config), path)
+    data = _cv_data(tmp_path / "cv", torch.tensor([0.01, 1.0, 30.0]))
+    assert fit_fold_input_norm(network, data, pretrained_encoder=path) is False
+    assert torch.equal(network.encoder.input_std, report.input_std)
+    assert torch.equal(network.encoder.input_mean, report.input_mean)

@@ -166,9 +166,10 @@ def test_csv_and_dataset_dir_come_together(tmp_path):
 
 
 def test_demo_tables_have_paired_cases_and_censoring(tmp_path):
-    options = {"n_train": 24, "n_val": 8, "n_test": 8, "n_patches": [20, 40]}
+    options = {"source": "feature_bags", "n_train": 24, "n_val": 8, "n_test": 8, "n_patches": [20, 40]}
     table = resolve_slide_table("survival", None, None, tmp_path, demo=options)
     assert table.synthetic and len(table) == 40 and table.feature_dim == 64
+    assert table.records[0].path.parent == tmp_path / "demo_bags" / "features"  # not where slide demos go
     per_case = {}
     for record in table.records:
         per_case.setdefault(record.case_id, []).append(record)

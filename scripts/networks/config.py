@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
+from scripts.flags import as_flag
+
 Compat = Literal["default", "histgen-v1"]
 COMPAT_MODES: tuple[str, ...] = ("default", "histgen-v1")
 
@@ -67,6 +69,9 @@ class HistGenConfig:
     input_norm: bool = False
 
     def __post_init__(self) -> None:
+        # ``--network_def#config#input_norm false`` arrives as the string "false", which is truthy
+        self.input_norm = as_flag(self.input_norm, "input_norm")
+        self.gradient_checkpointing = as_flag(self.gradient_checkpointing, "gradient_checkpointing")
         if self.compat not in COMPAT_MODES:
             raise ValueError(f"compat must be one of {COMPAT_MODES}, got {self.compat!r}")
         if self.d_model % self.num_heads:

@@ -1,11 +1,19 @@
 """Sharing a bundle: reproducible zip export with checksums, and safe unzipping.
 
-- :mod:`.bundle_zip`: ``dist/<bundle_name>_v<version>.zip`` (``configs/export.json``'s ``export``);
+- :mod:`.bundle_zip`: ``dist/<bundle_name>_v<version>.zip`` (``configs/export.json``'s ``export``, and
+  ``bundle/<name>/configs/export.json`` for the sibling bundles);
 - :mod:`.safe_unzip`: extraction that refuses ``..``, absolute names and links;
 - :mod:`.checksums`: ``CHECKSUMS.sha256`` in ``sha256sum`` format.
 """
 
-from .bundle_zip import BundleVersionError, bundle_zip_name, check_version, collect_bundle_files, export_bundle_zip
+from .bundle_zip import (
+    BundleVersionError,
+    bundle_zip_name,
+    check_version,
+    collect_bundle_files,
+    export_bundle_zip,
+    package_root,
+)
 from .checksums import CHECKSUM_FILE, ChecksumError, sha256_file, verify_checksums
 from .safe_unzip import UnsafeArchiveError, check_member, safe_extract
 
@@ -19,6 +27,7 @@ __all__ = [
     "check_version",
     "collect_bundle_files",
     "export_bundle_zip",
+    "package_root",
     "safe_extract",
     "sha256_file",
     "verify_checksums",

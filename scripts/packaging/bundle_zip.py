@@ -6,10 +6,17 @@ that exist), ``scripts/`` (the bundle's Python package, without caches), ``docs/
 fixed date, so the same inputs give the same bytes. Run through ``configs/export.json``::
 
     python -m monai.bundle run export --config_file configs/export.json
+    python -m monai.bundle run export --config_file bundle/subtyping/configs/export.json
+
+The sibling bundles (``bundle/subtyping``, ``bundle/survival``) keep only ``configs/``, ``docs/`` and
+``models/`` in their folder; their code and ``LICENSE`` live in the repository root (``code_root``), and
+their models are one sub-folder per fold (``model_subdirs=("fold_*",)``). Their zip has the same layout as
+the report bundle's, so MONAI finds ``scripts`` beside ``configs/`` wherever it is unzipped.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 import re
@@ -21,7 +28,14 @@ from scripts.atomic_io import atomic_path
 
 from .checksums import CHECKSUM_FILE, format_checksums, sha256_bytes
 
-__all__ = ["BundleVersionError", "bundle_zip_name", "check_version", "collect_bundle_files", "export_bundle_zip"]
+__all__ = [
+    "BundleVersionError",
+    "bundle_zip_name",
+    "check_version",
+    "collect_bundle_files",
+    "export_bundle_zip",
+    "package_root",
+]
 
 #: 1980-01-01, the earliest date a zip entry can hold: reproducible archives.
 FIXED_DATE = (1980, 1, 1, 0, 0, 0)
@@ -75,32 +89,58 @@ def _files_under(folder: Path, exclude: Sequence[str] = ()) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file() and not p.is_symlink() and _keep(p, folder, exclude))
 
 
+def package_root() -> Path:
+    """The folder holding the imported ``scripts`` package: the repository root, or an unzipped bundle."""
+    return Path(__file__).resolve().parents[2]
+
+
+def _model_files(models: Path, model_subdirs: Sequence[str]) -> dict[str, Path]:
+    """Archive name -> file for the files directly in ``models`` and in its sub-folders matching ``model_subdirs``.
+
+    ``model_subdirs`` are shell patterns such as ``fold_*``; other sub-folders (checkpoints) are left out.
+    """
+    files: dict[str, Path] = {}
+    for path in _files_under(models):
+        rel = path.relative_to(models)
+        if len(rel.parts) == 1 or any(fnmatch.fnmatchcase(rel.parts[0], pattern) for pattern in model_subdirs):
+            files[f"models/{rel.as_posix()}"] = path
+    return files
+
+
 def collect_bundle_files(
     bundle_root: str | os.PathLike[str],
     model_dir: str | os.PathLike[str] | None = None,
     docs_exclude: Sequence[str] = ("dev",),
+    code_root: str | os.PathLike[str] | None = None,
+    model_subdirs: Sequence[str] = (),
 ) -> dict[str, Path]:
     """Archive name (relative to ``<bundle_name>/``) -> source file, for every file the bundle ships.
 
     Args:
-        bundle_root: folder holding ``configs/``, ``scripts/``, ``docs/``, ``LICENSE``.
-        model_dir: trained files (default ``<bundle_root>/models``); every regular file in it is shipped.
+        bundle_root: folder holding ``configs/`` and ``docs/`` (and, by default, ``scripts/`` and ``LICENSE``).
+        model_dir: trained files (default ``<bundle_root>/models``); every regular file directly in it is shipped.
         docs_exclude: sub-folders of ``docs/`` left out (developer notes).
+        code_root: folder holding the ``scripts/`` package and ``LICENSE`` (default ``bundle_root``); the
+            sibling bundles give the repository root.
+        model_subdirs: shell patterns of ``model_dir`` sub-folders shipped too (``("fold_*",)`` for the
+            sibling bundles' fold models); other sub-folders are left out.
     """
     root = Path(bundle_root)
+    code = Path(code_root) if code_root is not None else root
     models = Path(model_dir) if model_dir else root / "models"
-    if not (root / "configs").is_dir() or not (root / "scripts" / "__init__.py").is_file():
-        raise FileNotFoundError(f"{root}: not a bundle root (needs configs/ and the scripts/ package)")
+    if not (root / "configs").is_dir():
+        raise FileNotFoundError(f"{root}: not a bundle root (no configs/ folder)")
+    if not (code / "scripts" / "__init__.py").is_file():
+        where = "bundle root" if code_root is None else "code_root"
+        raise FileNotFoundError(f"{code}: {where} without the scripts/ package (scripts/__init__.py)")
     files: dict[str, Path] = {}
-    for folder, prefix, exclude in (("configs", "configs", ()), ("scripts", "scripts", ()),
-                                    ("docs", "docs", tuple(docs_exclude))):
-        for path in _files_under(root / folder, exclude):
-            files[f"{prefix}/{path.relative_to(root / folder).as_posix()}"] = path
-    for path in _files_under(models):
-        if path.parent == models:  # model files only, no sub-folders (checkpoints live elsewhere)
-            files[f"models/{path.name}"] = path
-    if (root / "LICENSE").is_file():
-        files["LICENSE"] = root / "LICENSE"
+    for folder, prefix, exclude in ((root / "configs", "configs", ()), (code / "scripts", "scripts", ()),
+                                    (root / "docs", "docs", tuple(docs_exclude))):
+        for path in _files_under(folder, exclude):
+            files[f"{prefix}/{path.relative_to(folder).as_posix()}"] = path
+    files.update(_model_files(models, tuple(model_subdirs)))
+    if (code / "LICENSE").is_file():
+        files["LICENSE"] = code / "LICENSE"
     return files
 
 
@@ -118,6 +158,8 @@ def export_bundle_zip(
     model_dir: str | os.PathLike[str] | None = None,
     meta_file: str | os.PathLike[str] | None = None,
     docs_exclude: Iterable[str] = ("dev",),
+    code_root: str | os.PathLike[str] | None = None,
+    model_subdirs: Iterable[str] = (),
 ) -> Path:
     """Write ``<dist_dir>/<bundle_name>_v<version>.zip`` atomically and return its path.
 
@@ -128,6 +170,8 @@ def export_bundle_zip(
         model_dir: trained files to ship (default ``<bundle_root>/models``).
         meta_file: ``metadata.json`` giving the version (default ``<bundle_root>/configs/metadata.json``).
         docs_exclude: sub-folders of ``docs/`` not shipped.
+        code_root: folder of the ``scripts/`` package and ``LICENSE`` (default ``bundle_root``).
+        model_subdirs: shell patterns of ``model_dir`` sub-folders shipped too (e.g. ``("fold_*",)``).
 
     Raises:
         BundleVersionError: the version is missing or not in the changelog.
@@ -136,7 +180,7 @@ def export_bundle_zip(
         raise ValueError(f"bundle_name {bundle_name!r}: use letters, digits, '_', '-', '.' only")
     root = Path(bundle_root)
     version = check_version(meta_file or root / "configs" / "metadata.json")
-    files = collect_bundle_files(root, model_dir, tuple(docs_exclude))
+    files = collect_bundle_files(root, model_dir, tuple(docs_exclude), code_root, tuple(model_subdirs))
     if meta_file and Path(meta_file).resolve() != (root / "configs" / "metadata.json").resolve():
         files["configs/metadata.json"] = Path(meta_file)
     out = Path(dist_dir) if dist_dir else root / "dist"

@@ -1,10 +1,14 @@
-"""Serving the report bundle: MLflow pyfunc model and registry, TorchScript export, one inference path.
+"""Serving the bundles: MLflow pyfunc models and registry, TorchScript export, one inference path per task.
 
 - :mod:`.report_predictor`: feature bags -> reports (what ``configs/inference.json`` does), used by
   the MLflow model, the MONAI Label app and the MONAI Deploy app;
 - :mod:`.region_features`: a slide region -> a feature bag (for viewers and MONAI Deploy);
 - :mod:`.pyfunc_model`: the ``mlflow.pyfunc`` model, its signature and logging;
 - :mod:`.model_registration`: the training handler that registers the best model (``register_model``);
+- the sibling bundles' fold ensembles: :mod:`.transfer_predictor` (feature bags -> what their
+  ``inference.json`` writes), :mod:`.transfer_pyfunc` (the ``mlflow.pyfunc`` model),
+  :mod:`.transfer_registration` (``register_model`` in ``bundle/<name>/configs/train.json``);
+  :mod:`.bag_rows` reads the pyfunc input rows;
 - :mod:`.scriptable_histgen`, :mod:`.torchscript_export`: ``models/model.ts``, runnable with torch alone
   (``python -m scripts.serving.torchscript_export``).
 
@@ -35,6 +39,16 @@ _LAZY = {
     "bags_frame": "pyfunc_model",
     "log_report_model": "pyfunc_model",
     "report_model_signature": "pyfunc_model",
+    "bag_tensor": "bag_rows",
+    "bags_from_frame": "bag_rows",
+    "FoldEnsemblePredictor": "transfer_predictor",
+    "ensemble_survival_curve": "transfer_predictor",
+    "HistGenTransferModel": "transfer_pyfunc",
+    "log_transfer_model": "transfer_pyfunc",
+    "transfer_model_signature": "transfer_pyfunc",
+    "RegisterTransferModel": "transfer_registration",
+    "cv_metric_tags": "transfer_registration",
+    "register_transfer_model": "transfer_registration",
 }
 
 __all__ = sorted(_LAZY)

@@ -1,18 +1,8 @@
 """The report model as an ``mlflow.pyfunc`` model: feature bags in a DataFrame in, report texts out.
 
-Input (a pandas DataFrame, one row per slide; see :func:`report_model_signature`):
-
-==============  ==============================  =========================================================
-column          type                            meaning
-==============  ==============================  =========================================================
-``slide_id``    string, optional                id echoed in the output (default: file name or ``bag-<i>``)
-``feature_file`` string, optional               path of a ``.h5``/``.pt`` feature file readable where the
-                                                model runs
-``features``    array of arrays of double,      the bag itself, ``[N, D]`` (``D`` = the model's ``in_dim``)
-                optional
-==============  ==============================  =========================================================
-
-Each row gives ``feature_file`` or ``features`` (not both). Params (optional): ``beam_size``
+Input: a pandas DataFrame, one row per slide, with ``slide_id`` and either ``feature_file`` or ``features``
+(the columns of :mod:`scripts.serving.bag_rows`, shared with the subtyping and survival models; see
+:func:`report_model_signature`). Params (optional): ``beam_size``
 (default 3), ``max_len`` (-1 = the model's ``max_seq_length``), ``batch_size`` (default 4): the
 defaults of ``configs/inference.json``. Output: a DataFrame with ``slide_id`` and ``report``.
 
@@ -25,7 +15,6 @@ this repository.
 
 from __future__ import annotations
 
-import math
 import os
 import warnings
 from collections.abc import Sequence
@@ -38,6 +27,7 @@ import pandas as pd
 from mlflow.models import ModelSignature
 from mlflow.types.schema import Array, ColSpec, ParamSchema, ParamSpec, Schema
 
+from .bag_rows import bags_from_frame
 from .report_predictor import DEFAULT_BATCH_SIZE, DEFAULT_BEAM_SIZE
 
 __all__ = ["HistGenReportModel", "bags_frame", "log_report_model", "report_model_signature", "REPORT_PIP_REQUIREMENTS"]
@@ -85,16 +75,6 @@ def bags_frame(bags: Sequence[Any], slide_ids: Sequence[str] | None = None) -> p
     return pd.DataFrame(rows)
 
 
-def _present(value: Any) -> bool:
-    if value is None:
-        return False
-    if isinstance(value, float) and math.isnan(value):
-        return False
-    if isinstance(value, str):
-        return bool(value.strip())
-    return True
-
-
 # MLflow warns at class creation that predict() has no type hints; the signature is explicit instead
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message=".*type hints.*", category=UserWarning)
@@ -121,20 +101,7 @@ with warnings.catch_warnings():
                 "max_len": None if max_len < 0 else max_len,
                 "batch_size": int(params.get("batch_size", DEFAULT_BATCH_SIZE)),
             }
-            bags, ids = [], []
-            for index, row in enumerate(frame.to_dict(orient="records")):
-                path, feats = row.get("feature_file"), row.get("features")
-                has_path, has_feats = _present(path), _present(feats)
-                if has_path == has_feats:
-                    raise ValueError(f"row {index}: give exactly one of 'feature_file' and 'features'")
-                slide_id = str(row["slide_id"]) if _present(row.get("slide_id")) else None
-                if has_path:
-                    slide_id = slide_id or Path(str(path)).stem
-                    bags.append(self.predictor.read_bag(str(path), slide_id))
-                else:
-                    slide_id = slide_id or f"bag-{index}"
-                    bags.append(np.asarray([np.asarray(r, dtype=np.float32) for r in feats], dtype=np.float32))
-                ids.append(slide_id)
+            bags, ids = bags_from_frame(frame, self.predictor.read_bag, self.predictor.feature_dim)
             reports = self.predictor.predict_bags(bags, ids, **settings)
             return pd.DataFrame({"slide_id": [r.slide_id for r in reports], "report": [r.report for r in reports]})
 

@@ -13,11 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from scripts.data import collate_bags, read_feature_file
 from scripts.engines.model_files import load_report_model
+
+from .bag_rows import bag_tensor
 
 #: The defaults of ``configs/inference.json`` (``beam_size``, ``batch_size``; ``max_len`` None = the model's).
 DEFAULT_BEAM_SIZE = 3
@@ -43,15 +44,6 @@ class SlideReport:
 
 def default_device() -> torch.device:
     return torch.device("cuda:0" if torch.cuda.is_available() else "cpu")
-
-
-def _as_tensor(bag: Any, label: str) -> torch.Tensor:
-    feats = torch.as_tensor(np.asarray(bag, dtype=np.float32))
-    if feats.dim() != 2 or feats.shape[0] == 0 or feats.shape[1] == 0:
-        raise ValueError(f"{label}: a feature bag must be a non-empty [N, D] array, got shape {list(feats.shape)}")
-    if not bool(torch.isfinite(feats).all()):
-        raise ValueError(f"{label}: the feature bag holds NaN or Inf values")
-    return feats
 
 
 class ReportPredictor:
@@ -110,10 +102,7 @@ class ReportPredictor:
         ids = list(slide_ids) if slide_ids is not None else [f"bag-{i}" for i in range(len(bags))]
         if len(ids) != len(bags):
             raise ValueError(f"{len(ids)} slide ids for {len(bags)} feature bags")
-        tensors = [_as_tensor(bag, sid) for bag, sid in zip(bags, ids)]
-        for feats, sid in zip(tensors, ids):
-            if feats.shape[1] != self.feature_dim:
-                raise ValueError(f"{sid}: feature dimension {feats.shape[1]}, the model expects {self.feature_dim}")
+        tensors = [bag_tensor(bag, sid, self.feature_dim) for bag, sid in zip(bags, ids)]
         beam = self.beam_size if beam_size is None else beam_size
         length = self.max_len if max_len is None else max_len
         size = max(1, self.batch_size if batch_size is None else batch_size)

@@ -8,11 +8,14 @@ encoder, pool its region tokens into a slide embedding, fine-tune as a multiple-
   k-fold splits by case (:func:`load_or_make_folds`), the current fold (:class:`CrossValidationData`) and its
   datasets (:class:`FoldBagDataset`);
 - models: :class:`HistGenMIL` (HistGen encoder + gated attention over regions) and the :class:`ABMIL` baseline;
-  :func:`load_pretrained_encoder` starts the encoder from a report ``model.pt``;
+  :func:`load_pretrained_encoder` starts the encoder from a report ``model.pt``; :class:`FoldInputNorm` fits
+  their per-dimension input standardisation on each fold's training part;
 - losses: :class:`ClassWeightedCrossEntropy`, :class:`DiscreteTimeSurvivalLoss`;
 - workflow: :class:`CrossValidation` (train/test every fold, summary with mean and std), its handlers, per-fold
   MLflow runs, and :class:`FoldEnsemble` for inference.
 """
+
+from scripts.flags import as_flag
 
 from .cross_validation import CrossValidation, restart_engine
 from .demo_tables import DemoTable, make_subtyping_demo, make_survival_demo
@@ -24,11 +27,11 @@ from .encoder_weights import (
     trainable_parameters,
 )
 from .errors import EncoderWeightsError, SlideTableError, SplitError
-from .flags import as_flag
 from .fold_data import CrossValidationData, make_targets
 from .fold_datasets import FoldBagDataset, FoldDistributedSampler, collate_labelled_bags, prepare_mil_batch
 from .fold_ensemble import EnsemblePredictionWriter, FoldEnsemble
 from .fold_handlers import FoldBestModel, FoldTestWriter, selection_score, selection_score_function
+from .fold_input_norm import FoldInputNorm, fit_fold_input_norm
 from .fold_models import (
     list_fold_models,
     load_fold_info,
@@ -72,6 +75,7 @@ __all__ = [
     "FoldBestModel",
     "FoldDistributedSampler",
     "FoldEnsemble",
+    "FoldInputNorm",
     "FoldSplit",
     "FoldTestWriter",
     "FoldTracking",
@@ -91,6 +95,7 @@ __all__ = [
     "collate_labelled_bags",
     "discrete_time_nll",
     "encoder_config",
+    "fit_fold_input_norm",
     "find_report_model",
     "list_fold_models",
     "load_fold_info",

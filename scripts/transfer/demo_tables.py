@@ -1,7 +1,10 @@
-"""SYNTHETIC label tables for the transfer bundles, built on the report bundle's demo feature bags.
+"""SYNTHETIC label tables for the transfer bundles, built on the report bundle's demo slides.
 
-:func:`scripts.demo.feature_bags.make_demo_dataset` writes bags of four diagnoses whose annotation items carry
-``diagnosis`` and ``tumour_share``. From them (every split pooled: the transfer bundles make their own folds):
+The slides come from :mod:`scripts.transfer.demo_sources`: by default the report bundle's slide demo (synthetic
+pyramidal slides of four diagnoses, ``builtin-small`` features), reused from ``report_demo_dir`` when it was built
+with the same parameters, else built in ``out_dir``; ``source: feature_bags`` takes the generated feature bags
+instead. Their annotation items carry ``diagnosis`` and ``tumour_share`` (the lesion's share of the tissue inside
+the extracted patches). From them (every split pooled: the transfer bundles make their own folds):
 
 - cases: a share ``pair_fraction`` of the slides is paired, two slides of the same diagnosis per case; the
   other slides are cases of their own;
@@ -12,20 +15,20 @@
   censoring times are uniform on ``[0, c]`` with ``c`` set so that ``censor_fraction`` of the cases are
   censored. Times are in months, rounded to 0.1.
 
-Everything is seeded and written atomically; the same arguments give the same files. Not patient data.
+The tables are written to ``out_dir``. Everything is seeded and written atomically; the same arguments give the
+same files. Not patient data.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import inspect
-import json
 import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from .demo_sources import DemoSlides, load_demo_slides, split_builder_options
 from .task_outputs import write_csv_rows
 
 __all__ = ["BASE_HAZARD", "SHARE_EFFECT", "DemoTable", "make_subtyping_demo", "make_survival_demo"]
@@ -36,6 +39,8 @@ BASE_HAZARD: dict[str, float] = {"normal": 0.002, "adenocarcinoma": 0.012, "squa
 #: Log-hazard per unit of tumour share (malignant diagnoses).
 SHARE_EFFECT = 4.0
 _NEUTRAL_SHARE = 0.45
+#: Folder (beside ``out_dir``) of the generated feature bags with ``source: feature_bags``.
+BAGS_FOLDER = "demo_bags"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,6 +52,7 @@ class DemoTable:
         dataset_dir: the feature files.
         num_slides, num_cases: sizes.
         censored_fraction: share of censored cases (survival), else None.
+        description: where the slides come from (for the log).
     """
 
     csv_file: Path
@@ -54,24 +60,19 @@ class DemoTable:
     num_slides: int
     num_cases: int
     censored_fraction: float | None = None
+    description: str = ""
 
 
-def _split_options(options: dict[str, Any] | None) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Separate :func:`make_demo_dataset` keyword arguments from the table's own options."""
-    from scripts.demo.feature_bags import make_demo_dataset
-
-    bag_keys = set(inspect.signature(make_demo_dataset).parameters) - {"out_dir", "shuffle_pairs"}
-    options = dict(options or {})
-    return {k: v for k, v in options.items() if k in bag_keys}, {k: v for k, v in options.items() if k not in bag_keys}
-
-
-def _demo_slides(out_dir: Path, bag_options: dict[str, Any]) -> tuple[list[dict[str, Any]], Path]:
-    from scripts.demo.feature_bags import make_demo_dataset
-
-    demo = make_demo_dataset(out_dir, **bag_options)
-    annotation = json.loads(demo.annotation_file.read_text(encoding="utf-8"))
-    slides = [item for split in ("train", "val", "test") for item in annotation.get(split, [])]
-    return slides, demo.dataset_dir
+def _demo_slides(out_dir: Path, options: dict[str, Any] | None, own_keys: set[str],
+                 report_demo_dir: str | os.PathLike[str] | None) -> tuple[DemoSlides, dict[str, Any]]:
+    """The demo slides that ``options`` name, and the table's own options (``own_keys``) among them."""
+    source, arguments, own = split_builder_options(options)
+    unknown = set(own) - own_keys
+    if unknown:
+        raise ValueError(f"unknown demo option(s) {sorted(unknown)} for source {source!r}: expected "
+                         f"{sorted(own_keys)} or arguments of the {source} demo builder")
+    own_dir = out_dir if source == "slides" else out_dir.parent / BAGS_FOLDER
+    return load_demo_slides(source, arguments, own_dir, report_demo_dir), own
 
 
 def _assign_cases(slides: list[dict[str, Any]], pair_fraction: float, rng: np.random.Generator) -> list[str]:
@@ -92,25 +93,25 @@ def _assign_cases(slides: list[dict[str, Any]], pair_fraction: float, rng: np.ra
     return case_of
 
 
-def make_subtyping_demo(out_dir: str | os.PathLike[str], options: dict[str, Any] | None = None) -> DemoTable:
-    """Write (or refresh) ``<out_dir>/subtyping.csv`` over the report demo's bags in ``out_dir``.
+def make_subtyping_demo(out_dir: str | os.PathLike[str], options: dict[str, Any] | None = None,
+                        report_demo_dir: str | os.PathLike[str] | None = None) -> DemoTable:
+    """Write (or refresh) ``<out_dir>/subtyping.csv`` over the report bundle's demo slides.
 
     Args:
-        out_dir: folder of the demo (bags in ``features/``).
-        options: :func:`make_demo_dataset` arguments (``n_train``, ``feature_dim``, ``n_patches``...) and
-            ``pair_fraction`` (default 0.3), ``table_seed`` (default 0).
+        out_dir: folder of the table (and of the slide demo when it is built here).
+        options: ``source`` (``"slides"``, default, or ``"feature_bags"``), the demo builder's arguments
+            (``n_train``, ``slide_size``... or ``n_patches``, ``feature_dim``...), ``pair_fraction`` (default 0.3),
+            ``table_seed`` (default 0).
+        report_demo_dir: the report bundle's slide demo, reused when it has the same parameters.
     """
-    bag_options, own = _split_options(options)
-    unknown = set(own) - {"pair_fraction", "table_seed"}
-    if unknown:
-        raise ValueError(f"unknown subtyping demo option(s) {sorted(unknown)}")
     out_dir = Path(out_dir)
-    slides, dataset_dir = _demo_slides(out_dir, bag_options)
+    demo, own = _demo_slides(out_dir, options, {"pair_fraction", "table_seed"}, report_demo_dir)
+    slides = demo.items
     rng = np.random.default_rng(np.random.SeedSequence([int(own.get("table_seed", 0)), 1]))
     cases = _assign_cases(slides, float(own.get("pair_fraction", 0.3)), rng)
     rows = [{"slide_id": s["id"], "label": s["diagnosis"], "case_id": c} for s, c in zip(slides, cases)]
     csv_file = write_csv_rows(out_dir / "subtyping.csv", rows, ["slide_id", "label", "case_id"])
-    return DemoTable(csv_file, dataset_dir, len(rows), len(set(cases)))
+    return DemoTable(csv_file, demo.dataset_dir, len(rows), len(set(cases)), description=demo.description)
 
 
 def _case_hazard(diagnosis: str, share: float) -> float:
@@ -130,23 +131,22 @@ def _censoring_scale(times: np.ndarray, uniforms: np.ndarray, fraction: float) -
     return high
 
 
-def make_survival_demo(out_dir: str | os.PathLike[str], options: dict[str, Any] | None = None) -> DemoTable:
-    """Write (or refresh) ``<out_dir>/survival.csv`` over the report demo's bags in ``out_dir``.
+def make_survival_demo(out_dir: str | os.PathLike[str], options: dict[str, Any] | None = None,
+                       report_demo_dir: str | os.PathLike[str] | None = None) -> DemoTable:
+    """Write (or refresh) ``<out_dir>/survival.csv`` over the report bundle's demo slides.
 
     Args:
-        out_dir: folder of the demo.
-        options: :func:`make_demo_dataset` arguments and ``pair_fraction`` (0.3), ``censor_fraction`` (0.3),
-            ``table_seed`` (0).
+        out_dir: folder of the table (and of the slide demo when it is built here).
+        options: ``source`` and the builder's arguments (as :func:`make_subtyping_demo`), ``pair_fraction`` (0.3),
+            ``censor_fraction`` (0.3), ``table_seed`` (0).
+        report_demo_dir: the report bundle's slide demo, reused when it has the same parameters.
     """
-    bag_options, own = _split_options(options)
-    unknown = set(own) - {"pair_fraction", "censor_fraction", "table_seed"}
-    if unknown:
-        raise ValueError(f"unknown survival demo option(s) {sorted(unknown)}")
+    out_dir = Path(out_dir)
+    demo, own = _demo_slides(out_dir, options, {"pair_fraction", "censor_fraction", "table_seed"}, report_demo_dir)
+    slides = demo.items
     censor_fraction = float(own.get("censor_fraction", 0.3))
     if not 0.0 <= censor_fraction < 1.0:
         raise ValueError(f"censor_fraction must be in [0, 1), got {censor_fraction}")
-    out_dir = Path(out_dir)
-    slides, dataset_dir = _demo_slides(out_dir, bag_options)
     seed = int(own.get("table_seed", 0))
     cases = _assign_cases(slides, float(own.get("pair_fraction", 0.3)),
                           np.random.default_rng(np.random.SeedSequence([seed, 1])))
@@ -168,4 +168,5 @@ def make_survival_demo(out_dir: str | os.PathLike[str], options: dict[str, Any] 
             for s, c in zip(slides, cases)]
     csv_file = write_csv_rows(out_dir / "survival.csv", rows,
                               ["slide_id", "case_id", "time", "event", "diagnosis", "tumour_share"])
-    return DemoTable(csv_file, dataset_dir, len(rows), len(case_ids), float(1.0 - observed.mean()))
+    return DemoTable(csv_file, demo.dataset_dir, len(rows), len(case_ids), float(1.0 - observed.mean()),
+                     demo.description)

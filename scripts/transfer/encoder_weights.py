@@ -15,10 +15,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from scripts.flags import as_flag
 from scripts.networks import HistGenConfig
 
 from .errors import EncoderWeightsError
-from .flags import as_flag
 from .mil_networks import ABMIL, HistGenMIL
 
 __all__ = [

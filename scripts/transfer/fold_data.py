@@ -13,8 +13,9 @@ from typing import Any
 
 import numpy as np
 
+from scripts.flags import as_flag
+
 from .errors import SplitError
-from .flags import as_flag
 from .slide_table import SlideRecord, SlideTable
 from .splits import PARTS, FoldSplit
 from .targets import ClassTargets, SurvivalTargets, csv_lines

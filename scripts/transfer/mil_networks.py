@@ -3,8 +3,8 @@
 - :class:`HistGenMIL`: ``features [B, N, in_dim]`` -> HistGen's visual side (projection, cross-modal context,
   local-global encoder) -> region tokens ``[B, R, d_model]`` -> gated attention over the real regions
   (``region_mask``) -> slide embedding ``[B, d_model]`` -> linear head ``[B, num_outputs]``.
-- :class:`ABMIL`: the baseline on the raw patch features: ``features`` -> linear + ReLU -> gated attention
-  over the real patches -> linear head.
+- :class:`ABMIL`: the baseline on the raw patch features: ``features`` (optionally standardised per dimension)
+  -> linear + ReLU -> gated attention over the real patches -> linear head.
 
 Outputs are logits: class logits for subtyping, per-bin hazard logits for survival.
 """
@@ -12,13 +12,16 @@ Outputs are logits: class logits for subtyping, per-bin hazard logits for surviv
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from typing import Any
 
 import torch
 from torch import nn
 
+from scripts.flags import as_flag
 from scripts.networks import HistGen, HistGenConfig
 from scripts.networks.hierarchical_encoder import EncodedSlide
+from scripts.networks.input_norm import feature_statistics
 
 from .attention_pooling import GatedAttentionPool
 
@@ -100,20 +103,39 @@ class ABMIL(nn.Module):
         hidden_dim: width of the patch embedding.
         attention_dim: width of the attention branches.
         dropout: dropout after the embedding, in the attention and before the head.
+        input_norm: standardise each feature dimension with the buffers ``input_mean``/``input_std``
+            (identity until :meth:`fit_input_norm`), as HistGen's ``input_norm`` does.
     """
 
     def __init__(self, in_dim: int, num_outputs: int, hidden_dim: int = 128, attention_dim: int = 64,
-                 dropout: float = 0.25) -> None:
+                 dropout: float = 0.25, input_norm: bool = False) -> None:
         super().__init__()
         self.in_dim = in_dim
+        self.input_norm = bool(input_norm)
+        if self.input_norm:
+            self.register_buffer("input_mean", torch.zeros(in_dim))
+            self.register_buffer("input_std", torch.ones(in_dim))
         self.embed_patches = nn.Sequential(nn.Linear(in_dim, hidden_dim), nn.ReLU(), nn.Dropout(dropout))
         self.pool = GatedAttentionPool(hidden_dim, attention_dim, dropout)
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(hidden_dim, num_outputs))
+
+    @torch.no_grad()
+    def fit_input_norm(self, bags: Iterable[Any]) -> ABMIL:
+        """Set ``input_mean``/``input_std`` to the per-dimension statistics of every patch of ``bags``
+        (``[N, D]`` tensors or items with ``"features"``)."""
+        if not self.input_norm:
+            raise ValueError("this ABMIL was built with input_norm=False; set it to True to fit the statistics")
+        mean, std, _ = feature_statistics(bags, self.in_dim)
+        self.input_mean.copy_(mean)
+        self.input_std.copy_(std)
+        return self
 
     def embed(self, features: torch.Tensor, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``features [B, N, D]``, ``mask [B, N]`` -> slide embedding ``[B, hidden]``, patch weights ``[B, N]``."""
         if features.dim() != 3 or features.shape[-1] != self.in_dim:
             raise ValueError(f"features must be [B, N, {self.in_dim}], got {tuple(features.shape)}")
+        if self.input_norm:
+            features = (features - self.input_mean) / self.input_std
         return self.pool(self.embed_patches(features), mask)
 
     def forward(self, features: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -136,7 +158,8 @@ def build_mil_network(
         in_dim: feature size D of the bags (overrides ``histgen["in_dim"]``).
         num_outputs: classes or time bins.
         histgen: :class:`HistGenConfig` or its fields, for ``"histgen"``.
-        abmil: ``ABMIL`` keyword arguments (``hidden_dim``, ``attention_dim``, ``dropout``), for ``"abmil"``.
+        abmil: ``ABMIL`` keyword arguments (``hidden_dim``, ``attention_dim``, ``dropout``, ``input_norm``), for
+            ``"abmil"``.
         pool: ``HistGenMIL`` keyword arguments (``attention_dim``, ``dropout``), for ``"histgen"``.
     """
     if model == "histgen":
@@ -144,10 +167,15 @@ def build_mil_network(
         if values.get("in_dim", in_dim) != in_dim:
             raise ValueError(f"the HistGen encoder expects in_dim={values['in_dim']} but the features have "
                              f"D={in_dim}")
+        if "input_norm" in values:  # "--histgen#input_norm false" arrives as a string
+            values["input_norm"] = as_flag(values["input_norm"], "histgen#input_norm")
         config = HistGenConfig.from_dict(values, in_dim=in_dim)
         return HistGenMIL(config, num_outputs, **(pool or {}))
     if model == "abmil":
-        return ABMIL(in_dim, num_outputs, **(abmil or {}))
+        options = dict(abmil or {})
+        if "input_norm" in options:
+            options["input_norm"] = as_flag(options["input_norm"], "abmil#input_norm")
+        return ABMIL(in_dim, num_outputs, **options)
     raise ValueError(f"model must be one of {MIL_MODELS}, got {model!r}")
 
 
@@ -162,5 +190,6 @@ def network_spec(network: nn.Module) -> dict[str, Any]:
     if isinstance(network, ABMIL):
         return {"model": "abmil", "in_dim": network.in_dim, "num_outputs": network.head[-1].out_features,
                 "abmil": {"hidden_dim": network.embed_patches[0].out_features,
-                          "attention_dim": network.pool.score.in_features, "dropout": network.pool.value[-1].p}}
+                          "attention_dim": network.pool.score.in_features, "dropout": network.pool.value[-1].p,
+                          "input_norm": network.input_norm}}
     raise TypeError(f"not a transfer MIL network: {type(network).__name__}")

@@ -26,8 +26,10 @@ def resolve_slide_table(
     classes: Sequence[str] | None = None,
     on_missing: OnMissing = "raise",
     demo: dict[str, Any] | None = None,
+    report_demo_dir: str | os.PathLike[str] | None = None,
 ) -> SlideTable:
-    """Read the user's CSV, or build the SYNTHETIC demo (in ``<output_dir>/demo_data``) when neither path is given.
+    """Read the user's CSV, or build the SYNTHETIC demo (tables in ``<output_dir>/demo_data``) when neither path is
+    given.
 
     Args:
         task: ``"subtyping"`` or ``"survival"``.
@@ -37,6 +39,7 @@ def resolve_slide_table(
         classes: allowed class names (subtyping), None to take the CSV's.
         on_missing: slides without a usable feature file: ``"raise"`` or ``"skip"``.
         demo: options of :func:`scripts.transfer.make_subtyping_demo` / ``make_survival_demo``.
+        report_demo_dir: the report bundle's slide demo, reused by the demo when it has the same parameters.
     """
     synthetic = False
     if csv_file is None and dataset_dir is None:
@@ -44,9 +47,9 @@ def resolve_slide_table(
 
         build = make_subtyping_demo if task == "subtyping" else make_survival_demo
         with rank0_first():
-            built = build(Path(output_dir) / DEMO_FOLDER, demo)
-        logger.warning("no csv_file/dataset_dir given: using the SYNTHETIC %s demo %s (generated feature bags and "
-                       "labels, not patient data)", task, built.csv_file)
+            built = build(Path(output_dir) / DEMO_FOLDER, demo, report_demo_dir)
+        logger.warning("no csv_file/dataset_dir given: using the SYNTHETIC %s demo %s (%s; generated labels, not "
+                       "patient data)", task, built.csv_file, built.description)
         csv_file, dataset_dir, synthetic = built.csv_file, built.dataset_dir, True
     elif csv_file is None or dataset_dir is None:
         raise ValueError("give both csv_file (labels) and dataset_dir (feature files), or neither for the demo; "
