@@ -70,6 +70,7 @@ __all__ = [
     "SlideDemoDataset",
     "make_slide_demo_dataset",
     "sampled_lesion_share",
+    "slide_demo_params",
 ]
 
 logger = logging.getLogger(__name__)
@@ -423,6 +424,70 @@ def _dataset(out_dir: Path, manifest: dict[str, Any], shuffle_pairs: bool, gener
     )
 
 
+def slide_demo_params(
+    n_train: int = 160,
+    n_val: int = 32,
+    n_test: int = 48,
+    seed: int = 0,
+    slide_size: int = 2048,
+    mpp: float = 0.5,
+    downsample: int = 2,
+    tile: int = 256,
+    jpeg_quality: int = 80,
+    tumour_fraction_range: Sequence[float] = (0.1, 0.9),
+    pen_mark_probability: float = 0.5,
+    encoder_name: str = "builtin-small",
+    target_mpp: float = 0.5,
+    patch_size: int = 128,
+    tissue_fraction: float = 0.5,
+    wsi_backend: str = "auto",
+    batch_size: int = 64,
+    num_workers: int = 2,
+    save_thumbnails: bool = False,
+) -> dict[str, Any]:
+    """The parameter record of a slide demo (``demo_manifest.json``'s ``params``): what identifies its files.
+
+    Arguments as :func:`make_slide_demo_dataset`'s; another tool can tell whether a finished demo folder was made
+    with given arguments by comparing its manifest's ``params`` with this.
+
+    Raises:
+        ValueError: negative or all-zero split sizes, or a bad ``tumour_fraction_range``.
+    """
+    counts = {"train": int(n_train), "val": int(n_val), "test": int(n_test)}
+    if any(n < 0 for n in counts.values()) or sum(counts.values()) == 0:
+        raise ValueError(f"split sizes must be >= 0 and not all 0, got {counts}")
+    low, high = (float(v) for v in tumour_fraction_range)
+    if not 0.0 <= low <= high <= 1.0:
+        raise ValueError(f"tumour_fraction_range must be (low, high) within [0, 1], got {tumour_fraction_range}")
+    return {
+        "version": SLIDE_DEMO_VERSION,
+        "n_train": counts["train"],
+        "n_val": counts["val"],
+        "n_test": counts["test"],
+        "seed": int(seed),
+        "control": "class-balanced shuffle",
+        "slide": {
+            "size": int(slide_size),
+            "mpp": float(mpp),
+            "downsample": int(downsample),
+            "tile": int(tile),
+            "jpeg_quality": int(jpeg_quality),
+            "tumour_fraction_range": [low, high],
+            "pen_mark_probability": float(pen_mark_probability),
+        },
+        "extraction": {
+            "encoder_name": str(encoder_name),
+            "target_mpp": float(target_mpp),
+            "patch_size": int(patch_size),
+            "tissue_fraction": float(tissue_fraction),
+            "wsi_backend": str(wsi_backend),
+            "batch_size": int(batch_size),
+            "num_workers": int(num_workers),
+            "save_thumbnails": bool(save_thumbnails),
+        },
+    }
+
+
 def make_slide_demo_dataset(
     out_dir: str | os.PathLike[str],
     n_train: int = 160,
@@ -474,39 +539,14 @@ def make_slide_demo_dataset(
         A :class:`SlideDemoDataset`.
     """
     start = time.perf_counter()
-    counts = {"train": int(n_train), "val": int(n_val), "test": int(n_test)}
-    if any(n < 0 for n in counts.values()) or sum(counts.values()) == 0:
-        raise ValueError(f"split sizes must be >= 0 and not all 0, got {counts}")
-    low, high = (float(v) for v in tumour_fraction_range)
-    if not 0.0 <= low <= high <= 1.0:
-        raise ValueError(f"tumour_fraction_range must be (low, high) within [0, 1], got {tumour_fraction_range}")
-    params: dict[str, Any] = {
-        "version": SLIDE_DEMO_VERSION,
-        "n_train": counts["train"],
-        "n_val": counts["val"],
-        "n_test": counts["test"],
-        "seed": int(seed),
-        "control": "class-balanced shuffle",
-        "slide": {
-            "size": int(slide_size),
-            "mpp": float(mpp),
-            "downsample": int(downsample),
-            "tile": int(tile),
-            "jpeg_quality": int(jpeg_quality),
-            "tumour_fraction_range": [low, high],
-            "pen_mark_probability": float(pen_mark_probability),
-        },
-        "extraction": {
-            "encoder_name": str(encoder_name),
-            "target_mpp": float(target_mpp),
-            "patch_size": int(patch_size),
-            "tissue_fraction": float(tissue_fraction),
-            "wsi_backend": str(wsi_backend),
-            "batch_size": int(batch_size),
-            "num_workers": int(num_workers),
-            "save_thumbnails": bool(save_thumbnails),
-        },
-    }
+    params = slide_demo_params(
+        n_train=n_train, n_val=n_val, n_test=n_test, seed=seed, slide_size=slide_size, mpp=mpp,
+        downsample=downsample, tile=tile, jpeg_quality=jpeg_quality, tumour_fraction_range=tumour_fraction_range,
+        pen_mark_probability=pen_mark_probability, encoder_name=encoder_name, target_mpp=target_mpp,
+        patch_size=patch_size, tissue_fraction=tissue_fraction, wsi_backend=wsi_backend, batch_size=batch_size,
+        num_workers=num_workers, save_thumbnails=save_thumbnails,
+    )
+    counts = {split: params[f"n_{split}"] for split in SPLITS}
     out_dir = Path(out_dir)
     jobs = _plan_slides(counts, params)
     manifest_path = out_dir / MANIFEST_NAME

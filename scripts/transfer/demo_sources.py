@@ -75,32 +75,14 @@ def split_builder_options(options: dict[str, Any] | None) -> tuple[str, dict[str
     return source, arguments, {k: v for k, v in options.items() if k not in names}
 
 
-def _normalised(value: Any) -> Any:
-    if isinstance(value, (list, tuple)):
-        return [_normalised(v) for v in value]
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return value
-    return float(value)
-
-
-def _manifest_arguments(params: dict[str, Any]) -> dict[str, Any]:
-    """The :func:`make_slide_demo_dataset` arguments a slide demo manifest's ``params`` were made from."""
-    slide = params["slide"]
-    return {
-        "n_train": params["n_train"], "n_val": params["n_val"], "n_test": params["n_test"], "seed": params["seed"],
-        "slide_size": slide["size"], "mpp": slide["mpp"], "downsample": slide["downsample"], "tile": slide["tile"],
-        "jpeg_quality": slide["jpeg_quality"], "tumour_fraction_range": slide["tumour_fraction_range"],
-        "pen_mark_probability": slide["pen_mark_probability"], **params["extraction"],
-    }
-
-
 def matching_slide_demo(folder: str | os.PathLike[str] | None, arguments: dict[str, Any]) -> Path | None:
     """``folder`` if it holds a finished slide demo made with ``arguments``, else None (and a log line why).
 
-    A finished demo has a ``demo_manifest.json`` (written last, removed while a build runs). Arguments not given
-    take :func:`make_slide_demo_dataset`'s defaults; ``workers`` and ``progress`` do not matter.
+    A finished demo has a ``demo_manifest.json`` (written last, removed while a build runs) whose ``params`` are
+    :func:`scripts.demo.slide_dataset.slide_demo_params` of the same arguments (others take their defaults;
+    ``workers`` and ``progress`` do not matter).
     """
-    from scripts.demo.slide_dataset import MANIFEST_NAME, SLIDE_DEMO_VERSION, make_slide_demo_dataset
+    from scripts.demo.slide_dataset import MANIFEST_NAME, slide_demo_params
 
     if folder is None or str(folder).strip().lower() in NO_DIR:
         return None
@@ -108,22 +90,25 @@ def matching_slide_demo(folder: str | os.PathLike[str] | None, arguments: dict[s
     if not manifest_path.is_file():
         logger.info("no finished slide demo in %s (no %s): the bundle builds its own", folder, MANIFEST_NAME)
         return None
-    defaults = {name: p.default for name, p in inspect.signature(make_slide_demo_dataset).parameters.items()
-                if name not in _NOT_OPTIONS | _NOT_IDENTITY}
-    wanted = {**defaults, **{k: v for k, v in arguments.items() if k in defaults}}
+    wanted = slide_demo_params(**{k: v for k, v in arguments.items() if k not in _NOT_IDENTITY})
     try:
-        params = json.loads(manifest_path.read_text(encoding="utf-8"))["params"]
-        found = _manifest_arguments(params)
-        version = params["version"]
+        found = json.loads(manifest_path.read_text(encoding="utf-8"))["params"]
     except (OSError, ValueError, KeyError, TypeError) as err:
         logger.info("%s: not a readable slide demo manifest (%s): the bundle builds its own demo", manifest_path, err)
         return None
-    different = sorted(k for k in wanted if _normalised(wanted[k]) != _normalised(found.get(k)))
-    if version != SLIDE_DEMO_VERSION or different:
-        shown = ", ".join(f"{k}={found.get(k)!r} (wanted {wanted[k]!r})" for k in different) or f"version {version}"
-        logger.info("the slide demo in %s has other parameters (%s): the bundle builds its own", folder, shown)
+    if found != wanted:
+        different = _differences(found, wanted)
+        logger.info("the slide demo in %s has other parameters (%s): the bundle builds its own", folder, different)
         return None
     return Path(folder)
+
+
+def _differences(found: Any, wanted: Any, prefix: str = "") -> str:
+    """``key=found (wanted ...)`` for every leaf that differs between two parameter records."""
+    if isinstance(found, dict) and isinstance(wanted, dict):
+        parts = [_differences(found.get(k), wanted.get(k), f"{prefix}{k}.") for k in sorted(set(found) | set(wanted))]
+        return ", ".join(p for p in parts if p)
+    return "" if found == wanted else f"{prefix.rstrip('.')}={found!r} (wanted {wanted!r})"
 
 
 def _pooled_items(annotation_file: Path) -> list[dict[str, Any]]:
