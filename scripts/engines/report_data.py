@@ -119,51 +119,6 @@ def resolve_report_data(
     )
 
 
-#: h5 attributes of ``scripts.wsi.FeatureExtractor`` outputs that a model's inputs depend on (the run
-#: keys of ``scripts.wsi.feature_outputs.RUN_KEYS`` without the slide file's size and mtime).
-EXTRACTION_KEYS = (
-    "format_version",
-    "encoder_name",
-    "encoder_checksum",
-    "wsi_backend",
-    "target_mpp",
-    "assume_mpp",
-    "mpp_tolerance",
-    "patch_size",
-    "step",
-    "tissue_fraction",
-    "tissue_params",
-)
-
-
-def _extraction_attrs(path: Path) -> dict[str, Any] | None:
-    """The :data:`EXTRACTION_KEYS` (+ ``feature_dim``) of an extractor ``.h5``, None for other files."""
-    import json
-
-    import h5py
-
-    try:
-        with h5py.File(path, "r") as handle:
-            attrs = dict(handle.attrs)
-            dim = int(handle["feats"].shape[1])
-    except Exception:  # not an h5 feature file of ours: no record
-        return None
-    if any(key not in attrs for key in EXTRACTION_KEYS):
-        return None
-    record: dict[str, Any] = {}
-    for key in EXTRACTION_KEYS:
-        value = attrs[key]
-        if isinstance(value, bytes):
-            value = value.decode("utf-8")
-        if hasattr(value, "item"):
-            value = value.item()
-        if isinstance(value, str) and (value[:1] in "{[" or value == "null"):
-            value = json.loads(value)
-        record[key] = value
-    record["feature_dim"] = dim
-    return record
-
-
 def feature_extraction_of(data: ReportData, split: str = "train") -> dict[str, Any] | None:
     """The patch-extraction settings of a dataset, to save beside a model (``models/feature_extraction.json``).
 
@@ -178,6 +133,7 @@ def feature_extraction_of(data: ReportData, split: str = "train") -> dict[str, A
     """
     from scripts.data import find_feature_file, load_annotation
     from scripts.data.errors import BagDataError
+    from scripts.wsi.feature_outputs import extraction_record
 
     annotation = load_annotation(data.annotation_file)
     record: dict[str, Any] | None = None
@@ -188,7 +144,7 @@ def feature_extraction_of(data: ReportData, split: str = "train") -> dict[str, A
             path = find_feature_file(data.dataset_dir, item["id"])
         except BagDataError:
             continue
-        attrs = _extraction_attrs(path) if path.suffix == ".h5" else None
+        attrs = extraction_record(path) if path.suffix == ".h5" else None
         if attrs is None:
             logger.info("%s: no feature-extraction attributes; no extraction settings are saved with the model", path)
             return None

@@ -47,6 +47,10 @@ RUN_KEYS = (
     "tissue_fraction",
     "tissue_params",
 )
+#: The slide file's own attributes among :data:`RUN_KEYS` (they change when the file is copied or touched).
+SLIDE_FILE_KEYS = ("slide_file_size", "slide_mtime")
+#: The run keys a model's inputs depend on: the extraction settings, saved with a model trained on the files.
+EXTRACTION_KEYS = tuple(key for key in RUN_KEYS if key not in SLIDE_FILE_KEYS)
 
 
 def h5_path(output_dir: str | os.PathLike, slide_id: str) -> Path:
@@ -88,10 +92,18 @@ def read_h5_attrs(path: str | os.PathLike) -> dict[str, Any] | None:
             if "feats" not in handle or "coords" not in handle:
                 return None
             attrs = {key: handle.attrs[key] for key in handle.attrs}
-            attrs["n_patches"] = int(handle["feats"].shape[0])
+            attrs["n_patches"], attrs["feature_dim"] = (int(n) for n in handle["feats"].shape)
             return attrs
     except Exception:  # missing, truncated or foreign file: not current
         return None
+
+
+def extraction_record(path: str | os.PathLike) -> dict[str, Any] | None:
+    """The :data:`EXTRACTION_KEYS` (decoded) and ``feature_dim`` of an extractor ``.h5``; None for other files."""
+    attrs = read_h5_attrs(path)
+    if attrs is None or any(key not in attrs for key in EXTRACTION_KEYS):
+        return None
+    return {**{key: _canonical(attrs[key]) for key in EXTRACTION_KEYS}, "feature_dim": attrs["feature_dim"]}
 
 
 def stale_reasons(stored: dict[str, Any] | None, expected: dict[str, Any]) -> list[str]:
