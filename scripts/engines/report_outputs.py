@@ -25,8 +25,12 @@ def _csv_text(rows: list[dict[str, Any]], columns: list[str]) -> str:
     return "\ufeff" + buffer.getvalue()
 
 
-class _CollectReports:
-    """Collects ids, generated and reference texts from an evaluator's iterations."""
+class EpochRowCollector:
+    """Collects one row per item from an engine's iterations; acts on them when the epoch completes.
+
+    Subclasses give :meth:`rows_from` (an iteration's output -> rows) and ``__call__`` (what to do with
+    ``self.rows`` at ``EPOCH_COMPLETED``). The rows are cleared when an epoch starts.
+    """
 
     def __init__(self) -> None:
         self.rows: list[dict[str, Any]] = []
@@ -40,13 +44,22 @@ class _CollectReports:
         self.rows = []
 
     def _collect(self, engine: Engine) -> None:
-        out = engine.state.output
-        refs = out.get("references") or [None] * len(out["hypotheses"])
-        for slide_id, hyp, ref in zip(out["slide_ids"], out["hypotheses"], refs):
-            self.rows.append({"id": slide_id, "generated": hyp, "reference": ref})
+        self.rows.extend(self.rows_from(engine.state.output))
+
+    def rows_from(self, output: Any) -> list[dict[str, Any]]:
+        raise NotImplementedError
 
     def __call__(self, engine: Engine) -> None:
         raise NotImplementedError
+
+
+class _CollectReports(EpochRowCollector):
+    """Collects ids, generated and reference texts from an evaluator's iterations."""
+
+    def rows_from(self, output: Any) -> list[dict[str, Any]]:
+        refs = output.get("references") or [None] * len(output["hypotheses"])
+        return [{"id": slide_id, "generated": hyp, "reference": ref}
+                for slide_id, hyp, ref in zip(output["slide_ids"], output["hypotheses"], refs)]
 
 
 class EvaluationWriter(_CollectReports):

@@ -16,6 +16,7 @@ from torch import nn
 
 from scripts.atomic_io import atomic_write_json
 from scripts.engines.model_files import unwrap
+from scripts.engines.report_outputs import EpochRowCollector
 
 from .fold_data import CrossValidationData
 from .fold_models import save_fold_model
@@ -110,7 +111,7 @@ class FoldBestModel:
         unwrap(self.network).load_state_dict(self.best_state)
 
 
-class FoldTestWriter:
+class FoldTestWriter(EpochRowCollector):
     """Collect the test evaluator's predictions; write ``<eval_dir>/fold_<k>/`` when it completes.
 
     Files: ``metrics.json`` (scores, fold counts, selection info), ``predictions.csv``, and the task's figure
@@ -127,26 +128,17 @@ class FoldTestWriter:
     def __init__(self, data: CrossValidationData, outputs: SubtypingOutputs | SurvivalOutputs,
                  eval_dir: str | os.PathLike[str], info: dict[str, Any] | None = None,
                  writer_disabled: bool = False) -> None:
+        super().__init__()
         self.data = data
         self.outputs = outputs
         self.eval_dir = Path(eval_dir)
         self.info = dict(info or {})
         self.writer_disabled = writer_disabled
-        self.rows: list[dict[str, Any]] = []
         self.selection: dict[str, Any] = {}
         self.last_result: dict[str, Any] | None = None
 
-    def attach(self, engine: Engine) -> None:
-        engine.add_event_handler(Events.EPOCH_STARTED, self._reset)
-        engine.add_event_handler(Events.ITERATION_COMPLETED, self._collect)
-        engine.add_event_handler(Events.EPOCH_COMPLETED, self)
-
-    def _reset(self, engine: Engine) -> None:
-        self.rows = []
-
-    def _collect(self, engine: Engine) -> None:
-        output = engine.state.output
-        self.rows.extend(self.outputs.rows(output["pred"], output["label"]))
+    def rows_from(self, output: Any) -> list[dict[str, Any]]:
+        return self.outputs.rows(output["pred"], output["label"])
 
     def fold_dir(self) -> Path:
         return self.eval_dir / f"fold_{self.data.fold}"
