@@ -13,6 +13,45 @@ Compat = Literal["default", "histgen-v1"]
 COMPAT_MODES: tuple[str, ...] = ("default", "histgen-v1")
 
 
+@dataclasses.dataclass(frozen=True)
+class NetworkBehaviour:
+    """What ``compat`` means, as named switches that the network's modules take as constructor arguments.
+
+    ``compat`` is read here and nowhere else: modules never compare ``compat`` strings.
+
+    Attributes:
+        slide_attention_reads_first_patch: the encoder's slide-level step reads the first patch of each region
+            (and a region counts as real when its first patch is) instead of the region's global token.
+        pooling_masks_padding: the attentive pooling inside a region gives padding tokens no weight.
+        visual_attention_dropout: dropout on the patch-to-prototype attention probabilities.
+        prototypes_over_padded_axis: prototypes are spread over the padded patch axis, not each bag's real patches.
+        decoder_masks_padded_regions: the decoder's cross-attention skips regions without a real patch.
+        accepts_padded_batches: padded batches (masks with False) are accepted; masks must be left-aligned.
+    """
+
+    slide_attention_reads_first_patch: bool = False
+    pooling_masks_padding: bool = True
+    visual_attention_dropout: bool = False
+    prototypes_over_padded_axis: bool = False
+    decoder_masks_padded_regions: bool = True
+    accepts_padded_batches: bool = True
+
+    @classmethod
+    def for_compat(cls, compat: str) -> NetworkBehaviour:
+        """The switches of ``"default"`` (the corrected network) or ``"histgen-v1"`` (the reference's quirks)."""
+        if compat not in COMPAT_MODES:
+            raise ValueError(f"compat must be one of {COMPAT_MODES}, got {compat!r}")
+        reference = compat == "histgen-v1"
+        return cls(
+            slide_attention_reads_first_patch=reference,
+            pooling_masks_padding=not reference,
+            visual_attention_dropout=reference,
+            prototypes_over_padded_axis=reference,
+            decoder_masks_padded_regions=not reference,
+            accepts_padded_batches=not reference,
+        )
+
+
 @dataclasses.dataclass
 class HistGenConfig:
     """Shape and behaviour of a HistGen model.
@@ -72,8 +111,7 @@ class HistGenConfig:
         # ``--network_def#config#input_norm false`` arrives as the string "false", which is truthy
         self.input_norm = as_flag(self.input_norm, "input_norm")
         self.gradient_checkpointing = as_flag(self.gradient_checkpointing, "gradient_checkpointing")
-        if self.compat not in COMPAT_MODES:
-            raise ValueError(f"compat must be one of {COMPAT_MODES}, got {self.compat!r}")
+        NetworkBehaviour.for_compat(self.compat)  # refuses an unknown name
         if self.d_model % self.num_heads:
             raise ValueError(f"d_model={self.d_model} is not divisible by num_heads={self.num_heads}")
         if self.cmm_dim != self.d_model:
@@ -105,6 +143,11 @@ class HistGenConfig:
         if not isinstance(values, dict):
             raise ValueError(f"{path}: expected a JSON object of hyper-parameters")
         return cls.from_dict(values, **overrides)
+
+    @property
+    def behaviour(self) -> NetworkBehaviour:
+        """The named switches that ``compat`` stands for (see :class:`NetworkBehaviour`)."""
+        return NetworkBehaviour.for_compat(self.compat)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
