@@ -1,5 +1,6 @@
-"""Metrics: the paper's captioning scores (pycocoevalcap), clinical key-phrase accuracy, slide classification
-scores (scikit-learn) and survival scores (scikit-survival, lifelines)."""
+"""Metrics: the paper's captioning scores (pycocoevalcap), clinical key-phrase accuracy, rule-based clinical
+findings of report text, slide classification scores (scikit-learn) and survival scores (scikit-survival,
+lifelines)."""
 
 from .caption_metric import CaptionMetrics
 from .caption_scores import CAPTION_METRICS, CaptionScorer, caption_scores, result_keys
@@ -10,6 +11,8 @@ from .classification import (
     confusion_matrix_counts,
     plot_confusion_matrix,
 )
+from .findings_rules import CATEGORICAL_FINDINGS, ReportFindings, extract_findings
+from .findings_vocabulary import FindingsVocabulary
 from .key_phrases import DEFAULT_GROUP, find_key_phrases, key_phrase_accuracy, key_phrase_matches
 from .meteor_jar import MeteorError, MeteorJar, find_java, meteor_jar_path
 from .survival import (
@@ -24,20 +27,24 @@ from .survival import (
 
 __all__ = [
     "CAPTION_METRICS",
+    "CATEGORICAL_FINDINGS",
     "CLASSIFICATION_METRICS",
     "CaseOutcomes",
     "DEFAULT_GROUP",
     "CaptionMetrics",
     "CaptionScorer",
     "ClassificationMetrics",
+    "FindingsVocabulary",
     "MeteorError",
     "MeteorJar",
+    "ReportFindings",
     "SurvivalMetrics",
     "case_level",
     "caption_scores",
     "classification_scores",
     "concordance_index",
     "confusion_matrix_counts",
+    "extract_findings",
     "find_java",
     "find_key_phrases",
     "key_phrase_accuracy",
