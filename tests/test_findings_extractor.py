@@ -172,7 +172,9 @@ def test_diagnosis_choice() -> None:
     assert extract_findings("Carcinoma. Histologic type: clear cell renal cell carcinoma.").diagnosis == (
         "clear cell renal cell carcinoma")
     assert extract_findings("Negative for carcinoma. Benign prostatic hyperplasia.").diagnosis == "hyperplasia"
-    assert extract_findings("No residual carcinoma identified.").diagnosis is None
+    assert extract_findings("No residual carcinoma identified.").diagnosis == "benign"
+    assert extract_findings("Benign tissue, negative for malignancy.").diagnosis == "benign"
+    assert extract_findings("Margins negative for carcinoma.").diagnosis is None
     # the DIAGNOSIS section wins over the clinical history
     text = "CLINICAL HISTORY: history of squamous cell carcinoma.\nDIAGNOSIS: Adenocarcinoma, acinar type."
     assert extract_findings(text).diagnosis == "adenocarcinoma"

@@ -13,6 +13,9 @@ Choice (:func:`choose_diagnosis`): a specific phrase beats a bare generic head (
 ``tumour``, ``neoplasm``, ``malignancy``); then a phrase in a ``DIAGNOSIS`` section, a sentence that
 says ``diagnosis`` or a synoptic ``histologic type`` line beats the rest; then the earliest one.
 
+A report with no diagnosis phrase that says "benign" or negates malignancy ("Benign tissue, negative for
+malignancy", "No residual carcinoma") gets the diagnosis ``"benign"`` (:func:`benign_statement`).
+
 With a list of known diagnoses (a :class:`~scripts.metrics.FindingsVocabulary`) the known phrases are
 matched first (longest match, whole normalised words), with the same negation and choice rules.
 """
@@ -24,7 +27,14 @@ from dataclasses import dataclass
 
 from .findings_text import Sentence, word_tokens
 
-__all__ = ["GENERIC_HEADS", "DiagnosisCandidate", "choose_diagnosis", "diagnosis_candidates", "known_diagnoses"]
+__all__ = [
+    "GENERIC_HEADS",
+    "DiagnosisCandidate",
+    "benign_statement",
+    "choose_diagnosis",
+    "diagnosis_candidates",
+    "known_diagnoses",
+]
 
 _HEADS: frozenset[str] = frozenset(
     """carcinoma adenocarcinoma sarcoma lymphoma melanoma mesothelioma glioblastoma glioma astrocytoma
@@ -150,6 +160,24 @@ def known_diagnoses(sentences: Sequence[Sentence], diagnoses: Sequence[str]) -> 
             else:
                 position += 1
     return found
+
+
+_MALIGNANCY_WORDS = frozenset({"malignancy", "malignant", "carcinoma", "tumour", "neoplasm", "neoplasia",
+                               "lymphoma", "sarcoma", "adenocarcinoma"})
+
+
+def benign_statement(sentences: Sequence[Sentence]) -> str | None:
+    """``"benign"`` when a sentence not about margins or lymph nodes says "benign" or negates malignancy
+    ("negative for malignancy", "no residual carcinoma"); the fallback when no diagnosis phrase is found."""
+    for sentence in sentences:
+        if _off_topic(sentence):
+            continue
+        words = sentence.words
+        if "benign" in words:
+            return "benign"
+        if any(w in _MALIGNANCY_WORDS and _negated(words, i) for i, w in enumerate(words)):
+            return "benign"
+    return None
 
 
 def choose_diagnosis(candidates: Sequence[DiagnosisCandidate]) -> str | None:

@@ -5,7 +5,8 @@
 
 Findings and their canonical values:
 
-- ``diagnosis``: a lower-case phrase (:mod:`.findings_diagnosis`), e.g. ``"invasive ductal carcinoma"``;
+- ``diagnosis``: a lower-case phrase (:mod:`.findings_diagnosis`), e.g. ``"invasive ductal carcinoma"``, or
+  ``"benign"`` for a report that only negates malignancy;
 - ``grade``: ``"gleason N"`` (the score: ``"3+4=7"``, ``"score 7"``), ``"isup N"`` (ISUP/WHO grade or grade
   group), ``"fuhrman N"``, ``"grade N"`` (Nottingham/Bloom-Richardson grade or score 3-9, ``"grade II"``,
   ``"G2"``, ``"histologic grade: 2"``), ``"high grade"``/``"low grade"``, or differentiation words
@@ -41,7 +42,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from .findings_diagnosis import choose_diagnosis, diagnosis_candidates, is_head, known_diagnoses
+from .findings_diagnosis import benign_statement, choose_diagnosis, diagnosis_candidates, is_head, known_diagnoses
 from .findings_text import Sentence, report_sentences
 
 if TYPE_CHECKING:
@@ -553,7 +554,7 @@ def extract_findings(text: str, vocabulary: FindingsVocabulary | None = None) ->
     if vocabulary is not None and vocabulary.diagnoses:
         diagnosis = choose_diagnosis(known_diagnoses(sentences, vocabulary.diagnoses))
     if diagnosis is None:
-        diagnosis = choose_diagnosis(diagnosis_candidates(sentences))
+        diagnosis = choose_diagnosis(diagnosis_candidates(sentences)) or benign_statement(sentences)
     positive, examined, node_words = _node_counts(sentences)
     pt, pn = _stages_of(sentences)
     if positive is not None:
