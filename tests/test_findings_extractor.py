@@ -119,6 +119,7 @@ def test_margin_status(text: str, margin: str | None) -> None:
         ("lymph nodes negative for carcinoma 012", 0, 12, "negative"),
         ("Lymph nodes: left axillary (0/3), level II (1/5).", 1, 8, "positive"),
         ("No lymph node metastasis.", None, None, "negative"),
+        ("grade 2 of 3 lymph nodes 012", 0, 12, "negative"),  # synoptic lines run together after cleaning
         ("pT2 pN1 (see comment)", None, None, "positive"),
         ("Invasive ductal carcinoma.", None, None, None),
     ],
