@@ -120,7 +120,7 @@ _GRADE_FAMILIES = ("gleason", "isup", "fuhrman", "nottingham", "grade", "level",
 
 def _gleason(words: Sequence[str], i: int) -> str | None:
     j = i + 1
-    while j < len(words) and words[j] in {"score", "grade", "sum", "pattern", "patterns", "is", "of", "total"}:
+    while j < len(words) and words[j] in {"score", "grade", "sum", "pattern", "patterns", "is", "of", "total", "s"}:
         j += 1
     numbers: list[str] = []
     while j < len(words) and words[j].isdigit() and len(numbers) < 4:
@@ -153,7 +153,7 @@ def _grade_number(words: Sequence[str], j: int, maximum: int = 4) -> int | None:
         j += 1
     if j >= len(words):
         return None
-    word = words[j]
+    word = words[j].split("/")[0]  # "4/4"
     if word in _ROMAN:
         return _ROMAN[word]
     if re.fullmatch(r"g[1-4]", word):
@@ -488,7 +488,8 @@ def _stages_of(sentences: Sequence[Sentence]) -> tuple[str | None, str | None]:
     for sentence in sentences:
         for i, word in enumerate(sentence.words):
             match = _T_STAGE.match(word)
-            if match and (word.startswith(("p", "yp", "rp")) or match.group(2) is not None) and pt is None:
+            before_n = i + 1 < len(sentence.words) and _N_STAGE.match(sentence.words[i + 1]) is not None
+            if match and pt is None and (word.startswith(("p", "yp", "rp")) or match.group(2) is not None or before_n):
                 pt = f"pt{match.group(1)}"
                 if match.group(2) is not None and pn is None:
                     pn = f"pn{match.group(2)}"
