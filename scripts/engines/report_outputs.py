@@ -12,6 +12,7 @@ from typing import Any
 from ignite.engine import Engine, Events
 
 from scripts.atomic_io import atomic_write_json, atomic_write_text
+from scripts.ids import UnsafeIdError, output_file
 
 logger = logging.getLogger("histgen.outputs")
 
@@ -93,7 +94,12 @@ class ReportWriter(_CollectReports):
 
     def __call__(self, engine: Engine) -> None:
         for row in self.rows:
-            atomic_write_text(self.output_dir / f"{row['id']}.txt", row["generated"] + "\n")
+            try:  # an id is a file name here: one that would leave output_dir is refused, the others go on
+                path = output_file(self.output_dir, str(row["id"]), ".txt", "report id")
+            except UnsafeIdError as err:
+                logger.error("%s; its report is only in reports.csv", err)
+                continue
+            atomic_write_text(path, row["generated"] + "\n")
         table = [{"id": r["id"], "report": r["generated"]} for r in self.rows]
         atomic_write_text(self.output_dir / "reports.csv", _csv_text(table, ["id", "report"]))
         logger.info("wrote %d reports to %s", len(self.rows), self.output_dir)

@@ -20,6 +20,7 @@ from torch import nn
 
 from scripts.atomic_io import atomic_torch_save, atomic_write_json
 from scripts.engines.model_files import unwrap
+from scripts.ids import fold_dir_name
 from scripts.safe_load import load_plain
 
 from .mil_networks import build_mil_network, network_spec
@@ -39,7 +40,7 @@ INFO_FILE = "model_info.json"
 
 
 def fold_model_dir(model_dir: str | os.PathLike[str], fold: int) -> Path:
-    return Path(model_dir) / f"fold_{fold}"
+    return Path(model_dir) / fold_dir_name(fold)
 
 
 def save_fold_model(model_dir: str | os.PathLike[str], fold: int, state: dict[str, torch.Tensor], network: nn.Module,
