@@ -24,6 +24,7 @@ import torch
 __all__ = ["NUMPY_SCALAR_GLOBALS", "UnsafeFileError", "load_plain"]
 
 _GLOBAL_NAME = re.compile(r"GLOBAL ([\w.]+)")
+_UNPICKLER_DETAIL = re.compile(r"WeightsUnpickler error:\s*(.+?)(?:\n\n|$)", re.S)
 
 
 class UnsafeFileError(ValueError):
@@ -76,14 +77,15 @@ def load_plain(
     except pickle.UnpicklingError as err:
         message = str(err)
         found = _GLOBAL_NAME.search(message)
-        if found is not None or "Weights only load failed" in message:
-            name = found.group(1) if found is not None else "a non-allow-listed object"
+        if found is not None:
             raise UnsafeFileError(
-                f"{path}: refused to load this {what}: it names {name}, not a tensor or a plain value, and "
-                "unpickling it could run code. Only tensors and plain values are read (torch.load "
+                f"{path}: refused to load this {what}: it names {found.group(1)}, not a tensor or a plain value, "
+                "and unpickling it could run code. Only tensors and plain values are read (torch.load "
                 "weights_only=True); re-save the file as a plain state dict on a machine you trust"
             ) from None
-        raise ValueError(f"{path}: cannot read this {what} ({type(err).__name__}: {message.splitlines()[0]})") from err
+        detail = _UNPICKLER_DETAIL.search(message)
+        reason = detail.group(1).strip() if detail else message.splitlines()[0]
+        raise ValueError(f"{path}: cannot read this {what}: not a plain torch.save file ({reason})") from None
     except (OSError, EOFError, RuntimeError, ValueError) as err:
         first = str(err).splitlines()[0] if str(err) else ""
         raise ValueError(f"{path}: cannot read this {what} ({type(err).__name__}: {first})") from err
