@@ -43,7 +43,7 @@ from scripts.packaging import (
 )
 from scripts.packaging.checksums import format_checksums, sha256_bytes
 from scripts.safe_load import UnsafeFileError, load_plain
-from scripts.serving.feature_paths import FEATURE_ROOT_ENV, FeatureFileRefused, resolve_feature_file
+from scripts.serving.feature_paths import FEATURE_ROOT_ENV, FeatureFileNotAllowedError, resolve_feature_file
 from scripts.serving.report_predictor import ReportPredictor
 from scripts.serving.transfer_predictor import FoldEnsemblePredictor
 from scripts.text import Vocabulary
@@ -353,12 +353,12 @@ def test_served_feature_paths_are_off_by_default_and_stay_inside_the_root(tmp_pa
     secret = tmp_path / "secret.pt"
     torch.save(torch.ones(3, 4), secret)
     (root / "link.pt").symlink_to(secret)
-    with pytest.raises(FeatureFileRefused, match=f"turned off on this server.*{FEATURE_ROOT_ENV}"):
+    with pytest.raises(FeatureFileNotAllowedError, match=f"turned off on this server.*{FEATURE_ROOT_ENV}"):
         resolve_feature_file(str(root / "s1.pt"), None)
     assert resolve_feature_file("s1.pt", root.resolve()) == (root / "s1.pt").resolve()
     assert resolve_feature_file(str(root / "s1.pt"), root.resolve()) == (root / "s1.pt").resolve()
     for probe in (str(secret), "../secret.pt", "link.pt", "missing.pt", "/etc/passwd", "s1.pt\x00"):
-        with pytest.raises(FeatureFileRefused) as err:
+        with pytest.raises(FeatureFileNotAllowedError) as err:
             resolve_feature_file(probe, root.resolve())
         # the same words whether the file exists or not, naming only what the client sent
         assert str(err.value) == f"feature_file {probe!r}: not a feature file under the server's feature root"

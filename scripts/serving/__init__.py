@@ -42,7 +42,7 @@ _LAZY = {
     "bag_tensor": "bag_rows",
     "bags_from_frame": "bag_rows",
     "FEATURE_ROOT_ENV": "feature_paths",
-    "FeatureFileRefused": "feature_paths",
+    "FeatureFileNotAllowedError": "feature_paths",
     "resolve_feature_file": "feature_paths",
     "FoldEnsemblePredictor": "transfer_predictor",
     "ensemble_survival_curve": "transfer_predictor",

@@ -26,7 +26,7 @@ import torch
 
 __all__ = [
     "FEATURE_ROOT_ENV",
-    "FeatureFileRefused",
+    "FeatureFileNotAllowedError",
     "feature_root_from_env",
     "guarded_feature_reader",
     "one_line_error",
@@ -39,7 +39,7 @@ logger = logging.getLogger("histgen.serving")
 FEATURE_ROOT_ENV = "HISTGEN_FEATURE_ROOT"
 
 
-class FeatureFileRefused(ValueError):
+class FeatureFileNotAllowedError(ValueError):
     """A request's ``feature_file`` that the served model will not open."""
 
 
@@ -62,20 +62,20 @@ def resolve_feature_file(path: str, root: Path | None) -> Path:
     """The file ``path`` names inside ``root`` (relative paths are taken from ``root``).
 
     Raises:
-        FeatureFileRefused: path inputs are off (``root`` is None), or the path is outside ``root`` or is
+        FeatureFileNotAllowedError: path inputs are off (``root`` is None), or the path is outside ``root`` or is
             not a file there (one message for both, naming only what the client sent).
     """
     if root is None:
-        raise FeatureFileRefused(
+        raise FeatureFileNotAllowedError(
             f"feature_file inputs are turned off on this server; send the bag in the 'features' column "
             f"(an operator can allow files under one folder with {FEATURE_ROOT_ENV})"
         )
     text = str(path)
     if "\x00" in text:
-        raise FeatureFileRefused(f"feature_file {text!r}: not a feature file under the server's feature root")
+        raise FeatureFileNotAllowedError(f"feature_file {text!r}: not a feature file under the server's feature root")
     resolved = (root / text).resolve()  # an absolute ``text`` replaces root, and is checked like any other
     if not resolved.is_relative_to(root) or not resolved.is_file():
-        raise FeatureFileRefused(f"feature_file {text!r}: not a feature file under the server's feature root")
+        raise FeatureFileNotAllowedError(f"feature_file {text!r}: not a feature file under the server's feature root")
     return resolved
 
 

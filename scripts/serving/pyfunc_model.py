@@ -3,9 +3,10 @@
 Input: a pandas DataFrame, one row per slide, with ``slide_id`` and either ``feature_file`` or ``features``
 (the columns of :mod:`scripts.serving.bag_rows`, shared with the subtyping and survival models; see
 :func:`report_model_signature`). ``feature_file`` rows are refused unless the serving process has
-``HISTGEN_FEATURE_ROOT`` set, and then must name files under that folder (:mod:`scripts.serving.feature_paths`). Params (optional): ``beam_size``
-(default 3), ``max_len`` (-1 = the model's ``max_seq_length``), ``batch_size`` (default 4): the
-defaults of ``configs/inference.json``. Output: a DataFrame with ``slide_id`` and ``report``.
+``HISTGEN_FEATURE_ROOT`` set, and then must name files under that folder (:mod:`scripts.serving.feature_paths`).
+Params (optional): ``beam_size`` (default 3), ``max_len`` (-1 = the model's ``max_seq_length``),
+``batch_size`` (default 4): the defaults of ``configs/inference.json``.
+Output: a DataFrame with ``slide_id`` and ``report``.
 
 A list of ``[N, D]`` arrays can be given as ``bags_frame(arrays)``.
 

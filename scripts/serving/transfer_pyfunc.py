@@ -1,7 +1,8 @@
 """The subtyping and survival fold ensembles as ``mlflow.pyfunc`` models: feature bags in, predictions out.
 
 Input: the report model's (:mod:`scripts.serving.bag_rows`): a DataFrame with ``slide_id`` (optional) and
-``feature_file`` (refused unless ``HISTGEN_FEATURE_ROOT`` is set) or ``features`` per row, or a list of ``[N, D]`` arrays. Param (optional): ``batch_size``
+``feature_file`` (refused unless ``HISTGEN_FEATURE_ROOT`` is set) or ``features`` per row, or a list of
+``[N, D]`` arrays. Param (optional): ``batch_size``
 (default 8, as ``inference.json``). Output: a DataFrame, one row per slide, with the columns of
 :mod:`scripts.serving.transfer_predictor`:
 
