@@ -21,6 +21,7 @@ import torch
 from scripts.atomic_io import atomic_torch_save, atomic_write_json
 from scripts.metrics import FindingsVocabulary
 from scripts.networks import HistGen, HistGenConfig
+from scripts.safe_load import load_plain
 from scripts.text import Vocabulary
 
 MODEL_FILE = "model.pt"
@@ -115,5 +116,5 @@ def load_report_model(
     path = model_dir / MODEL_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{path}: model weights not found")
-    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    model.load_state_dict(load_plain(path, what="model weights"))
     return model.to(device).eval(), Vocabulary.load(model_dir / VOCAB_FILE)

@@ -14,6 +14,7 @@ from typing import Any
 from ignite.engine import Engine, Events
 
 from scripts.atomic_io import atomic_write_json, atomic_write_text
+from scripts.ids import UnsafeIdError, output_file
 from scripts.metrics import CATEGORICAL_FINDINGS, FindingsVocabulary, ReportFindings, extract_findings
 from scripts.metrics.findings_scores import findings_comparison
 
@@ -45,8 +46,8 @@ def finding_cells(findings: ReportFindings | None) -> dict[str, Any]:
 
 def write_findings_json(output_dir: Path, slide_id: str, findings: ReportFindings) -> Path:
     """``<output_dir>/<slide_id>.findings.json``: ``{"id": ..., "findings": {...}}`` (atomic)."""
-    return atomic_write_json(output_dir / f"{slide_id}.findings.json", {"id": slide_id,
-                                                                        "findings": findings.to_dict()})
+    path = output_file(output_dir, slide_id, ".findings.json", "report id")
+    return atomic_write_json(path, {"id": slide_id, "findings": findings.to_dict()})
 
 
 class EpochRowCollector:
@@ -155,7 +156,12 @@ class ReportWriter(_CollectReports):
         """``<id>.txt`` (and ``<id>.findings.json``) per row; returns ``{id: finding cells}``."""
         cells: dict[str, dict[str, Any]] = {}
         for row in self.rows:
-            atomic_write_text(self.output_dir / f"{row['id']}.txt", row["generated"] + "\n")
+            try:  # an id is a file name here: one that would leave output_dir is refused, the others go on
+                path = output_file(self.output_dir, str(row["id"]), ".txt", "report id")
+            except UnsafeIdError as err:
+                logger.error("%s; its report is only in reports.csv", err)
+                continue
+            atomic_write_text(path, row["generated"] + "\n")
             if self.write_findings:
                 findings = extract_findings(row["generated"], self.findings_vocabulary)
                 write_findings_json(self.output_dir, row["id"], findings)

@@ -34,6 +34,7 @@ from ignite.engine import Engine, Events
 from monai.utils import CommonKeys
 
 from scripts.atomic_io import atomic_write_text
+from scripts.ids import output_file
 from scripts.metrics import FindingsVocabulary
 
 from .model_files import EXTRACTION_FILE, load_feature_extraction, unwrap
@@ -237,7 +238,8 @@ class SlideInference:
         if feature_files or dataset_dir:
             raise ValueError("give slides (slide / slides_dir / slides_csv) or feature files (feature_files / "
                              "dataset_dir), not both")
-        return [self.features_dir / f"{row.slide_id}.h5" for row in self.extract() if row.status != "failed"]
+        return [output_file(self.features_dir, row.slide_id, ".h5", "slide id") for row in self.extract()
+                if row.status != "failed"]
 
     # ------------------------------------------------------------------ heatmaps
     def write_heatmap(self, slide_id: str, coords: np.ndarray, values: np.ndarray, label: str = HEATMAP_LABEL) -> Path:
@@ -246,14 +248,14 @@ class SlideInference:
         from scripts.wsi.attention_heatmap import save_value_heatmap
 
         source = next(s for s in self.sources() if s.slide_id == slide_id)
-        attrs = read_h5_attrs(self.features_dir / f"{slide_id}.h5") or {}
+        attrs = read_h5_attrs(output_file(self.features_dir, slide_id, ".h5", "slide id")) or {}
         if "patch_size_level0" not in attrs:
             raise ValueError(f"{slide_id}.h5: no patch_size_level0 attribute")
         extractor = self.extractor()
         params = extractor.tissue_params if isinstance(extractor.tissue_params, TissueMaskParams) else None
         with Slide(source.path, extractor.wsi_backend, extractor.assume_mpp, name=Path(source.path).name) as slide:
             tissue = slide_tissue_mask(slide, params or TissueMaskParams())
-        path = self.reports_dir / f"{slide_id}_heatmap.png"
+        path = output_file(self.reports_dir, slide_id, "_heatmap.png", "slide id")
         save_value_heatmap(path, tissue, coords, int(attrs["patch_size_level0"]), values, label=label, scale="ratio")
         self.heatmaps[slide_id] = path.name
         return path

@@ -17,6 +17,7 @@ from monai.engines.utils import IterationEvents
 
 from scripts.atomic_io import atomic_torch_save, atomic_write_json, remove_stale_temporaries
 from scripts.metrics import FindingsVocabulary, selection_score
+from scripts.safe_load import load_plain
 from scripts.text import Vocabulary
 
 from .model_files import CONFIG_FILE, FINDINGS_VOCAB_FILE, MODEL_FILE, VOCAB_FILE, save_report_model
@@ -166,7 +167,7 @@ class TrainingCheckpoint:
     def load(self, engine: Engine) -> None:
         if not self.save_path.is_file():
             return
-        checkpoint = torch.load(self.save_path, map_location="cpu", weights_only=False)
+        checkpoint = load_plain(self.save_path, what="resume checkpoint")  # tensors and plain values only
         for name, obj in self.save_dict.items():
             target = obj.module if hasattr(obj, "module") and name == "model" else obj
             target.load_state_dict(checkpoint[name])

@@ -12,11 +12,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
 from scripts.flags import as_flag
 from scripts.networks import HistGenConfig
+from scripts.safe_load import UnsafeFileError, load_plain
 
 from .errors import EncoderWeightsError
 from .mil_networks import ABMIL, HistGenMIL
@@ -153,7 +153,9 @@ def load_pretrained_encoder(network: nn.Module, pretrained_encoder: str | os.Pat
         path = Path(pretrained_encoder)
         _report_config(path)
         try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            state = load_plain(path, what="pretrained encoder weights")
+        except UnsafeFileError:
+            raise
         except Exception as err:
             raise EncoderWeightsError(f"pretrained_encoder {path}: unreadable ({type(err).__name__}: {err})") from err
         if not isinstance(state, dict):
