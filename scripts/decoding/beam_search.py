@@ -61,7 +61,11 @@ def beam_search(
     offsets = torch.arange(b, device=device)[:, None]
     slack = 1e-5 * max_len  # log-probs can exceed 0 by rounding only
 
+    block_empty = getattr(getattr(model, "config", None), "compat", "default") != "histgen-v1"
     for t in range(max_len):
+        if t == 0 and block_empty and max_len > 1:
+            logprobs = logprobs.clone()
+            logprobs[:, eos_id] = float("-inf")
         width = sums.shape[1]
         candidates = (sums.unsqueeze(-1) + logprobs.view(b, width, vocab)).view(b, -1)
         sums, ix = candidates.topk(beam_size, dim=-1)

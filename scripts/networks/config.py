@@ -67,6 +67,7 @@ class HistGenConfig:
     compat: str = "default"
     gradient_checkpointing: bool = False
     input_norm: bool = False
+    finding_classes: dict[str, int] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # ``--network_def#config#input_norm false`` arrives as the string "false", which is truthy

@@ -26,6 +26,7 @@ class EncodedSlide:
     region_tokens: torch.Tensor
     region_mask: torch.Tensor
     patch_weights: torch.Tensor
+    finding_logits: torch.Tensor | None = None
 
 
 class LocalGlobalEncoder(nn.Module):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
@@ -13,11 +13,17 @@ from torch.utils.checkpoint import checkpoint
 
 from .config import HistGenConfig
 from .context_memory import CrossModalMemory
+from .finding_heads import SlideFindingHeads
 from .hierarchical_encoder import EncodedSlide, LocalGlobalEncoder
 from .layers import MultiHeadAttention
 from .report_decoder import DecoderCache, ReportDecoder
 
 logger = logging.getLogger("histgen.network")
+
+
+class ReportScores(NamedTuple):
+    logprobs: torch.Tensor
+    finding_logits: torch.Tensor
 
 
 class HistGen(nn.Module):
@@ -59,6 +65,9 @@ class HistGen(nn.Module):
         self.encoder.gradient_checkpointing = c.gradient_checkpointing
         self.decoder = ReportDecoder(c.vocab_size, c.d_model, c.d_ff, c.num_heads, c.num_layers, c.dropout)
         self.reset_parameters()
+        self.findings = (
+            SlideFindingHeads(c.d_model, list(c.finding_classes.values()), dropout=c.dropout) if c.finding_classes else None
+        )
 
     def reset_parameters(self) -> None:
         """Initialise as the reference does: Xavier-uniform matrices, memory ~ N(0, 1/cmm_dim)."""
@@ -159,7 +168,13 @@ class HistGen(nn.Module):
             x = checkpoint(self.embed_patches, features, mask, use_reentrant=False)
         else:
             x = self.embed_patches(features, mask)
-        return self.encoder(x, mask)
+        encoded = self.encoder(x, mask)
+        if self.findings is None:
+            return encoded
+        found = self.findings(x, mask)
+        tokens = torch.cat([encoded.region_tokens, found.tokens], dim=1)
+        region_mask = torch.cat([encoded.region_mask, mask.new_ones(mask.shape[0], found.tokens.shape[1])], dim=1)
+        return EncodedSlide(tokens, region_mask, encoded.patch_weights, found.logits)
 
     def _decoder_region_mask(self, encoded: EncodedSlide) -> torch.Tensor | None:
         return None if self.config.compat == "histgen-v1" else encoded.region_mask
@@ -169,7 +184,14 @@ class HistGen(nn.Module):
         self, features: torch.Tensor, target_ids: torch.Tensor, mask: torch.Tensor | None = None
     ) -> torch.Tensor:
         """Teacher-forced log-probabilities, see :meth:`score`."""
-        return self.score(features, target_ids, mask)
+        encoded = self.encode(features, mask)
+        memory_kv = self.context.project_memory(self.memory_matrix)
+        logprobs = self.decoder(
+            target_ids[:, :-1], encoded.region_tokens, self._decoder_region_mask(encoded), self.context, memory_kv
+        )
+        if encoded.finding_logits is None:
+            return logprobs
+        return ReportScores(logprobs, encoded.finding_logits)
 
     def score(
         self, features: torch.Tensor, target_ids: torch.Tensor, mask: torch.Tensor | None = None
