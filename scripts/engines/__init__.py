@@ -6,7 +6,9 @@ from .input_normalisation import fit_input_norm
 from .mlflow_extras import MLflowRunExtras, find_mlflow_handler
 from .model_files import (
     EXTRACTION_FILE,
+    FINDINGS_VOCAB_FILE,
     load_feature_extraction,
+    load_findings_vocabulary,
     load_model_config,
     load_report_model,
     save_report_model,
@@ -38,6 +40,7 @@ warnings.filterwarnings("ignore", message="Key metric is not a scalar value")
 __all__ = [
     "DEMO_SOURCES",
     "EXTRACTION_FILE",
+    "FINDINGS_VOCAB_FILE",
     "AttentionHeatmapWriter",
     "BestModelSaver",
     "DecodeReports",
@@ -63,6 +66,7 @@ __all__ = [
     "find_mlflow_handler",
     "feature_file_list",
     "load_feature_extraction",
+    "load_findings_vocabulary",
     "load_model_config",
     "load_report_model",
     "metric_score",
