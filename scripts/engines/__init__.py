@@ -2,6 +2,7 @@
 
 import warnings
 
+from .grounding import GroundedReportLoss, ReportFindingLabeler, TeacherForcingBatches, finding_labeler
 from .input_normalisation import fit_input_norm
 from .mlflow_extras import MLflowRunExtras, find_mlflow_handler
 from .model_files import (
@@ -48,6 +49,10 @@ __all__ = [
     "EpochSummary",
     "EvaluationWriter",
     "GradientClipping",
+    "GroundedReportLoss",
+    "ReportFindingLabeler",
+    "TeacherForcingBatches",
+    "finding_labeler",
     "MLflowRunExtras",
     "PatchAttention",
     "ReportData",

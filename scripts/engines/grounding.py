@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -11,11 +12,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from scripts.flags import as_flag
+
 from .report_batches import _move
 
 logger = logging.getLogger("histgen.grounding")
 
-__all__ = ["FindingLabelBatches", "GroundedReportLoss", "ReportFindingLabeler", "report_nll"]
+__all__ = ["GroundedReportLoss", "ReportFindingLabeler", "TeacherForcingBatches", "finding_labeler", "report_nll"]
 
 
 def report_nll(logprobs: torch.Tensor, report_ids: torch.Tensor, report_mask: torch.Tensor) -> torch.Tensor:
@@ -88,15 +91,56 @@ class ReportFindingLabeler:
         return cls(names, classes, read)
 
 
-class FindingLabelBatches:
-    """``prepare_batch`` for training with finding heads: targets are ``(report_ids, report_mask, labels)``.
+def finding_labeler(
+    vocabulary: Any, annotation_file: str | os.PathLike[str], enabled: Any = True, min_count: int = 3
+) -> ReportFindingLabeler:
+    """The finding heads' labeler for a training annotation (no heads when ``enabled`` is false).
+
+    A finding gets a head when the training reports state it with at least two classes of at least
+    ``min_count`` reports each (read by :func:`scripts.metrics.extract_findings` with ``vocabulary``).
+
+    Args:
+        vocabulary: the :class:`scripts.metrics.FindingsVocabulary` of the training reports.
+        annotation_file: HistGen annotation JSON; its ``train`` reports are read.
+        enabled: ``finding_heads`` (bool or a command-line string such as ``"false"``).
+        min_count: fewest training reports per kept class.
+    """
+    from scripts.data import load_annotation
+    from scripts.metrics import extract_findings
+
+    def read(text: str) -> dict[str, Any]:
+        return extract_findings(text, vocabulary).categorical()
+
+    if not as_flag(enabled, "finding_heads"):
+        logger.info("finding heads off (finding_heads=false): the model learns from the report NLL alone")
+        return ReportFindingLabeler([], {}, read)
+    reports = [item["report"] for item in load_annotation(annotation_file, required_splits=("train",))["train"]]
+    return ReportFindingLabeler.from_reports(reports, read, vocabulary.classes(), min_count=min_count)
+
+
+class TeacherForcingBatches:
+    """``prepare_batch`` for training: ``network(features, report_ids, mask=mask)`` with finding labels.
+
+    Targets are ``(report_ids, report_mask)``, plus ``labels [B, F]`` when the labeler has findings.
+    With ``word_dropout > 0`` each input word (not the targets) is replaced by ``<unk>`` with that
+    probability, so the decoder cannot predict the next word from the prefix alone.
 
     Args:
         labeler: reads the finding labels from each raw report of the batch (``batch["reports"]``).
+        word_dropout: probability of hiding an input word.
+        unk_id: the vocabulary's ``<unk>`` id (needed when ``word_dropout > 0``).
     """
 
-    def __init__(self, labeler: ReportFindingLabeler | None) -> None:
+    def __init__(
+        self, labeler: ReportFindingLabeler | None = None, word_dropout: float = 0.0, unk_id: int | None = None
+    ) -> None:
+        if not 0.0 <= float(word_dropout) < 1.0:
+            raise ValueError(f"word_dropout must be in [0, 1), got {word_dropout}")
+        if word_dropout and unk_id is None:
+            raise ValueError("word_dropout needs the vocabulary's unk_id")
         self.labeler = labeler
+        self.word_dropout = float(word_dropout)
+        self.unk_id = unk_id
 
     def __call__(
         self, batchdata: dict[str, Any], device: torch.device | str | None = None, non_blocking: bool = False, **kwargs: Any
@@ -104,10 +148,16 @@ class FindingLabelBatches:
         if batchdata.get("report_ids") is None:
             raise ValueError(f"training batch without reports (slides {batchdata.get('ids')})")
         b = _move(batchdata, device, non_blocking)
-        targets: tuple[torch.Tensor, ...] = (b["report_ids"], b["report_mask"])
+        ids = b["report_ids"]
+        targets: tuple[torch.Tensor, ...] = (ids, b["report_mask"])
         if self.labeler is not None and self.labeler.names:
-            targets = (*targets, self.labeler.labels(b["reports"]).to(b["report_ids"].device))
-        return b["features"], targets, (b["report_ids"],), {"mask": b["mask"]}
+            targets = (*targets, self.labeler.labels(b["reports"]).to(ids.device))
+        inputs = ids
+        if self.word_dropout > 0:
+            hide = (torch.rand(ids.shape, device=ids.device) < self.word_dropout) & (ids > 0)
+            hide[:, 0] = False
+            inputs = ids.masked_fill(hide, int(self.unk_id))
+        return b["features"], targets, (inputs,), {"mask": b["mask"]}
 
 
 class GroundedReportLoss(nn.Module):
