@@ -26,8 +26,7 @@ from typing import Any
 import torch
 
 from scripts.data import ReportBagDataset, collate_bags, load_annotation
-from scripts.engines import load_report_model
-from scripts.engines.grounding import report_nll
+from scripts.engines import load_report_model, report_nll
 from scripts.text import clean_report
 
 

@@ -16,8 +16,6 @@ source:
   the region tokens, so "which diagnosis" is one attention step away.
 """
 
-from __future__ import annotations
-
 from typing import NamedTuple
 
 import torch
@@ -86,8 +84,8 @@ class SlideFindingHeads(nn.Module):
         scores = scores.masked_fill(~mask[:, None, :], float("-inf"))
         attention = torch.softmax(scores, dim=-1)
         pooled = self.dropout(torch.bmm(attention, x))  # [B, F, d]
-        logits = []
-        expected = []
+        logits: list[torch.Tensor] = []
+        expected: list[torch.Tensor] = []
         for f, classifier in enumerate(self.classifiers):
             head_logits = classifier(pooled[:, f])
             logits.append(head_logits)
@@ -97,6 +95,3 @@ class SlideFindingHeads(nn.Module):
         memory = self.token_norm(pooled + class_tokens + self.type_embed[None])
         return FindingOutputs(torch.cat(logits, dim=-1), memory, attention)
 
-    def split_logits(self, logits: torch.Tensor) -> list[torch.Tensor]:
-        """``[B, C_total]`` -> one ``[B, C_f]`` tensor per finding."""
-        return [logits[:, self.offsets[f] : self.offsets[f + 1]] for f in range(self.num_findings)]
