@@ -119,6 +119,7 @@ def test_margin_status(text: str, margin: str | None) -> None:
         ("lymph nodes negative for carcinoma 012", 0, 12, "negative"),
         ("Lymph nodes: left axillary (0/3), level II (1/5).", 1, 8, "positive"),
         ("No lymph node metastasis.", None, None, "negative"),
+        ("grade 2 of 3 lymph nodes 012", 0, 12, "negative"),  # synoptic lines run together after cleaning
         ("pT2 pN1 (see comment)", None, None, "positive"),
         ("Invasive ductal carcinoma.", None, None, None),
     ],
@@ -138,6 +139,8 @@ def test_lymph_nodes(text: str, positive: int | None, examined: int | None, stat
         ("Grade group 2", "isup 2"),
         ("WHO/ISUP grade 3", "isup 3"),
         ("Fuhrman nuclear grade II", "fuhrman 2"),
+        ("Fuhrman grade 4/4", "fuhrman 4"),
+        ("Gleason's score: 7 (4+3)", "gleason 7"),
         ("nuclear grade 3 (Fuhrman)", "fuhrman 3"),
         ("Nottingham score 8/9", "grade 3"),
         ("Modified Bloom-Richardson grade 1", "grade 1"),
@@ -151,6 +154,18 @@ def test_lymph_nodes(text: str, positive: int | None, examined: int | None, stat
 )
 def test_grades(text: str, grade: str | None) -> None:
     assert extract_findings(text).grade == grade
+
+
+@pytest.mark.parametrize(
+    ("text", "pt", "pn"),
+    [("pT2 pN1a", "pt2", "pn1"), ("pT2N0M0", "pt2", "pn0"), ("AJCC pathologic stage: T2 N1 M0", "pt2", "pn1"),
+     ("ypT3 ypN2", "pt3", "pn2"), ("pTis pNX", "ptis", "pnx"), ("pt1c pn0sn", "pt1", "pn0"),
+     ("T2-weighted", None, None)],
+)
+def test_stages(text: str, pt: str | None, pn: str | None) -> None:
+    findings = extract_findings(text)
+    assert (findings.pt_stage, findings.pn_stage) == (pt, pn)
+    assert (extract_findings(clean_report(text)).pt_stage, extract_findings(clean_report(text)).pn_stage) == (pt, pn)
 
 
 def test_generated_text_style() -> None:

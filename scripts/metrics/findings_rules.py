@@ -120,7 +120,7 @@ _GRADE_FAMILIES = ("gleason", "isup", "fuhrman", "nottingham", "grade", "level",
 
 def _gleason(words: Sequence[str], i: int) -> str | None:
     j = i + 1
-    while j < len(words) and words[j] in {"score", "grade", "sum", "pattern", "patterns", "is", "of", "total"}:
+    while j < len(words) and words[j] in {"score", "grade", "sum", "pattern", "patterns", "is", "of", "total", "s"}:
         j += 1
     numbers: list[str] = []
     while j < len(words) and words[j].isdigit() and len(numbers) < 4:
@@ -153,7 +153,7 @@ def _grade_number(words: Sequence[str], j: int, maximum: int = 4) -> int | None:
         j += 1
     if j >= len(words):
         return None
-    word = words[j]
+    word = words[j].split("/")[0]  # "4/4"
     if word in _ROMAN:
         return _ROMAN[word]
     if re.fullmatch(r"g[1-4]", word):
@@ -191,7 +191,7 @@ def _grade_of(sentences: Sequence[Sentence]) -> str | None:
             elif word == "fuhrman":
                 number = _grade_number(words, i + 1)
                 if number is None:  # "nuclear grade 2 (fuhrman)"
-                    before = [w for w in words[max(0, i - 4) : i]]
+                    before = list(words[max(0, i - 4) : i])
                     number = next((_grade_number(before, k) for k in range(len(before))
                                    if before[k] == "grade" and _grade_number(before, k) is not None), None)
                 if number is not None:
@@ -316,45 +316,49 @@ _MARGIN_NEGATIVE = frozenset({"negative", "free", "uninvolved", "clear", "clean"
                               "without", "absent", "unremarkable"})
 
 
+_MARGIN_STOP = (_TERM_WORDS - {"tumour", "margin", "margins"}) | {"invasion"}
+
+
+def _margin_window(words: Sequence[str], i: int) -> tuple[list[str], list[str]]:
+    """Up to 6 words left and 7 right of the margin word at ``i``, each cut at another finding's term."""
+    left = list(words[max(0, i - 6) : i])
+    for k in range(len(left) - 1, -1, -1):
+        if left[k] in _MARGIN_STOP:
+            left = left[k + 1 :]
+            break
+    right = []
+    for word in words[i + 1 : i + 8]:
+        if word in _MARGIN_STOP:
+            break
+        right.append(word)
+    return left, right
+
+
+def _margin_status(left: list[str], right: list[str]) -> str | None:
+    """positive (an un-negated involvement word; "at" only just before the margin) > close > negative."""
+    for k, word in enumerate(right):
+        negated = k > 0 and right[k - 1] in {"not", "no", "without"}
+        if word in _MARGIN_POSITIVE and not negated and word != "at":
+            return "positive"
+    for k, word in enumerate(left):
+        negated = (k > 0 and left[k - 1] in {"not", "no", "without"}) or "no" in left[:k]
+        if word in _MARGIN_POSITIVE - {"present"} and not negated and (word != "at" or k >= len(left) - 4):
+            return "positive"
+    window = [*left, *right]
+    if "close" in window:
+        return "close"
+    if any(word in _MARGIN_NEGATIVE for word in window):
+        return "negative"
+    return None
+
+
 def _margin_of(sentences: Sequence[Sentence]) -> str | None:
-    statuses: list[str] = []
-    for sentence in sentences:
-        words = sentence.words
-        for i, word in enumerate(words):
-            if word not in {"margin", "margins"}:
-                continue
-            window = words[max(0, i - 6) : i + 7]
-            # stop the window at another finding on either side
-            left = [w for w in words[max(0, i - 6) : i]]
-            for k in range(len(left) - 1, -1, -1):
-                if left[k] in _TERM_WORDS - {"tumour", "margin", "margins"} or left[k] == "invasion":
-                    left = left[k + 1 :]
-                    break
-            right = []
-            for w in words[i + 1 : i + 8]:
-                if w in _TERM_WORDS - {"tumour", "margin", "margins"} or w == "invasion":
-                    break
-                right.append(w)
-            window = [*left, *right]
-            status = None
-            for k, w in enumerate(right):
-                negated = k > 0 and right[k - 1] in {"not", "no", "without"}
-                if w in _MARGIN_POSITIVE and not negated and w != "at":
-                    status = "positive"
-                    break
-            if status is None:
-                for k, w in enumerate(left):
-                    negated = k > 0 and left[k - 1] in {"not", "no", "without"} or "no" in left[:k]
-                    near = k >= len(left) - 4
-                    if w in _MARGIN_POSITIVE - {"present"} and not negated and (w != "at" or near):
-                        status = "positive"
-                        break
-            if status is None and "close" in window:
-                status = "close"
-            if status is None and any(w in _MARGIN_NEGATIVE for w in window):
-                status = "negative"
-            if status:
-                statuses.append(status)
+    statuses = [
+        _margin_status(*_margin_window(sentence.words, i))
+        for sentence in sentences
+        for i, word in enumerate(sentence.words)
+        if word in {"margin", "margins"}
+    ]
     for value in ("positive", "close", "negative"):
         if value in statuses:
             return value
@@ -365,9 +369,13 @@ def _margin_of(sentences: Sequence[Sentence]) -> str | None:
 _NODE_WORDS = frozenset({"node", "nodes", "ln", "lns", "nodal"})
 _POSITIVE_WORDS = frozenset({"positive", "involved", "metastatic", "metastasis", "metastases", "containing",
                              "with"})
-_NEGATIVE_WORDS = frozenset({"negative", "benign", "free", "uninvolved", "reactive", "no", "without"})
 _EXAMINED_WORDS = frozenset({"examined", "identified", "total", "recovered", "retrieved", "dissected",
                              "submitted", "found", "received"})
+
+
+#: Words after which a number is a grade, score or stage, not a lymph-node count ("grade 2 of 3").
+_NOT_A_COUNT = frozenset({"grade", "score", "gleason", "group", "level", "figo", "isup", "stage", "type", "pattern",
+                          "fuhrman", "nottingham", "mitoses", "nuclei", "tubules", "size", "measures", "measuring"})
 
 
 def _split_merged(number: str) -> tuple[int, int] | None:
@@ -430,7 +438,7 @@ def _node_counts(sentences: Sequence[Sentence]) -> tuple[int | None, int | None,
                     ratios.append((int(head), int(tail)))
                 continue
             value, used = _number_at(words, i)
-            if value is None:
+            if value is None or (i > 0 and words[i - 1] in _NOT_A_COUNT):
                 continue
             after = words[i + used : i + used + 3]
             if after[:1] in {("of",), ("out",)}:
@@ -480,7 +488,8 @@ def _stages_of(sentences: Sequence[Sentence]) -> tuple[str | None, str | None]:
     for sentence in sentences:
         for i, word in enumerate(sentence.words):
             match = _T_STAGE.match(word)
-            if match and (word.startswith(("p", "yp", "rp")) or match.group(2) is not None) and pt is None:
+            before_n = i + 1 < len(sentence.words) and _N_STAGE.match(sentence.words[i + 1]) is not None
+            if match and pt is None and (word.startswith(("p", "yp", "rp")) or match.group(2) is not None or before_n):
                 pt = f"pt{match.group(1)}"
                 if match.group(2) is not None and pn is None:
                     pn = f"pn{match.group(2)}"
