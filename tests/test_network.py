@@ -107,7 +107,7 @@ def test_every_parameter_is_trained_and_no_position_buffers_are_saved():
     model = make_model().train()
     feats, mask = pad([torch.randn(n, SMALL["in_dim"]) for n in (10, 17)])
     target = torch.tensor([[0, 4, 5, 6, 0], [0, 7, 8, 0, 0]])
-    logprobs = model(feats, target, mask)
+    logprobs = model(feats, target, mask).logprobs
     loss = -logprobs.gather(2, target[:, 1:, None]).mean()
     loss.backward()
     untrained = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
@@ -136,7 +136,7 @@ def test_gradient_checkpointing_gives_the_same_loss_and_gradients():
         torch.manual_seed(5)
         model = HistGen(HistGenConfig(**SMALL, gradient_checkpointing=flag)).train()
         torch.manual_seed(7)  # same dropout masks in both runs
-        loss = -model(feats, target, mask).gather(2, target[:, 1:, None]).mean()
+        loss = -model(feats, target, mask).logprobs.gather(2, target[:, 1:, None]).mean()
         loss.backward()
         grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
     assert torch.allclose(grads[0], grads[1], atol=1e-6)
@@ -173,7 +173,8 @@ def test_compat_is_read_once_into_named_switches():
     reference = HistGenConfig(**SMALL, compat="histgen-v1").behaviour
     assert reference == NetworkBehaviour(
         slide_attention_reads_first_patch=True, pooling_masks_padding=False, visual_attention_dropout=True,
-        prototypes_over_padded_axis=True, decoder_masks_padded_regions=False, accepts_padded_batches=False)
+        prototypes_over_padded_axis=True, decoder_masks_padded_regions=False, accepts_padded_batches=False,
+        blocks_empty_report=False)
     assert HistGenConfig(**SMALL).behaviour == NetworkBehaviour()
     model = make_model("histgen-v1")
     assert model.encoder.slide_attention_reads_first_patch and not model.encoder.pooling_masks_padding

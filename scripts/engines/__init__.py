@@ -2,6 +2,7 @@
 
 import warnings
 
+from .grounding import ReportFindingLabeler, TeacherForcingBatches, finding_labeler
 from .input_normalisation import fit_input_norm
 from .mlflow_extras import MLflowRunExtras, find_mlflow_handler
 from .model_files import (
@@ -28,7 +29,7 @@ from .report_data import (
     resolve_report_data,
 )
 from .report_inferer import DecodeReports, ReportGenerationInferer, caption_pairs
-from .report_loss import ReportNLLLoss
+from .report_loss import GroundedReportLoss, ReportNLLLoss, report_nll
 from .report_outputs import EvaluationWriter, ReportWriter
 from .slide_inference import AttentionHeatmapWriter, SlideInference, SlideReportWriter
 from .training_handlers import BestModelSaver, EpochSummary, GradientClipping, TrainingCheckpoint, metric_score
@@ -48,6 +49,10 @@ __all__ = [
     "EpochSummary",
     "EvaluationWriter",
     "GradientClipping",
+    "GroundedReportLoss",
+    "ReportFindingLabeler",
+    "TeacherForcingBatches",
+    "finding_labeler",
     "MLflowRunExtras",
     "PatchAttention",
     "ReportData",
@@ -73,6 +78,7 @@ __all__ = [
     "patch_attention",
     "prepare_generation_batch",
     "prepare_teacher_forcing_batch",
+    "report_nll",
     "resolve_report_data",
     "save_report_model",
     "unwrap",

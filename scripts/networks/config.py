@@ -27,6 +27,10 @@ class NetworkBehaviour:
         prototypes_over_padded_axis: prototypes are spread over the padded patch axis, not each bag's real patches.
         decoder_masks_padded_regions: the decoder's cross-attention skips regions without a real patch.
         accepts_padded_batches: padded batches (masks with False) are accepted; masks must be left-aligned.
+        blocks_empty_report: decoding may not end the report at its first step. The reference's beam search
+            (no length penalty) returns the empty report whenever ``log p(EOS | BOS)`` beats the summed
+            log-probability of every full report, which a trained model reaches on some slides; validation
+            BLEU then drops to 0 for whole epochs and early stopping keeps an early model.
     """
 
     slide_attention_reads_first_patch: bool = False
@@ -35,6 +39,7 @@ class NetworkBehaviour:
     prototypes_over_padded_axis: bool = False
     decoder_masks_padded_regions: bool = True
     accepts_padded_batches: bool = True
+    blocks_empty_report: bool = True
 
     @classmethod
     def for_compat(cls, compat: str) -> NetworkBehaviour:
@@ -49,6 +54,7 @@ class NetworkBehaviour:
             prototypes_over_padded_axis=reference,
             decoder_masks_padded_regions=not reference,
             accepts_padded_batches=not reference,
+            blocks_empty_report=not reference,
         )
 
 
@@ -85,6 +91,10 @@ class HistGenConfig:
         input_norm: standardise each feature dimension with a mean and std fitted on the training
             bags (:meth:`HistGen.fit_input_norm`) and stored in the model as the buffers
             ``input_mean``/``input_std``. Off in the reference code and in imported checkpoints.
+        finding_classes: ``{finding: number of classes}`` of the finding heads
+            (:class:`scripts.networks.finding_heads.SlideFindingHeads`), in head order; empty (the default,
+            and always for ``compat="histgen-v1"``) builds no heads. Training fills it from the findings that
+            the training reports state (``scripts.engines.finding_labeler``).
     """
 
     in_dim: int = 1024
@@ -106,6 +116,7 @@ class HistGenConfig:
     compat: str = "default"
     gradient_checkpointing: bool = False
     input_norm: bool = False
+    finding_classes: dict[str, int] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # ``--network_def#config#input_norm false`` arrives as the string "false", which is truthy
@@ -120,6 +131,12 @@ class HistGenConfig:
             raise ValueError(f"region_size must be >= 2 (patches + 1 global token), got {self.region_size}")
         if self.input_norm and self.compat == "histgen-v1":
             raise ValueError("input_norm is not part of the reference network: use compat='default'")
+        self.finding_classes = {str(k): int(v) for k, v in dict(self.finding_classes or {}).items()}
+        if self.finding_classes and self.compat == "histgen-v1":
+            raise ValueError("finding heads are not part of the reference network: use compat='default'")
+        small = {k: v for k, v in self.finding_classes.items() if v < 2}
+        if small:
+            raise ValueError(f"finding_classes: every finding needs >= 2 classes, got {small}")
         if self.topk > self.cmm_size:
             raise ValueError(f"topk ({self.topk}) cannot exceed cmm_size ({self.cmm_size})")
 

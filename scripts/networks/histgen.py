@@ -1,11 +1,12 @@
 """HistGen: bag of patch features -> pathology report, one closed model that ``torch.jit.script`` compiles."""
 
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
 from .config import HistGenConfig
+from .finding_heads import SlideFindingHeads
 from .report_decoder import DecoderCache, ReportDecoder, select_hypotheses
 from .slide_encoder import SlideEncoder, SlideEncoding
 
@@ -14,6 +15,19 @@ from .slide_encoder import SlideEncoder, SlideEncoding
 TRIGRAM_PENALTY = -0.693 * 2.0
 # a finished beam stays in the beam with this penalty, as in the reference's beam search
 FINISHED_PENALTY = 1000.0
+
+
+class ReportScores(NamedTuple):
+    """What the training forward pass returns.
+
+    Attributes:
+        logprobs: ``[B, T-1, vocab_size + 1]`` teacher-forced log-probabilities (see :meth:`HistGen.score`).
+        finding_logits: ``[B, C_total]`` the finding heads' logits, concatenated in head order
+            (``[B, 0]`` for a model without finding heads).
+    """
+
+    logprobs: torch.Tensor
+    finding_logits: torch.Tensor
 
 
 class HistGen(SlideEncoder):
@@ -51,10 +65,15 @@ class HistGen(SlideEncoder):
         super().__init__(config, initialise=False)
         c = config
         self.decoder_masks_padded_regions = c.behaviour.decoder_masks_padded_regions
+        self.blocks_empty_report = c.behaviour.blocks_empty_report
         self.beam_size = c.beam_size
         self.max_seq_length = c.max_seq_length
         self.vocab_size = c.vocab_size
         self.decoder = ReportDecoder(c.vocab_size, c.d_model, c.d_ff, c.num_heads, c.num_layers, c.dropout)
+        # finding heads read the patch tokens and add one memory token per finding (docs/grounding.md)
+        self.findings = None
+        if c.finding_classes:
+            self.findings = SlideFindingHeads(c.d_model, list(c.finding_classes.values()), dropout=c.dropout)
         # module attributes, since TorchScript cannot read float globals
         self.trigram_penalty = TRIGRAM_PENALTY
         self.finished_penalty = FINISHED_PENALTY
@@ -69,14 +88,47 @@ class HistGen(SlideEncoder):
         self.tokens = list(tokens)
 
     # ------------------------------------------------------------------ decoder input
+    def memory_and_findings(
+        self, encoding: SlideEncoding
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """The decoder's memory, its mask and the finding heads' logits ``[B, C_total]`` (``[B, 0]`` without heads).
+
+        The memory is the region tokens (masked to the real regions unless ``compat="histgen-v1"``), followed
+        by one token per finding when the model has finding heads.
+        """
+        memory = encoding.region_tokens
+        memory_mask: torch.Tensor | None = None
+        if self.decoder_masks_padded_regions:
+            memory_mask = encoding.region_mask
+        heads = self.findings
+        if heads is None:
+            return memory, memory_mask, memory.new_zeros(memory.shape[0], 0)
+        found = heads(encoding.patch_tokens, encoding.patch_mask)
+        memory = torch.cat([memory, found.tokens], dim=1)
+        if memory_mask is not None:
+            memory_mask = torch.cat([memory_mask, memory_mask.new_ones(found.tokens.shape[:2])], dim=1)
+        return memory, memory_mask, found.logits
+
     def decoder_memory(self, encoding: SlideEncoding) -> tuple[torch.Tensor, torch.Tensor | None]:
         """What the decoder's cross-attention reads: ``memory [B, M, d]`` and ``memory_mask [B, M] bool`` or None.
 
-        The region tokens, masked to the real regions unless ``compat="histgen-v1"`` (which attends to all).
+        The region tokens come first (``M = R`` without finding heads, ``R + F`` with them).
         """
-        if self.decoder_masks_padded_regions:
-            return encoding.region_tokens, encoding.region_mask
-        return encoding.region_tokens, None
+        memory, memory_mask, _ = self.memory_and_findings(encoding)
+        return memory, memory_mask
+
+    @torch.jit.export
+    def predict_findings(self, features: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The finding heads' class probabilities ``[B, C_total]`` (softmax per head; ``[B, 0]`` without heads)."""
+        with torch.no_grad():
+            _, _, logits = self.memory_and_findings(self.encode(features, mask))
+            heads = self.findings
+            if heads is None:
+                return logits
+            probs: list[torch.Tensor] = []
+            for f in range(heads.num_findings):
+                probs.append(torch.softmax(logits[:, heads.offsets[f] : heads.offsets[f + 1]], dim=-1))
+            return torch.cat(probs, dim=-1)
 
     def word_states(self, ids: torch.Tensor, start: int, context_k: torch.Tensor, context_v: torch.Tensor
                     ) -> torch.Tensor:
@@ -87,9 +139,10 @@ class HistGen(SlideEncoder):
     # ------------------------------------------------------------------ scoring
     def forward(
         self, features: torch.Tensor, target_ids: torch.Tensor, mask: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """Teacher-forced log-probabilities, see :meth:`score`."""
-        return self.score(features, target_ids, mask)
+    ) -> ReportScores:
+        """Training pass: teacher-forced log-probabilities (see :meth:`score`) and the finding heads' logits."""
+        memory, memory_mask, finding_logits = self.memory_and_findings(self.encode(features, mask))
+        return ReportScores(self._teacher_forced(target_ids, memory, memory_mask), finding_logits)
 
     @torch.jit.export
     def score(
@@ -106,6 +159,11 @@ class HistGen(SlideEncoder):
             ``[B, T-1, vocab_size + 1]`` log-probabilities for ``target_ids[:, 1:]`` given ``target_ids[:, :-1]``.
         """
         memory, memory_mask = self.decoder_memory(self.encode(features, mask))
+        return self._teacher_forced(target_ids, memory, memory_mask)
+
+    def _teacher_forced(
+        self, target_ids: torch.Tensor, memory: torch.Tensor, memory_mask: torch.Tensor | None
+    ) -> torch.Tensor:
         ids = target_ids[:, :-1]
         context_k, context_v = self.context.project_memory(self.memory_matrix)
         words = self.word_states(ids, 0, context_k, context_v)
@@ -164,6 +222,8 @@ class HistGen(SlideEncoder):
         vocab = logprobs.shape[-1]
         if beam_size > vocab:
             raise ValueError(f"beam_size {beam_size} exceeds the number of output ids {vocab}")
+        if self.blocks_empty_report and max_len > 1:
+            logprobs = self._no_end_token(logprobs)
         best_score = torch.full([b], float("-inf"), device=device, dtype=logprobs.dtype)
         best_seq = torch.zeros(b, max_len, dtype=torch.long, device=device)
         seqs = torch.zeros(b, beam_size, 0, dtype=torch.long, device=device)
@@ -225,6 +285,8 @@ class HistGen(SlideEncoder):
             seen.append(torch.jit.annotate(dict[int, list[int]], {}))
         for t in range(max_len):
             logprobs, cache = self.decode_step(it, cache)
+            if t == 0 and self.blocks_empty_report and max_len > 1:
+                logprobs = self._no_end_token(logprobs)
             if block_trigrams and t >= 3:
                 last3: list[list[int]] = seq[:, t - 3 : t].tolist()
                 logprobs = logprobs + self._trigram_penalty(logprobs, last3, seen)
@@ -234,6 +296,12 @@ class HistGen(SlideEncoder):
             if not bool(unfinished.any()):
                 break
         return seq
+
+    def _no_end_token(self, logprobs: torch.Tensor) -> torch.Tensor:
+        """``logprobs [B, V+1]`` with the end token (id 0) made impossible."""
+        blocked = torch.zeros_like(logprobs)
+        blocked[:, 0] = float("-inf")
+        return logprobs + blocked
 
     def _trigram_penalty(self, logprobs: torch.Tensor, last3: list[list[int]], seen: list[dict[int, list[int]]]
                          ) -> torch.Tensor:

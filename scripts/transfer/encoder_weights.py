@@ -33,7 +33,8 @@ logger = logging.getLogger("histgen.transfer")
 
 REPORT_MODEL_FILE = "model.pt"
 REPORT_CONFIG_FILE = "model_config.json"
-_DECODER_PREFIX = "decoder."
+# report-only parts of a report model: the decoder and the finding heads that feed it
+_REPORT_ONLY_PREFIXES = ("decoder.", "findings.")
 
 
 def find_report_model(report_bundle_dir: str | os.PathLike[str] | None) -> str | None:
@@ -160,7 +161,7 @@ def load_pretrained_encoder(network: nn.Module, pretrained_encoder: str | os.Pat
             raise EncoderWeightsError(f"pretrained_encoder {path}: unreadable ({type(err).__name__}: {err})") from err
         if not isinstance(state, dict):
             raise EncoderWeightsError(f"pretrained_encoder {path}: expected a state dict, found {type(state).__name__}")
-        encoder_state = {k: v for k, v in state.items() if not k.startswith(_DECODER_PREFIX)}
+        encoder_state = {k: v for k, v in state.items() if not k.startswith(_REPORT_ONLY_PREFIXES)}
         try:
             network.encoder.load_state_dict(encoder_state, strict=True)
         except RuntimeError as err:
