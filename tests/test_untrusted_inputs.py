@@ -296,8 +296,8 @@ def test_report_ids_that_would_leave_the_folder_are_kept_out_of_the_per_slide_fi
     writer = ReportWriter(tmp_path / "reports")
     writer.rows = [{"id": "../escape", "generated": "a"}, {"id": "ok", "generated": "b"}]
     writer(Engine(lambda e, b: None))
-    assert sorted(p.name for p in (tmp_path / "reports").iterdir()) == ["ok.txt", "reports.csv"]
-    assert not (tmp_path / "escape.txt").exists()
+    assert sorted(p.name for p in (tmp_path / "reports").iterdir()) == ["ok.findings.json", "ok.txt", "reports.csv"]
+    assert not (tmp_path / "escape.txt").exists() and not (tmp_path / "escape.findings.json").exists()
     assert "report id '../escape' cannot be used as a file name" in caplog.text
 
 
