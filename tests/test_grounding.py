@@ -191,3 +191,16 @@ def test_heads_learn_a_finding_that_only_a_few_patches_carry():
     x, y = bags(60)
     accuracy = float((model.eval().predict_findings(x).argmax(-1) == y).float().mean())
     assert accuracy >= 0.9, accuracy
+
+
+def test_clinical_bleu_selects_on_findings_and_falls_back_to_bleu_without_them():
+    from scripts.metrics.clinical_scoring import clinical_scores
+    from scripts.text import clean_report
+
+    plain = clinical_scores(["the specimen was received ."], ["the specimen was received ."], {"BLEU_4": 0.4}, None)
+    assert plain["clinical_bleu"] == 0.4
+    reference = clean_report(REPORTS["a"])
+    right = clinical_scores([reference], [reference], {"BLEU_4": 0.4}, None)
+    wrong = clinical_scores([clean_report(REPORTS["b"])], [reference], {"BLEU_4": 0.4}, None)
+    assert right["clinical_bleu"] == pytest.approx((1.0 + 0.4) / 2)
+    assert wrong["clinical_bleu"] < right["clinical_bleu"]

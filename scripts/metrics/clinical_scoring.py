@@ -4,7 +4,8 @@
 
 - the per-finding scores of :func:`scripts.metrics.findings_scores` (``finding_<name>_accuracy`` ...);
 - ``clinical_bleu`` = mean(``finding_mean_accuracy``, ``BLEU_4``), one number for model selection that
-  needs both the right findings and the right wording (NaN when either part is NaN or missing);
+  needs both the right findings and the right wording (the default ``val_metric``); ``BLEU_4`` alone when no
+  reference states any finding (reports the extractor cannot read), so that selection still works there;
 - ``reg_key``: mean over pairs of the Jaccard overlap of the two reports' clinical keyword sets
   (:func:`scripts.metrics.clinical_keywords`);
 - with a text encoder only: ``reg_emb``, the mean over pairs of the rescaled cosine similarity of the two
@@ -51,7 +52,14 @@ def clinical_scores(
     reference = [extract_findings(t, vocabulary) for t in references]
     result = scores_from_findings(generated, reference)
     bleu = caption.get("BLEU_4", math.nan)
-    result["clinical_bleu"] = (result["finding_mean_accuracy"] + bleu) / 2
+    findings = result["finding_mean_accuracy"]
+    if math.isnan(findings):
+        if "no_findings" not in _told:
+            _told.add("no_findings")
+            logger.warning("no reference states a finding the extractor reads: clinical_bleu is BLEU_4 alone")
+        result["clinical_bleu"] = bleu
+    else:
+        result["clinical_bleu"] = (findings + bleu) / 2
     result["reg_key"] = sum(
         keyword_jaccard(clinical_keywords(g), clinical_keywords(r)) for g, r in zip(generated, reference)
     ) / len(generated)
