@@ -29,7 +29,15 @@ from .report_inferer import DecodeReports, ReportGenerationInferer, caption_pair
 from .report_loss import ReportNLLLoss
 from .report_outputs import EvaluationWriter, ReportWriter
 from .slide_inference import AttentionHeatmapWriter, SlideInference, SlideReportWriter
-from .training_handlers import BestModelSaver, EpochSummary, GradientClipping, TrainingCheckpoint, metric_score
+from .training_handlers import (
+    BestModelSaver,
+    CheckpointError,
+    EpochSummary,
+    GradientClipping,
+    TrainingCheckpoint,
+    metric_score,
+    read_checkpoint,
+)
 
 # The key validation metric (CaptionMetrics) returns a dict of scores; MONAI then skips its own
 # best-metric bookkeeping with a warning every epoch. BestModelSaver does that bookkeeping instead.
@@ -40,6 +48,7 @@ __all__ = [
     "EXTRACTION_FILE",
     "AttentionHeatmapWriter",
     "BestModelSaver",
+    "CheckpointError",
     "DecodeReports",
     "EngineProgressBar",
     "EpochSummary",
@@ -56,6 +65,7 @@ __all__ = [
     "TrainingCheckpoint",
     "build_vocabulary",
     "caption_pairs",
+    "read_checkpoint",
     "default_key_phrases",
     "feature_dim_of",
     "feature_extraction_of",
