@@ -24,7 +24,7 @@ import torch
 from test_wsi_slide_files import cmu_rgb, shared_path, write_pyramid_tiff
 
 from scripts.encoders import build_encoder
-from scripts.wsi import FeatureExtractor, Slide, read_manifest
+from scripts.wsi import FeatureExtractor, NothingExtractedError, Slide, read_manifest
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "configs" / "extract_features.json"
@@ -120,14 +120,16 @@ def test_bad_slides_are_recorded_and_the_run_goes_on(tmp_path, slides, encoder):
     with open(out / "manifest.csv", newline="") as handle:
         assert next(csv.reader(handle)) == ["slide_id", "path", "status", "n_patches", "seconds", "error"]
     # the same corrupt slide read by OpenSlide fails with OpenSlide's own message
-    forced = FeatureExtractor(
-        tmp_path / "os",
-        encoder,
-        slides_csv=_write_csv(tmp_path / "u.csv", rows_in[:1]),
-        wsi_backend="openslide",
-        progress=False,
-    ).run()
-    assert forced[0].status == "failed" and "Bogus marker length" in forced[0].error
+    with pytest.raises(NothingExtractedError, match="1 of 1 slide"):  # nothing succeeded: the run fails
+        FeatureExtractor(
+            tmp_path / "os",
+            encoder,
+            slides_csv=_write_csv(tmp_path / "u.csv", rows_in[:1]),
+            wsi_backend="openslide",
+            progress=False,
+        ).run()
+    (forced,) = read_manifest(tmp_path / "os" / "manifest.csv")
+    assert forced.status == "failed" and "Bogus marker length" in forced.error
 
 
 def test_outputs_carry_their_parameters_and_reruns_skip_by_attributes(tmp_path, slides, encoder):

@@ -185,6 +185,9 @@ class ReportBagDataset(_BagDatasetBase):
             _raise_problems(problems, f"{self.annotation_file} split {split!r}")
         for problem in problems:
             self._skip(problem["id"], problem["reason"])
+        if not self.records:
+            skipped = f" ({len(problems)} skipped as unusable)" if problems else ""
+            raise BagDataError(f"{self.annotation_file}: split {split!r} has no usable slides{skipped}")
 
     @property
     def ids(self) -> list[str]:
