@@ -6,8 +6,10 @@ from .input_normalisation import fit_input_norm
 from .mlflow_extras import MLflowRunExtras, find_mlflow_handler
 from .model_files import (
     EXTRACTION_FILE,
+    VocabularyMismatchError,
     load_feature_extraction,
     load_model_config,
+    load_model_vocabulary,
     load_report_model,
     save_report_model,
     unwrap,
@@ -63,6 +65,7 @@ __all__ = [
     "SlideInference",
     "SlideReportWriter",
     "TrainingCheckpoint",
+    "VocabularyMismatchError",
     "build_vocabulary",
     "caption_pairs",
     "read_checkpoint",
@@ -74,6 +77,7 @@ __all__ = [
     "feature_file_list",
     "load_feature_extraction",
     "load_model_config",
+    "load_model_vocabulary",
     "load_report_model",
     "metric_score",
     "patch_attention",
