@@ -12,6 +12,7 @@ config files declare:
   string (numbers are turned into their text), of a list or object a list or object;
 - an override of a declared yes/no setting is parsed with :func:`scripts.flags.as_flag`
   (``true/false/1/0/yes/no/on/off``, any case) and handed on as a real bool;
+- ``null``/``none`` is None where the declared value is ``null`` or the key is in :data:`NULLABLE`;
 - ``$``/``@``/``%`` values (expressions, references, macros) are left to MONAI.
 
 Declared values that are ``null`` or expressions have no known type: any override is accepted. The check
@@ -36,6 +37,9 @@ __all__ = ["SettingsError", "check_overrides", "check_settings", "declared_ids"]
 logger = logging.getLogger("histgen.settings")
 
 _EXPRESSION_PREFIXES = ("$", "@", "%")
+_NULL_WORDS = ("null", "none")
+#: numeric settings whose ``null`` means "no limit" / "off" (the other numbers must stay numbers)
+NULLABLE = frozenset({"max_patches", "clip_value", "max_norm", "torch_threads", "assume_mpp", "step"})
 
 
 class SettingsError(ValueError):
@@ -84,7 +88,9 @@ def _checked_value(key: str, value: Any, default: Any) -> Any:
     if isinstance(value, str) and value.startswith(_EXPRESSION_PREFIXES):
         return value
     if default is None or (isinstance(default, str) and default.startswith(_EXPRESSION_PREFIXES)):
-        return value
+        return None if isinstance(value, str) and value.strip().lower() in _NULL_WORDS else value
+    if key.split("#")[-1] in NULLABLE and (value is None or str(value).strip().lower() in _NULL_WORDS):
+        return None
     if isinstance(default, bool):
         try:
             return as_flag(value, f"--{key}")

@@ -40,6 +40,13 @@ def test_booleans_parse_the_same_everywhere(word, expected):
     assert check_overrides(DECLARED, {"resume": word}) == {"resume": expected}
 
 
+def test_null_is_none_where_a_setting_can_be_off():
+    assert check_overrides({**DECLARED, "max_patches": 8192}, {"max_patches": "null", "run_name": "None"}) == \
+        {"max_patches": None, "run_name": None}
+    with pytest.raises(SettingsError, match="--max_epochs must be a whole number"):
+        check_overrides(DECLARED, {"max_epochs": "null"})
+
+
 def test_accepted_values_keep_their_meaning():
     checked = check_overrides(DECLARED, {"learning_rate": 1, "val_metric": 5, "run_name": "x",
                                          "output_dir": "/tmp/o", "max_epochs": "$2 + 1", "metrics": ["CIDEr"]})
