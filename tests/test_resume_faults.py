@@ -111,6 +111,10 @@ def test_resume_after_a_kill_matches_the_uninterrupted_run(kill, tiny, uninterru
     ref_weights, weights = _weights(ref_out), _weights(out)
     for name, value in ref_weights.items():
         torch.testing.assert_close(weights[name], value, rtol=1e-5, atol=1e-6)
+    metric_diff = max(abs(a - b) for e in reference for a, b in zip(got[e], reference[e], strict=True))
+    weight_diff = max(float((weights[n].float() - v.float()).abs().max()) for n, v in ref_weights.items())
+    print(f"kill at {kill}: best epoch {best['epoch']} (reference {ref_best['epoch']}), largest difference of the "
+          f"logged loss/lr/BLEU_4/ROUGE_L {metric_diff:.1e}, of the final weights {weight_diff:.1e}")
     assert (out / "models" / "model.pt").is_file()
     assert not list(out.rglob("*.tmp"))
 
