@@ -1,14 +1,19 @@
-"""Shared pytest set-up: what native libraries write goes to a temporary folder, never into the checkout.
+"""Suite-wide pytest hooks: native libraries' logs stay out of the checkout, and skips are policed in CI.
 
 cuCIM's GPUDirect layer (cuFile) writes ``cufile.log`` into the current folder when it starts (on a machine
 without a GPU it logs that ``libcuda.so.1`` is missing). It honours ``CUFILE_LOGFILE_PATH``, so the test
 session points it at a temporary file before any test module imports cuCIM; subprocesses inherit it. At the
 end of the session a ``cufile.log`` that appeared in the checkout fails the run.
+
+Allowed skips: with ``HISTGEN_STRICT_SKIPS=1`` (set by ``.ci/run``) the run fails when a test is skipped
+for any reason outside :data:`ALLOWED_SKIPS`, so that a missing fixture, package, app install or Java
+cannot hide behind a skip. Today the only allowed skip is a test that needs a CUDA GPU (CI is CPU-only).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -18,6 +23,11 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 _CHECKOUT_LOG = REPO_ROOT / "cufile.log"
 _LOG_EXISTED = _CHECKOUT_LOG.exists()
 
+#: name -> pattern of a skip reason that CI accepts (documented in README.md, "Run the tests")
+ALLOWED_SKIPS: dict[str, re.Pattern[str]] = {"needs CUDA": re.compile(r"\bCUDA\b")}
+
+_skips: list[tuple[str, str]] = []
+
 
 def pytest_configure(config: pytest.Config) -> None:
     if not os.environ.get("CUFILE_LOGFILE_PATH"):
@@ -25,7 +35,41 @@ def pytest_configure(config: pytest.Config) -> None:
         os.environ["CUFILE_LOGFILE_PATH"] = str(folder / "cufile.log")
 
 
+def _strict() -> bool:
+    return os.environ.get("HISTGEN_STRICT_SKIPS", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _reason(report: pytest.TestReport) -> str:
+    longrepr = report.longrepr
+    if isinstance(longrepr, tuple) and len(longrepr) == 3:
+        return str(longrepr[2]).removeprefix("Skipped: ")
+    return str(longrepr)
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.skipped and not hasattr(report, "wasxfail"):
+        _skips.append((report.nodeid, _reason(report)))
+
+
+def unexpected_skips() -> list[tuple[str, str]]:
+    """Skipped tests whose reason matches none of :data:`ALLOWED_SKIPS`."""
+    return [(node, why) for node, why in _skips if not any(p.search(why) for p in ALLOWED_SKIPS.values())]
+
+
+@pytest.hookimpl(tryfirst=True)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if _CHECKOUT_LOG.exists() and not _LOG_EXISTED:
         print(f"\nERROR: a test left {_CHECKOUT_LOG} in the checkout (tests must write under their tmp_path)")
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    if _strict() and unexpected_skips() and exitstatus == pytest.ExitCode.OK:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    bad = unexpected_skips()
+    if not (_strict() and bad):
+        return
+    terminalreporter.section("skips that are not allowed (HISTGEN_STRICT_SKIPS=1)", sep="=", red=True)
+    for node, why in bad:
+        terminalreporter.line(f"{node}: {why}", red=True)
+    terminalreporter.line(f"allowed: {', '.join(ALLOWED_SKIPS)} (tests/conftest.py ALLOWED_SKIPS)")

@@ -25,7 +25,7 @@ from bundle_runs import bundle_env
 from test_wsi_slide_files import cmu_rgb, shared_path, write_pyramid_tiff
 
 from scripts.encoders import build_encoder
-from scripts.wsi import FeatureExtractor, Slide, read_manifest
+from scripts.wsi import FeatureExtractor, NothingExtractedError, Slide, read_manifest
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "configs" / "extract_features.json"
@@ -121,14 +121,16 @@ def test_bad_slides_are_recorded_and_the_run_goes_on(tmp_path, slides, encoder):
     with open(out / "manifest.csv", newline="") as handle:
         assert next(csv.reader(handle)) == ["slide_id", "path", "status", "n_patches", "seconds", "error"]
     # the same corrupt slide read by OpenSlide fails with OpenSlide's own message
-    forced = FeatureExtractor(
-        tmp_path / "os",
-        encoder,
-        slides_csv=_write_csv(tmp_path / "u.csv", rows_in[:1]),
-        wsi_backend="openslide",
-        progress=False,
-    ).run()
-    assert forced[0].status == "failed" and "Bogus marker length" in forced[0].error
+    with pytest.raises(NothingExtractedError, match="1 of 1 slide"):  # nothing succeeded: the run fails
+        FeatureExtractor(
+            tmp_path / "os",
+            encoder,
+            slides_csv=_write_csv(tmp_path / "u.csv", rows_in[:1]),
+            wsi_backend="openslide",
+            progress=False,
+        ).run()
+    (forced,) = read_manifest(tmp_path / "os" / "manifest.csv")
+    assert forced.status == "failed" and "Bogus marker length" in forced.error
 
 
 def test_outputs_carry_their_parameters_and_reruns_skip_by_attributes(tmp_path, slides, encoder):
@@ -271,11 +273,12 @@ def test_config_declares_the_documented_keys():
         "extractor",
     ):
         assert key in parser.config, key
-    assert parser["extract_features"] == "$@extractor.run()"
+    assert parser["extract_features"] == ["$scripts.config_checks.check_settings()", "$@extractor.run()"]
     assert parser.get_parsed_content("device").type in ("cpu", "cuda")
     merged = ConfigParser()
     merged.read_config([str(CONFIG), str(MULTI_GPU)])
-    assert "init_process_group" in " ".join(merged["initialize"]) and merged["extract_features"] == "$@extractor.run()"
+    assert "init_process_group" in " ".join(merged["initialize"])
+    assert merged["extract_features"][-1] == "$@extractor.run()"
 
 
 @pytest.mark.slow

@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from .errors import AnnotationError
 
-__all__ = ["HISTGEN_SPLITS", "load_annotation"]
+__all__ = ["HISTGEN_SPLITS", "load_annotation", "require_slides_in"]
 
 logger = logging.getLogger(__name__)
 
@@ -127,3 +127,25 @@ def _checked_items(
         shown,
     )
     return first_rows
+
+
+def require_slides_in(
+    annotation_file: str | os.PathLike[str], splits: Sequence[str], workflow: str = "training"
+) -> None:
+    """Fail before a workflow starts when one of ``splits`` of the annotation is missing or empty.
+
+    Training needs slides to learn from (``train``) and slides to choose the best model on (``val``):
+    with an empty ``val`` split no model would ever be saved.
+
+    Raises:
+        AnnotationError: naming the file, the split and what the workflow needs it for.
+    """
+    annotation = load_annotation(annotation_file, required_splits=tuple(splits), require_report=False,
+                                 on_duplicate="keep")
+    purpose = {"train": "the slides to learn from", "val": "the slides that choose the best model",
+               "test": "the slides to evaluate on"}
+    for split in splits:
+        if not annotation[split]:
+            raise AnnotationError(
+                f"{annotation_file}: split {split!r} is empty; {workflow} needs it ({purpose.get(split, 'its slides')})"
+            )

@@ -76,6 +76,7 @@ class _BagDatasetBase(Dataset):
         self.epoch = 0
         self.records: list[dict[str, Any]] = []
         self.skipped: list[dict[str, str]] = []
+        self._sampled: set[str] = set()
 
     def __len__(self) -> int:
         return len(self.records)
@@ -98,6 +99,12 @@ class _BagDatasetBase(Dataset):
         """Sorted row indices of a random subsample (scan order kept), or None to keep every patch."""
         if self.max_patches is None or num_patches <= self.max_patches:
             return None
+        slide_id = self.records[index]["id"]
+        if slide_id not in self._sampled:  # once per slide, not every epoch
+            self._sampled.add(slide_id)
+            logger.warning("%s: %d patches, over max_patches=%d: using a random subset of %d (scan order kept%s)",
+                           slide_id, num_patches, self.max_patches, self.max_patches,
+                           ", seeded" if self.seed is not None else "")
         generator = None
         if self.seed is not None:
             mixed = ((self.seed * 1_000_003 + self.epoch) * 1_000_033 + index) % (2**63 - 1)
@@ -185,6 +192,9 @@ class ReportBagDataset(_BagDatasetBase):
             _raise_problems(problems, f"{self.annotation_file} split {split!r}")
         for problem in problems:
             self._skip(problem["id"], problem["reason"])
+        if not self.records:
+            skipped = f" ({len(problems)} skipped as unusable)" if problems else ""
+            raise BagDataError(f"{self.annotation_file}: split {split!r} has no usable slides{skipped}")
 
     @property
     def ids(self) -> list[str]:

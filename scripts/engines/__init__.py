@@ -8,9 +8,11 @@ from .mlflow_extras import MLflowRunExtras, find_mlflow_handler
 from .model_files import (
     EXTRACTION_FILE,
     FINDINGS_VOCAB_FILE,
+    VocabularyMismatchError,
     load_feature_extraction,
     load_findings_vocabulary,
     load_model_config,
+    load_model_vocabulary,
     load_report_model,
     save_report_model,
     unwrap,
@@ -32,7 +34,15 @@ from .report_inferer import DecodeReports, ReportGenerationInferer, caption_pair
 from .report_loss import GroundedReportLoss, ReportNLLLoss, report_nll
 from .report_outputs import EvaluationWriter, ReportWriter
 from .slide_inference import AttentionHeatmapWriter, SlideInference, SlideReportWriter
-from .training_handlers import BestModelSaver, EpochSummary, GradientClipping, TrainingCheckpoint, metric_score
+from .training_handlers import (
+    BestModelSaver,
+    CheckpointError,
+    EpochSummary,
+    GradientClipping,
+    TrainingCheckpoint,
+    metric_score,
+    read_checkpoint,
+)
 
 # The key validation metric (CaptionMetrics) returns a dict of scores; MONAI then skips its own
 # best-metric bookkeeping with a warning every epoch. BestModelSaver does that bookkeeping instead.
@@ -44,6 +54,7 @@ __all__ = [
     "FINDINGS_VOCAB_FILE",
     "AttentionHeatmapWriter",
     "BestModelSaver",
+    "CheckpointError",
     "DecodeReports",
     "EngineProgressBar",
     "EpochSummary",
@@ -62,8 +73,10 @@ __all__ = [
     "SlideInference",
     "SlideReportWriter",
     "TrainingCheckpoint",
+    "VocabularyMismatchError",
     "build_vocabulary",
     "caption_pairs",
+    "read_checkpoint",
     "default_key_phrases",
     "feature_dim_of",
     "feature_extraction_of",
@@ -73,6 +86,7 @@ __all__ = [
     "load_feature_extraction",
     "load_findings_vocabulary",
     "load_model_config",
+    "load_model_vocabulary",
     "load_report_model",
     "metric_score",
     "patch_attention",

@@ -60,7 +60,7 @@ def save_report_model(
     model_dir = Path(model_dir)
     model = unwrap(network)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    atomic_write_json(model_dir / CONFIG_FILE, model.config.to_dict())
+    atomic_write_json(model_dir / CONFIG_FILE, {**model.config.to_dict(), **vocabulary_record(vocab)})
     vocab.save(model_dir / VOCAB_FILE)
     if extraction is not None:
         atomic_write_json(model_dir / EXTRACTION_FILE, extraction)
@@ -70,6 +70,54 @@ def save_report_model(
         findings_vocabulary.save(model_dir / FINDINGS_VOCAB_FILE)
     atomic_torch_save(model_dir / MODEL_FILE, state)
     return model_dir / MODEL_FILE
+
+
+class VocabularyMismatchError(ValueError):
+    """A ``vocab.json`` that is not the vocabulary the model was trained with (its reports would be nonsense)."""
+
+
+def vocabulary_record(vocab: Vocabulary) -> dict[str, Any]:
+    """What ``model_config.json`` records of the vocabulary: ``vocab_tokens`` (its size) and ``vocab_sha256``."""
+    return {"vocab_tokens": len(vocab), "vocab_sha256": vocab.checksum}
+
+
+def check_vocabulary(model_dir: str | os.PathLike[str], vocab: Vocabulary, vocab_path: str | os.PathLike[str]) -> None:
+    """Fail unless ``vocab`` is the vocabulary recorded in ``model_dir/model_config.json``.
+
+    Models saved before the checksum was recorded are checked by size only (``vocab_size``).
+
+    Raises:
+        VocabularyMismatchError: naming the vocabulary file, the model folder, and both sizes and checksums.
+    """
+    path = Path(model_dir) / CONFIG_FILE
+    if not path.is_file():
+        return
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as err:
+        raise ValueError(f"{path}: not valid JSON ({err})") from err
+    size = record.get("vocab_tokens", record.get("vocab_size"))
+    checksum = record.get("vocab_sha256")
+    if (size is not None and int(size) != len(vocab)) or (checksum is not None and checksum != vocab.checksum):
+        raise VocabularyMismatchError(
+            f"{vocab_path}: not the vocabulary of the model in {Path(model_dir)} ({len(vocab)} tokens, sha256 "
+            f"{vocab.checksum[:12]}; the model was trained with {size} tokens, sha256 {str(checksum)[:12]}); "
+            f"use the vocab.json saved with the model"
+        )
+
+
+def load_model_vocabulary(
+    model_dir: str | os.PathLike[str], vocab_file: str | os.PathLike[str] | None = None
+) -> Vocabulary:
+    """The vocabulary of the model in ``model_dir`` (``vocab.json`` there, or ``vocab_file``), checked against it.
+
+    Raises:
+        VocabularyMismatchError: the file is another vocabulary than the model's (see :func:`check_vocabulary`).
+    """
+    path = Path(vocab_file) if vocab_file is not None else Path(model_dir) / VOCAB_FILE
+    vocab = Vocabulary.load(path)
+    check_vocabulary(model_dir, vocab, path)
+    return vocab
 
 
 def load_model_config(model_dir: str | os.PathLike[str], **overrides: Any) -> HistGenConfig:
@@ -117,4 +165,4 @@ def load_report_model(
     if not path.is_file():
         raise FileNotFoundError(f"{path}: model weights not found")
     model.load_state_dict(load_plain(path, what="model weights"))
-    return model.to(device).eval(), Vocabulary.load(model_dir / VOCAB_FILE)
+    return model.to(device).eval(), load_model_vocabulary(model_dir)

@@ -6,24 +6,29 @@ import json
 import logging
 import math
 import os
+import random
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from ignite.engine import Engine, Events
 from monai.engines.utils import IterationEvents
 
-from scripts.atomic_io import atomic_torch_save, atomic_write_json, remove_stale_temporaries
+from scripts.atomic_io import atomic_path, atomic_write_json, remove_stale_temporaries
+from scripts.flags import as_flag
 from scripts.metrics import FindingsVocabulary, selection_score
-from scripts.safe_load import load_plain
+from scripts.safe_load import UnsafeFileError, load_plain
 from scripts.text import Vocabulary
 
-from .model_files import CONFIG_FILE, FINDINGS_VOCAB_FILE, MODEL_FILE, VOCAB_FILE, save_report_model
+from .model_files import CONFIG_FILE, EXTRACTION_FILE, FINDINGS_VOCAB_FILE, MODEL_FILE, VOCAB_FILE, save_report_model
 from .progress import engine_loss
 
 logger = logging.getLogger("histgen.train")
+
+MODEL_FILES = (MODEL_FILE, VOCAB_FILE, CONFIG_FILE, EXTRACTION_FILE)
 
 
 def metric_score(name: str) -> Callable[[Engine], float]:
@@ -129,62 +134,242 @@ class BestModelSaver:
         logger.info("new best %s %.4f at epoch %d: saved %s", self.metric, score, engine.state.epoch, path)
 
 
-class TrainingCheckpoint:
-    """Save and restore everything needed to resume: objects' state dicts plus the trainer's counters.
+class CheckpointError(RuntimeError):
+    """A resume checkpoint that cannot be read (truncated, corrupt, or missing keys)."""
 
-    Every epoch the file is replaced atomically, so a kill at any moment leaves the previous epoch's
-    checkpoint. At start, if ``resume`` and the file exists, the objects and the trainer's epoch and
-    iteration are restored (``max_epochs`` stays as configured, so a run can be extended).
+
+def _capture_rng_state() -> dict[str, Any]:
+    """The process's random-number generators as plain tensors and numbers (loads with ``weights_only=True``).
+
+    Covers torch (CPU and, when present, CUDA; the DataLoader's shuffle draws its seed from the torch
+    CPU generator), numpy and Python's ``random``.
+    """
+    np_kind, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
+    py_version, py_internal, py_gauss = random.getstate()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"kind": str(np_kind), "keys": torch.from_numpy(np.asarray(np_keys, dtype=np.int64)),
+                  "pos": int(np_pos), "has_gauss": int(np_has_gauss), "gauss": float(np_gauss)},
+        "python": {"version": int(py_version), "internal": torch.tensor(py_internal, dtype=torch.int64),
+                   "gauss": py_gauss},
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _restore_rng_state(state: dict[str, Any]) -> None:
+    """Put back what :func:`_capture_rng_state` recorded."""
+    torch.set_rng_state(state["torch"])
+    np_state = state["numpy"]
+    np.random.set_state((np_state["kind"], np_state["keys"].numpy().astype(np.uint32), np_state["pos"],
+                         np_state["has_gauss"], np_state["gauss"]))
+    py_state = state["python"]
+    random.setstate((py_state["version"], tuple(int(v) for v in py_state["internal"].tolist()), py_state["gauss"]))
+    if "cuda" in state and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _stateful(obj: Any) -> Any:
+    """The object whose ``state_dict`` is saved: a DDP wrapper's module, an early-stop handler's ignite handler."""
+    if hasattr(obj, "module") and isinstance(obj, torch.nn.Module):
+        return obj.module
+    if not hasattr(obj, "state_dict") and getattr(obj, "_handler", None) is not None:
+        return obj._handler  # monai.handlers.EarlyStopHandler wraps ignite's EarlyStopping (counter, best score)
+    return obj
+
+
+def previous_checkpoint_path(save_path: str | os.PathLike[str]) -> Path:
+    """Where the checkpoint before ``save_path`` is kept (``last.pt`` -> ``last.prev.pt``)."""
+    path = Path(save_path)
+    return path.with_name(f"{path.stem}.prev{path.suffix}")
+
+
+def read_checkpoint(path: str | os.PathLike[str], required: tuple[str, ...] = ("trainer",)) -> dict[str, Any]:
+    """A resume checkpoint's content, loaded without unpickling code (``weights_only=True``).
+
+    Raises:
+        UnsafeFileError: the file names Python objects beyond tensors and plain values (it could run code).
+        CheckpointError: the file is truncated, corrupt, not a checkpoint dict, or lacks ``required`` keys.
+    """
+    path = Path(path)
+    try:
+        checkpoint = load_plain(path, what="resume checkpoint")  # tensors and plain values only
+    except (FileNotFoundError, UnsafeFileError):
+        raise  # a file that would run code is refused, never skipped for the previous checkpoint
+    except Exception as err:  # torch raises RuntimeError, EOFError, UnpicklingError, zipfile errors ...
+        size = path.stat().st_size if path.exists() else 0
+        raise CheckpointError(f"{path}: unreadable checkpoint ({size} bytes; truncated or corrupt): "
+                              f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}") from err
+    if not isinstance(checkpoint, dict):
+        raise CheckpointError(f"{path}: expected a checkpoint dict, found {type(checkpoint).__name__}")
+    missing = [key for key in required if key not in checkpoint]
+    if missing:
+        raise CheckpointError(f"{path}: not a training checkpoint (missing {missing})")
+    return checkpoint
+
+
+class TrainingCheckpoint:
+    """Save and restore everything needed to resume a run so that it ends as an uninterrupted one would.
+
+    The checkpoint is written at the end of every epoch, *after* every other end-of-epoch handler
+    (validation, best-model saving, the learning-rate step, early stopping), so it holds a complete
+    epoch: the objects' state dicts (network, optimiser, scheduler, early stopping), the trainer's
+    epoch and iteration, the random-number generators (torch, numpy, Python; the DataLoader's shuffle
+    draws from torch's) and the best-model record. Writes are atomic and the checkpoint before is kept
+    as ``last.prev.pt``: a kill at any moment leaves a whole checkpoint, and a ``last.pt`` that cannot be
+    read is reported (:class:`CheckpointError`) and the previous one used.
+
+    A run that does not resume from a checkpoint (``resume`` false, or no checkpoint yet) starts from a
+    clean state of its own: the earlier run's checkpoints, ``best.json`` and model files are removed
+    (and logged), so an old score never becomes the bar and an old model never passes for a new one.
+    When training ends, a missing ``model_dir/model.pt`` is an error: a run never reports success
+    without a model.
 
     Args:
         save_path: the checkpoint file (``<output_dir>/checkpoints/last.pt``).
-        save_dict: objects with ``state_dict``/``load_state_dict`` (network, optimiser, scheduler).
-        resume: load ``save_path`` at start when it exists.
-        saver_disabled: do not write (ranks other than 0 in a distributed run still load).
+        save_dict: objects with ``state_dict``/``load_state_dict`` (network, optimiser, scheduler,
+            ``EarlyStopHandler``).
+        resume: load ``save_path`` at start when it exists (a bool or a word such as ``"false"``).
+        saver_disabled: do not write or remove files (ranks other than 0 in a distributed run still load).
+        best_state_file: the best-model record of :class:`BestModelSaver`, kept in step with the checkpoint.
+        model_dir: the best model's folder (cleared for a fresh run, checked at the end).
     """
 
     def __init__(
         self,
         save_path: str | os.PathLike[str],
         save_dict: dict[str, Any],
-        resume: bool = True,
+        resume: bool | str = True,
         saver_disabled: bool = False,
+        best_state_file: str | os.PathLike[str] | None = None,
+        model_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         self.save_path = Path(save_path)
+        self.prev_path = previous_checkpoint_path(self.save_path)
         self.save_dict = save_dict
-        self.resume = resume
-        self.saver_disabled = saver_disabled
+        self.resume = as_flag(resume, "resume")
+        self.saver_disabled = as_flag(saver_disabled, "saver_disabled")
+        self.best_state_file = Path(best_state_file) if best_state_file is not None else None
+        self.model_dir = Path(model_dir) if model_dir is not None else None
 
     def attach(self, engine: Engine) -> None:
-        if self.resume:
-            engine.add_event_handler(Events.STARTED, self.load)
+        engine.add_event_handler(Events.STARTED, self.load)
         if not self.saver_disabled:
             # a kill during the previous run's atomic write can leave its temporary file behind
-            for stale in remove_stale_temporaries(self.save_path):
-                logger.info("removed %s, left by an interrupted write", stale)
+            for path in (self.save_path, self.prev_path):
+                for stale in remove_stale_temporaries(path):
+                    logger.info("removed %s, left by an interrupted write", stale)
+        # registered when the run starts, so that the save and the final check come after every
+        # end-of-epoch handler attached by then (validation, LR step, early stopping)
+        engine.add_event_handler(Events.STARTED, self._attach_late)
+
+    def _attach_late(self, engine: Engine) -> None:
+        if self.saver_disabled:
+            return
+        if not engine.has_event_handler(self, Events.EPOCH_COMPLETED):
             engine.add_event_handler(Events.EPOCH_COMPLETED, self)
+        if self.model_dir is not None and not engine.has_event_handler(self.check_model_written, Events.COMPLETED):
+            engine.add_event_handler(Events.COMPLETED, self.check_model_written)
+
+    def _read_latest(self) -> tuple[Path, dict[str, Any]] | None:
+        """The newest readable checkpoint: ``last.pt``, else ``last.prev.pt``; None when there is none."""
+        errors: list[str] = []
+        for path in (self.save_path, self.prev_path):
+            if not path.is_file():
+                continue
+            try:
+                return path, read_checkpoint(path, required=("trainer", *self.save_dict))
+            except CheckpointError as err:
+                errors.append(str(err))
+                logger.error("CheckpointError: %s", err)
+        if errors:
+            raise CheckpointError("no usable checkpoint to resume from: " + "; ".join(errors)
+                                  + " (remove them, or run with --resume false to start afresh)")
+        return None
 
     def load(self, engine: Engine) -> None:
-        if not self.save_path.is_file():
+        found = self._read_latest() if self.resume else None
+        if found is None:
+            self._start_fresh()
             return
-        checkpoint = load_plain(self.save_path, what="resume checkpoint")  # tensors and plain values only
+        path, checkpoint = found
+        if path == self.prev_path:
+            logger.warning("resuming from the previous checkpoint %s", path)
         for name, obj in self.save_dict.items():
-            target = obj.module if hasattr(obj, "module") and name == "model" else obj
-            target.load_state_dict(checkpoint[name])
+            _stateful(obj).load_state_dict(checkpoint[name])
         engine.state.epoch = checkpoint["trainer"]["epoch"]
         engine.state.iteration = checkpoint["trainer"]["iteration"]
-        logger.info("resumed from %s at epoch %d", self.save_path, engine.state.epoch)
+        if "rng" in checkpoint:
+            _restore_rng_state(checkpoint["rng"])
+        if not self.saver_disabled:
+            self._restore_best_record(checkpoint.get("best"))
+        logger.info("resumed from %s at epoch %d", path, engine.state.epoch)
         if engine.state.epoch >= engine.state.max_epochs:
             logger.info("the checkpoint already finished max_epochs=%d: nothing to train", engine.state.max_epochs)
             engine.terminate()
 
+    def _earlier_run_files(self) -> list[Path]:
+        files = [self.save_path, self.prev_path]
+        if self.best_state_file is not None:
+            files.append(self.best_state_file)
+        if self.model_dir is not None:
+            files += [self.model_dir / name for name in MODEL_FILES]
+        return [path for path in files if path.is_file()]
+
+    def _start_fresh(self) -> None:
+        """Remove what an earlier run left in this output folder, so that this run stands on its own."""
+        if self.saver_disabled:
+            return
+        old = self._earlier_run_files()
+        if old:
+            why = "resume is false" if not self.resume else "there is no checkpoint to resume from"
+            logger.warning("fresh run (%s): removing the earlier run's files in %s: %s", why,
+                           os.path.commonpath([str(p.parent) for p in old]),
+                           ", ".join(str(p) for p in old))
+            for path in old:
+                path.unlink(missing_ok=True)
+        else:
+            logger.info("fresh run: no earlier checkpoint in %s", self.save_path.parent)
+
+    def _restore_best_record(self, record: dict[str, Any] | None) -> None:
+        """Make ``best.json`` the record that belongs to the checkpoint (a later epoch may have been killed)."""
+        if self.best_state_file is None:
+            return
+        if record is None:
+            self.best_state_file.unlink(missing_ok=True)
+            if self.model_dir is not None:
+                for name in MODEL_FILES:
+                    (self.model_dir / name).unlink(missing_ok=True)
+        else:
+            atomic_write_json(self.best_state_file, record)
+
+    def _best_record(self) -> dict[str, Any] | None:
+        if self.best_state_file is None or not self.best_state_file.is_file():
+            return None
+        return json.loads(self.best_state_file.read_text(encoding="utf-8"))
+
     def __call__(self, engine: Engine) -> None:
-        state = {}
+        state: dict[str, Any] = {}
         for name, obj in self.save_dict.items():
-            target = obj.module if hasattr(obj, "module") and name == "model" else obj
-            state[name] = target.state_dict()
+            target = _stateful(obj)
+            state[name] = dict(target.state_dict()) if not isinstance(target, torch.nn.Module) else target.state_dict()
         state["trainer"] = {"epoch": engine.state.epoch, "iteration": engine.state.iteration}
-        atomic_torch_save(self.save_path, state)
+        state["rng"] = _capture_rng_state()
+        state["best"] = self._best_record()
+        with atomic_path(self.save_path) as tmp:
+            torch.save(state, tmp)
+            if self.save_path.is_file():
+                os.replace(self.save_path, self.prev_path)  # keep one good checkpoint back
+
+    def check_model_written(self, engine: Engine) -> None:
+        """At the end of training: fail unless the best model was saved."""
+        model = self.model_dir / MODEL_FILE if self.model_dir is not None else None
+        if model is not None and not model.is_file():
+            raise RuntimeError(
+                f"training ended without saving a model in {self.model_dir}: validation never ran or never gave "
+                f"a usable score (check val_interval, max_epochs and the validation split)"
+            )
 
 
 class EpochSummary:

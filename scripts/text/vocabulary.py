@@ -19,6 +19,7 @@ Conventions (those of the reference tokenizer, kept so released checkpoints work
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections import Counter
@@ -196,6 +197,12 @@ class Vocabulary:
     def decode_batch(self, ids_batch: Iterable[Iterable[Any]]) -> list[str]:
         """:meth:`decode` for each row of a list of id lists or a 2-D tensor ``[B, T]``."""
         return [self.decode(row) for row in ids_batch]
+
+    @property
+    def checksum(self) -> str:
+        """SHA-256 of the token list in id order (two vocabularies decode alike iff their checksums match)."""
+        text = json.dumps(list(self._tokens), ensure_ascii=False, separators=(",", ":"))
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
     # ------------------------------------------------------------------ files
     def to_dict(self) -> dict[str, Any]:

@@ -15,12 +15,19 @@ This package knows nothing about reports or text.
 """
 
 from .backend_choice import BackendChoice, choose_backend
-from .feature_extractor import FeatureExtractor, resize_patches
+from .feature_extractor import FeatureExtractor, NothingExtractedError, resize_patches
 from .feature_outputs import RUN_KEYS, read_h5_attrs, stale_reasons
 from .patch_grid import PatchGrid, box_fractions, build_patch_grid, grid_positions
 from .patch_reader import PatchBatchReader, SlidePatchDataset
 from .read_plan import ReadPlan, plan_patch_reading
-from .run_manifest import ManifestRow, merge_rank_manifests, read_manifest, write_manifest
+from .run_manifest import (
+    ManifestRow,
+    OutputFolderBusyError,
+    OutputFolderLock,
+    merge_rank_manifests,
+    read_manifest,
+    write_manifest,
+)
 from .slide_errors import (
     MissingMppError,
     NoTissueError,
@@ -41,6 +48,9 @@ __all__ = [
     "ManifestRow",
     "MissingMppError",
     "NoTissueError",
+    "NothingExtractedError",
+    "OutputFolderBusyError",
+    "OutputFolderLock",
     "PatchBatchReader",
     "PatchGrid",
     "ReadPlan",

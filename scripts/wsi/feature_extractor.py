@@ -40,7 +40,15 @@ from .feature_outputs import (
 from .patch_grid import PatchGrid, build_patch_grid
 from .patch_reader import PatchBatchReader
 from .read_plan import ReadPlan, plan_patch_reading
-from .run_manifest import MANIFEST_NAME, ManifestRow, merge_rank_manifests, rank_manifest_name, write_manifest
+from .run_manifest import (
+    MANIFEST_NAME,
+    ManifestRow,
+    OutputFolderLock,
+    merge_rank_manifests,
+    rank_manifest_name,
+    read_manifest,
+    write_manifest,
+)
 from .run_sharding import barrier, rank_and_world, shard
 from .slide_errors import NoTissueError, SlideError, SlideOpenError
 from .slide_reader import Slide
@@ -49,6 +57,10 @@ from .slide_thumbnail import render_thumbnail, save_png_atomic
 from .tissue_mask import TissueMask, TissueMaskParams, slide_tissue_mask
 
 logger = logging.getLogger(__name__)
+
+
+class NothingExtractedError(RuntimeError):
+    """A feature-extraction run that found no slide, or whose every slide failed (the manifest lists why)."""
 
 
 def resize_patches(patches: torch.Tensor, size: int) -> torch.Tensor:
@@ -150,9 +162,16 @@ class FeatureExtractor:
         """
         sources = list_slides(self.slides_dir, self.slides_csv)
         rank, world = rank_and_world()
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        with OutputFolderLock(self.output_dir, rank):
+            rows = self._run_locked(sources, rank, world)
+        if rank == 0:
+            self._check_something_succeeded(sources, rows, world)
+        return rows
+
+    def _run_locked(self, sources: list[SlideSource], rank: int, world: int) -> list[ManifestRow]:
         mine = shard(sources, rank, world)
         manifest = self.output_dir / (MANIFEST_NAME if world == 1 else rank_manifest_name(rank))
-        self.output_dir.mkdir(parents=True, exist_ok=True)
         for stale in self.output_dir.glob(glob.escape(f".{manifest.name}.") + "*.tmp"):
             stale.unlink(missing_ok=True)  # a manifest write cut short by a killed run
         rows: list[ManifestRow] = []
@@ -181,6 +200,23 @@ class FeatureExtractor:
         counts = {s: sum(r.status == s for r in rows) for s in ("done", "skipped", "failed")}
         logger.info("rank %d: %s slides done, %s skipped, %s failed", rank, *counts.values())
         return rows
+
+    def _check_something_succeeded(self, sources: list[SlideSource], rows: list[ManifestRow], world: int) -> None:
+        """Raise :class:`NothingExtractedError` when the run has no usable feature file to show (rank 0)."""
+        where = self.slides_csv if self.slides_csv is not None else self.slides_dir
+        if not sources:
+            raise NothingExtractedError(f"{where}: no slide found, nothing extracted (manifest: "
+                                        f"{self.output_dir / MANIFEST_NAME})")
+        if world > 1:
+            rows = read_manifest(self.output_dir / MANIFEST_NAME)
+        usable = sum(r.status in ("done", "skipped") for r in rows)
+        if usable == 0:
+            failed = sum(r.status == "failed" for r in rows)
+            first = next((r.error for r in rows if r.error), "")
+            raise NothingExtractedError(
+                f"no slide was extracted: {failed} of {len(sources)} slide(s) failed (first: {first}); every "
+                f"failure is listed in {self.output_dir / MANIFEST_NAME}"
+            )
 
     # ------------------------------------------------------------------ one slide
     def expected_attrs(self, path: str | os.PathLike) -> dict[str, Any]:

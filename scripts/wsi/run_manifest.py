@@ -8,7 +8,9 @@ rank 0 merges them into ``manifest.csv`` (in the order of the run's slide list).
 from __future__ import annotations
 
 import csv
+import fcntl
 import os
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -16,6 +18,7 @@ from pathlib import Path
 from scripts.atomic_io import atomic_path
 
 MANIFEST_NAME = "manifest.csv"
+LOCK_NAME = ".extract_features.lock"
 STATUSES = ("done", "skipped", "failed")
 
 
@@ -99,3 +102,53 @@ def merge_rank_manifests(output_dir: str | os.PathLike, world_size: int, order: 
     for part in parts:
         part.unlink(missing_ok=True)
     return merged
+
+
+class OutputFolderBusyError(RuntimeError):
+    """Another feature extraction is writing to the same output folder."""
+
+
+class OutputFolderLock:
+    """An exclusive lock on an extraction output folder, held for the whole run (one per rank).
+
+    Two extractions writing one folder would remove each other's temporary files and overwrite each other's
+    ``manifest.csv``; the second one is refused instead, before it touches anything. The lock is an
+    ``flock`` on ``<output_dir>/.extract_features.lock`` (rank r > 0 of a distributed run:
+    ``.extract_features.rank<r>.lock``): the kernel releases it when the process ends, even by ``kill -9``,
+    so a killed run never blocks the next one. (``flock`` may not be shared between machines on some network
+    file systems.)
+
+    Raises:
+        OutputFolderBusyError: on entry, when another process holds the lock (names the folder and its pid).
+    """
+
+    def __init__(self, output_dir: str | os.PathLike, rank: int = 0) -> None:
+        name = LOCK_NAME if rank == 0 else LOCK_NAME.replace(".lock", f".rank{rank}.lock")
+        self.path = Path(output_dir) / name
+        self._handle = None
+
+    def __enter__(self) -> OutputFolderLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 (held open while locked)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            handle.close()
+            raise OutputFolderBusyError(
+                f"{self.path.parent}: another feature extraction is writing here ({holder}); wait for it to "
+                f"finish or give another output_dir"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}, started {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+        handle.flush()
+        self._handle = handle
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._handle is not None:
+            fcntl.flock(self._handle, fcntl.LOCK_UN)
+            self._handle.close()
+            self._handle = None
