@@ -34,7 +34,8 @@ def small(tmp_path_factory):
 
 
 def test_files_follow_the_histgen_layout(small):
-    annotation = load_annotation(small.annotation_file)  # the bundle's own reader accepts it
+    annotation = load_annotation(small.annotation_file)  # the bundle's own reader accepts both files
+    assert load_annotation(small.shuffled_annotation_file).keys() == annotation.keys()
     assert {s: len(annotation[s]) for s in ("train", "val", "test")} == {"train": 16, "val": 4, "test": 8}
     ids = [item["id"] for split in ("train", "val", "test") for item in annotation[split]]
     assert len(set(ids)) == len(ids)

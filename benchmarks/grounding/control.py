@@ -31,7 +31,7 @@ def shuffled_annotation(annotation: dict[str, Any], seed: int) -> dict[str, Any]
     from scripts.demo.slide_dataset import _balanced_report_order
 
     out = dict(annotation)
-    out["shuffled_pairs"] = list(CONTROL_SPLITS)
+    out["shuffled_pairs"] = ", ".join(CONTROL_SPLITS)  # a string: list-valued keys are splits to the reader
     for split_index, split in enumerate(CONTROL_SPLITS):
         rows = [dict(item) for item in annotation[split]]
         rng = np.random.default_rng([seed, split_index, 0xC0])

@@ -89,8 +89,8 @@ DEFAULT_SUITE: tuple[str, ...] = tuple(BENCHMARKS)
 
 #: The ``--quick`` benchmark: tiny bags and splits, for tests (minutes matter there, not the numbers).
 QUICK_BENCHMARK = BenchmarkEntry(
-    "quick", "3 diagnoses, 36 tiny bags of 40-80 patches, D 16 (smoke test)",
-    BenchmarkParams(n_diagnoses=3, n_train=24, n_val=6, n_test=6, n_patches=(40, 80), feature_dim=16,
+    "quick", "3 diagnoses, 39 tiny bags of 40-80 patches, D 16 (smoke test)",
+    BenchmarkParams(n_diagnoses=3, n_train=24, n_val=6, n_test=9, n_patches=(40, 80), feature_dim=16,
                     tumour_share=(0.3, 0.6), margin_share=(0.05, 0.1), lvi_share=(0.03, 0.06), seed=3),
 )
 

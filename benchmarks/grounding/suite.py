@@ -1,0 +1,129 @@
+"""Running one benchmark of the suite: data, report model, shuffled control, ABMIL bound -> table rows.
+
+Layout under the suite's ``output_dir``::
+
+    data/<name>-<params key>/                 the generated benchmark (cached by parameters)
+    runs/<name>/<variant>/model|control/      bundle output dirs (variant: "defaults" or a hash of --extra-args)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from scripts.data import find_feature_file, read_feature_file
+
+from .abmil_bound import train_abmil
+from .bundle_runs import BundleRun, evaluate_bundle, train_bundle
+from .dataset import make_benchmark_dataset
+from .registry import BenchmarkEntry
+from .scoring import BenchmarkTruth, demo_truth, read_reports_csv, score_reports, synthetic_truth
+from .table import TableRow
+
+__all__ = ["SuiteSettings", "run_benchmark", "variant_name"]
+
+logger = logging.getLogger("benchmarks.grounding")
+
+#: Where a demo run writes its data inside its output dir: source -> (folder, annotation, shuffled annotation).
+_DEMO_FILES = {"slides": ("demo_data", "annotation.json", "annotation_shuffled.json"),
+               "feature_bags": ("demo_bags", "annotation.json", None)}
+
+
+@dataclass(frozen=True)
+class SuiteSettings:
+    """Settings shared by every benchmark of one invocation.
+
+    Attributes:
+        output_dir: the root folder (see the module docstring).
+        extra_args: bundle overrides passed to both training runs (model and control).
+        abmil_epochs: epochs of each finding's ABMIL.
+        train_config, eval_config: the bundle config files (repository-relative).
+    """
+
+    output_dir: Path
+    extra_args: tuple[str, ...] = ()
+    abmil_epochs: int = 20
+    train_config: str = "configs/train.json"
+    eval_config: str = "configs/evaluate.json"
+
+
+def variant_name(extra_args: tuple[str, ...]) -> str:
+    """``"defaults"`` without overrides, else a short hash of them (one folder per ablation)."""
+    if not extra_args:
+        return "defaults"
+    return "args-" + hashlib.sha256("\0".join(extra_args).encode("utf-8")).hexdigest()[:10]
+
+
+def _abmil_rows(entry: BenchmarkEntry, truth: BenchmarkTruth, dataset_dir: Path, epochs: int, seed: int
+                ) -> TableRow:
+    start = time.perf_counter()
+    bags = {split: [read_feature_file(find_feature_file(dataset_dir, i), i).feats for i in ids]
+            for split, ids in truth.splits.items()}
+    row = TableRow(entry.name, "ABMIL")
+    for finding in truth.findings:
+        labels = {split: [truth.values[i][finding] for i in ids] for split, ids in truth.splits.items()}
+        score = train_abmil(bags, labels, truth.classes[finding], epochs=epochs, seed=seed)
+        row.accuracy[finding] = score.accuracy
+        row.balanced_accuracy[finding] = score.balanced_accuracy
+        logger.info("%s ABMIL %s: accuracy %.3f, balanced %.3f (epoch %d)", entry.name, finding, score.accuracy,
+                    score.balanced_accuracy, score.best_epoch)
+    row.wall_seconds = time.perf_counter() - start
+    return row
+
+
+def _report_row(entry: BenchmarkEntry, name: str, run: BundleRun, truth: BenchmarkTruth) -> TableRow:
+    scores = score_reports(read_reports_csv(run.reports_csv), truth)
+    metrics = run.metrics or {}
+    return TableRow(
+        entry.name, name, accuracy=dict(scores.accuracy), bleu_4=metrics.get("BLEU_4"),
+        rouge_l=metrics.get("ROUGE_L"), diagnoses_written=scores.diagnoses_written,
+        diagnoses_total=len(truth.classes["diagnosis"]), best_epoch=run.best_epoch, epochs_run=run.epochs_run,
+        wall_seconds=run.train_seconds + run.eval_seconds,
+    )
+
+
+def run_benchmark(entry: BenchmarkEntry, settings: SuiteSettings) -> tuple[list[TableRow], str]:
+    """Generate (or reuse) ``entry``'s data, train and evaluate model and control, train the ABMIL bound.
+
+    Returns:
+        The rows ``model``, ``control``, ``ABMIL``, ``chance``, and the name of the findings reader used.
+    """
+    runs_dir = settings.output_dir / "runs" / entry.name / variant_name(settings.extra_args)
+    extra = list(settings.extra_args)
+    if entry.params is not None:
+        data = make_benchmark_dataset(entry.params, settings.output_dir / "data" / f"{entry.name}-{entry.params.key()}")
+        dataset_dir, true_annotation = data.dataset_dir, data.annotation_file
+        model = train_bundle(runs_dir / "model", ["--dataset_dir", str(dataset_dir), "--annotation_file",
+                                                  str(true_annotation)], extra, settings.train_config)
+        control_data = ["--dataset_dir", str(dataset_dir), "--annotation_file", str(data.shuffled_annotation_file)]
+        truth = synthetic_truth(entry.params, data.labels_file)
+        p = entry.params
+        sizes = dict(seed=p.seed, bags=f"{p.n_train}/{p.n_val}/{p.n_test}",
+                     patches=f"{p.n_patches[0]}-{p.n_patches[1]}", feature_dim=p.feature_dim)
+    else:
+        source = entry.demo["source"]
+        folder, annotation_name, shuffled_name = _DEMO_FILES[source]
+        model = train_bundle(runs_dir / "model", ["--demo#source", source], extra, settings.train_config)
+        demo_dir = model.run_dir / folder
+        dataset_dir, true_annotation = demo_dir / "features", demo_dir / annotation_name
+        if shuffled_name is not None:
+            control_data = ["--dataset_dir", str(dataset_dir), "--annotation_file", str(demo_dir / shuffled_name)]
+        else:
+            control_data = ["--demo#source", source, "--demo#shuffle_pairs", "True"]
+        truth = demo_truth(true_annotation)
+        sizes = dict(seed="config", bags="/".join(str(len(truth.splits[s])) for s in ("train", "val", "test")))
+    evaluate_bundle(model, dataset_dir, true_annotation, settings.eval_config)
+    control = train_bundle(runs_dir / "control", control_data, extra, settings.train_config)
+    evaluate_bundle(control, dataset_dir, true_annotation, settings.eval_config)
+
+    seed = entry.params.seed if entry.params is not None else 0
+    rows = [_report_row(entry, "model", model, truth), _report_row(entry, "control", control, truth),
+            _abmil_rows(entry, truth, dataset_dir, settings.abmil_epochs, seed),
+            TableRow(entry.name, "chance", accuracy=truth.chance())]
+    for row in rows:
+        for key, value in sizes.items():
+            setattr(row, key, value)
+    return rows, truth.reader.name
