@@ -111,7 +111,8 @@ def test_quick_suite_runs_the_bundle_and_writes_the_table(tmp_path):
     assert table in result.stdout
     payload = json.loads((tmp_path / "grounding_table.json").read_text())
     rows = {row["run"]: row for row in payload["rows"]}
-    assert set(rows) == {"model", "control", "ABMIL", "chance"} and payload["extra_args"] == ["--max_epochs", "2"]
+    assert set(rows) == {"references", "model", "control", "ABMIL", "chance"}
+    assert payload["extra_args"] == ["--max_epochs", "2"]
     for name in ("model", "control"):
         row = rows[name]
         assert set(row["accuracy"]) == set(FINDINGS)
@@ -122,4 +123,20 @@ def test_quick_suite_runs_the_bundle_and_writes_the_table(tmp_path):
         assert (run_dir / "eval" / "reports.csv").is_file()
     assert all(0.0 <= v <= 1.0 for v in rows["ABMIL"]["balanced_accuracy"].values())
     assert rows["chance"]["accuracy"]["diagnosis"] == pytest.approx(1 / 3)
+    assert rows["references"]["accuracy"]["diagnosis"] == 1.0
     assert payload["rows"][0]["bags"] == "24/6/9" and payload["rows"][0]["seed"] == 3
+
+
+def test_extractor_values_map_onto_the_benchmark_values():
+    from benchmarks.grounding.finding_readers import benchmark_values
+
+    diagnoses = PARAMS.diagnoses
+    found = {"diagnosis": "infiltrating ductal carcinoma", "grade": "grade 2", "margin": "close",
+             "lymphovascular_invasion": "present", "lymph_node_status": "negative"}
+    assert benchmark_values(found, diagnoses) == {
+        "diagnosis": "invasive ductal carcinoma", "grade": "2", "margin": "negative",
+        "lymphovascular_invasion": "present", "lymph_nodes": "negative"}
+    other = benchmark_values({"diagnosis": "renal cell carcinoma", "grade": "poorly differentiated"}, diagnoses)
+    assert other["diagnosis"] is None and other["grade"] == "3" and other["margin"] is None
+    assert benchmark_values({"grade": "isup 1"}, diagnoses)["grade"] == "1"
+    assert benchmark_values({"grade": "gleason 7"}, diagnoses)["grade"] is None

@@ -107,7 +107,7 @@ def test_shuffled_control_is_class_balanced_and_keeps_test_pairs(small):
     for split in ("train", "val"):
         assert [i["id"] for i in control[split]] == [i["id"] for i in true[split]]
         assert sorted(i["report"] for i in control[split]) == sorted(i["report"] for i in true[split])
-    pairs = Counter((i["findings"]["diagnosis"], i["report_findings"]["diagnosis"]) for i in control["train"])
+    pairs = Counter((i["findings"]["diagnosis"], i["report_class"]) for i in control["train"])
     assert max(pairs.values()) - min(pairs.values()) <= 1 and len(pairs) == SMALL.n_diagnoses ** 2
 
 

@@ -13,7 +13,7 @@ from .findings import DIAGNOSIS_ORDER
 __all__ = ["GENERATOR_VERSION", "REPORT_STYLES", "BenchmarkParams"]
 
 #: Bump when the generator's output changes for the same parameters, so cached datasets are rebuilt.
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 
 #: Report layouts :mod:`benchmarks.grounding.report_writer` knows.
 REPORT_STYLES: tuple[str, ...] = ("numbered", "synoptic", "free")

@@ -63,8 +63,12 @@ class ReportScores:
     num_reports: int
 
 
-def synthetic_truth(params: BenchmarkParams, labels_file: str | os.PathLike[str]) -> BenchmarkTruth:
-    """The truth of a generated benchmark (its ``labels.csv``)."""
+def synthetic_truth(params: BenchmarkParams, labels_file: str | os.PathLike[str],
+                    annotation_file: str | os.PathLike[str] | None = None, use_extractor: bool = True
+                    ) -> BenchmarkTruth:
+    """The truth of a generated benchmark (its ``labels.csv``) and its reader
+    (:func:`~benchmarks.grounding.finding_readers.benchmark_reader`; ``annotation_file`` gives the extractor
+    its vocabulary)."""
     labels = read_labels(labels_file)
     splits: dict[str, list[str]] = {}
     for slide_id, row in labels.items():
@@ -74,7 +78,7 @@ def synthetic_truth(params: BenchmarkParams, labels_file: str | os.PathLike[str]
         classes={f: finding_values(f, params.diagnoses) for f in FINDINGS},
         splits=splits,
         values={slide_id: {f: row[f] for f in FINDINGS} for slide_id, row in labels.items()},
-        reader=benchmark_reader(params.diagnoses),
+        reader=benchmark_reader(params.diagnoses, annotation_file, use_extractor),
     )
 
 

@@ -4,20 +4,28 @@ Layout under the suite's ``output_dir``::
 
     data/<name>-<params key>/                 the generated benchmark (cached by parameters)
     runs/<name>/<variant>/model|control/      bundle output dirs (variant: "defaults" or a hash of --extra-args)
+    runs/<name>/<variant>/control_annotation.json   a demo's control: its reports dealt class-balanced (train/val)
+
+A demo's model run writes the demo (no dataset given, as the README's command); its control trains on the
+same features with :func:`~benchmarks.grounding.control.shuffled_annotation` of the demo's annotation, so
+every control in the table is dealt the same way and keeps the true test pairs.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from scripts.atomic_io import atomic_write_json
 from scripts.data import find_feature_file, read_feature_file
 
 from .abmil_bound import train_abmil
 from .bundle_runs import BundleRun, evaluate_bundle, train_bundle
+from .control import shuffled_annotation
 from .dataset import make_benchmark_dataset
 from .registry import BenchmarkEntry
 from .scoring import BenchmarkTruth, demo_truth, read_reports_csv, score_reports, synthetic_truth
@@ -27,9 +35,8 @@ __all__ = ["SuiteSettings", "run_benchmark", "variant_name"]
 
 logger = logging.getLogger("benchmarks.grounding")
 
-#: Where a demo run writes its data inside its output dir: source -> (folder, annotation, shuffled annotation).
-_DEMO_FILES = {"slides": ("demo_data", "annotation.json", "annotation_shuffled.json"),
-               "feature_bags": ("demo_bags", "annotation.json", None)}
+#: Where a demo run writes its data inside its output dir (``scripts.engines.report_data``).
+_DEMO_FOLDERS = {"slides": "demo_data", "feature_bags": "demo_bags"}
 
 
 @dataclass(frozen=True)
@@ -74,6 +81,11 @@ def _abmil_rows(entry: BenchmarkEntry, truth: BenchmarkTruth, dataset_dir: Path,
     return row
 
 
+def _reference_reports(annotation_file: Path) -> dict[str, str]:
+    annotation = json.loads(annotation_file.read_text(encoding="utf-8"))
+    return {item["id"]: item["report"] for item in annotation["test"]}
+
+
 def _report_row(entry: BenchmarkEntry, name: str, run: BundleRun, truth: BenchmarkTruth) -> TableRow:
     scores = score_reports(read_reports_csv(run.reports_csv), truth)
     metrics = run.metrics or {}
@@ -89,7 +101,8 @@ def run_benchmark(entry: BenchmarkEntry, settings: SuiteSettings) -> tuple[list[
     """Generate (or reuse) ``entry``'s data, train and evaluate model and control, train the ABMIL bound.
 
     Returns:
-        The rows ``model``, ``control``, ``ABMIL``, ``chance``, and the name of the findings reader used.
+        The rows ``references`` (the findings reader on the test reference reports: the scoring's own
+        ceiling), ``model``, ``control``, ``ABMIL``, ``chance``, and the name of the findings reader used.
     """
     runs_dir = settings.output_dir / "runs" / entry.name / variant_name(settings.extra_args)
     extra = list(settings.extra_args)
@@ -99,20 +112,19 @@ def run_benchmark(entry: BenchmarkEntry, settings: SuiteSettings) -> tuple[list[
         model = train_bundle(runs_dir / "model", ["--dataset_dir", str(dataset_dir), "--annotation_file",
                                                   str(true_annotation)], extra, settings.train_config)
         control_data = ["--dataset_dir", str(dataset_dir), "--annotation_file", str(data.shuffled_annotation_file)]
-        truth = synthetic_truth(entry.params, data.labels_file)
+        truth = synthetic_truth(entry.params, data.labels_file, data.annotation_file)
         p = entry.params
         sizes = dict(seed=p.seed, bags=f"{p.n_train}/{p.n_val}/{p.n_test}",
                      patches=f"{p.n_patches[0]}-{p.n_patches[1]}", feature_dim=p.feature_dim)
     else:
         source = entry.demo["source"]
-        folder, annotation_name, shuffled_name = _DEMO_FILES[source]
         model = train_bundle(runs_dir / "model", ["--demo#source", source], extra, settings.train_config)
-        demo_dir = model.run_dir / folder
-        dataset_dir, true_annotation = demo_dir / "features", demo_dir / annotation_name
-        if shuffled_name is not None:
-            control_data = ["--dataset_dir", str(dataset_dir), "--annotation_file", str(demo_dir / shuffled_name)]
-        else:
-            control_data = ["--demo#source", source, "--demo#shuffle_pairs", "True"]
+        demo_dir = model.run_dir / _DEMO_FOLDERS[source]
+        dataset_dir, true_annotation = demo_dir / "features", demo_dir / "annotation.json"
+        control_annotation = runs_dir / "control_annotation.json"
+        annotation = json.loads(true_annotation.read_text(encoding="utf-8"))
+        atomic_write_json(control_annotation, shuffled_annotation(annotation, 0, lambda item: item["diagnosis"]))
+        control_data = ["--dataset_dir", str(dataset_dir), "--annotation_file", str(control_annotation)]
         truth = demo_truth(true_annotation)
         sizes = dict(seed="config", bags="/".join(str(len(truth.splits[s])) for s in ("train", "val", "test")))
     evaluate_bundle(model, dataset_dir, true_annotation, settings.eval_config)
@@ -120,7 +132,10 @@ def run_benchmark(entry: BenchmarkEntry, settings: SuiteSettings) -> tuple[list[
     evaluate_bundle(control, dataset_dir, true_annotation, settings.eval_config)
 
     seed = entry.params.seed if entry.params is not None else 0
-    rows = [_report_row(entry, "model", model, truth), _report_row(entry, "control", control, truth),
+    references = score_reports(_reference_reports(true_annotation), truth)
+    rows = [TableRow(entry.name, "references", accuracy=dict(references.accuracy),
+                     diagnoses_written=references.diagnoses_written, diagnoses_total=len(truth.classes["diagnosis"])),
+            _report_row(entry, "model", model, truth), _report_row(entry, "control", control, truth),
             _abmil_rows(entry, truth, dataset_dir, settings.abmil_epochs, seed),
             TableRow(entry.name, "chance", accuracy=truth.chance())]
     for row in rows:

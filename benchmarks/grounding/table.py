@@ -1,6 +1,7 @@
 """The grounding table: one row per (benchmark, run), as markdown and as JSON.
 
-Runs per benchmark: ``model`` (the report bundle on true pairs), ``control`` (the same on class-balanced
+Runs per benchmark: ``references`` (the findings reader on the reference test reports, so 1.00 is the
+scoring's ceiling), ``model`` (the report bundle on true pairs), ``control`` (the same on class-balanced
 shuffled pairs), ``ABMIL`` (one MIL classifier per finding, cells "accuracy / balanced accuracy") and
 ``chance`` (the majority value's share of the test slides).
 """
