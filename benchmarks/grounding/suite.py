@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from scripts.atomic_io import atomic_write_json
-from scripts.data import find_feature_file, read_feature_file
+from scripts.data import find_feature_file, read_feature_file, read_feature_header
 
 from .abmil_bound import train_abmil
 from .bundle_runs import BundleRun, evaluate_bundle, train_bundle
@@ -126,7 +126,12 @@ def run_benchmark(entry: BenchmarkEntry, settings: SuiteSettings) -> tuple[list[
         atomic_write_json(control_annotation, shuffled_annotation(annotation, 0, lambda item: item["diagnosis"]))
         control_data = ["--dataset_dir", str(dataset_dir), "--annotation_file", str(control_annotation)]
         truth = demo_truth(true_annotation)
-        sizes = dict(seed="config", bags="/".join(str(len(truth.splits[s])) for s in ("train", "val", "test")))
+        counts = [item["num_patches"] for s in ("train", "val", "test") for item in annotation[s]
+                  if "num_patches" in item]
+        first = truth.splits["test"][0]
+        sizes = dict(seed="config", bags="/".join(str(len(truth.splits[s])) for s in ("train", "val", "test")),
+                     patches=f"{min(counts)}-{max(counts)}" if counts else None,
+                     feature_dim=read_feature_header(find_feature_file(dataset_dir, first), first).feature_dim)
     evaluate_bundle(model, dataset_dir, true_annotation, settings.eval_config)
     control = train_bundle(runs_dir / "control", control_data, extra, settings.train_config)
     evaluate_bundle(control, dataset_dir, true_annotation, settings.eval_config)
