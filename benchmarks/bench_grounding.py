@@ -56,6 +56,12 @@ def _parser() -> argparse.ArgumentParser:
                         help='bundle overrides for both training runs, e.g. "--val_metric BLEU_4"')
     parser.add_argument("--abmil-epochs", "--abmil_epochs", dest="abmil_epochs", type=int, default=None,
                         help="epochs of each finding's ABMIL (default 20, 3 with --quick)")
+    parser.add_argument("--findings-reader", "--findings_reader", dest="findings_reader", default="auto",
+                        choices=("auto", "phrases"),
+                        help="auto: scripts.metrics.extract_findings when installed, else the benchmarks' known "
+                             "phrases; phrases: always the known phrases")
+    parser.add_argument("--reuse-runs", "--reuse_runs", dest="reuse_runs", action="store_true",
+                        help="keep finished bundle runs of the same overrides and data; only score again")
     return parser
 
 
@@ -71,7 +77,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.quick and "--max_epochs" not in extra:
         extra = (*extra, *QUICK_EPOCHS)
     abmil_epochs = args.abmil_epochs or (3 if args.quick else 20)
-    settings = SuiteSettings(output_dir=args.output_dir.resolve(), extra_args=extra, abmil_epochs=abmil_epochs)
+    settings = SuiteSettings(output_dir=args.output_dir.resolve(), extra_args=extra, abmil_epochs=abmil_epochs,
+                             use_extractor=args.findings_reader == "auto", reuse_runs=args.reuse_runs)
 
     rows: list[TableRow] = []
     readers: dict[str, str] = {}

@@ -126,6 +126,17 @@ def test_quick_suite_runs_the_bundle_and_writes_the_table(tmp_path):
     assert rows["references"]["accuracy"]["diagnosis"] == 1.0
     assert payload["rows"][0]["bags"] == "24/6/9" and payload["rows"][0]["seed"] == 3
 
+    model_log = tmp_path / "runs" / "quick" / variant_name(("--max_epochs", "2")) / "model" / "bundle.log"
+    written = model_log.stat().st_mtime_ns
+    again = subprocess.run([sys.executable, "-m", "benchmarks.bench_grounding", "--quick", "--output_dir",
+                            str(tmp_path), "--reuse-runs", "--findings-reader", "phrases"], cwd=REPO,
+                           capture_output=True, text=True, timeout=600, check=False)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stderr.count("reusing the finished run") == 2 and model_log.stat().st_mtime_ns == written
+    reused = {row["run"]: row for row in json.loads((tmp_path / "grounding_table.json").read_text())["rows"]}
+    assert reused["model"]["bleu_4"] == rows["model"]["bleu_4"]
+    assert reused["model"]["wall_seconds"] == rows["model"]["wall_seconds"]
+
 
 def test_extractor_values_map_onto_the_benchmark_values():
     from benchmarks.grounding.finding_readers import benchmark_values

@@ -19,11 +19,16 @@ from typing import Any
 
 import torch
 
-__all__ = ["BUNDLE_ROOT", "BundleRun", "BundleRunError", "evaluate_bundle", "train_bundle"]
+from scripts.atomic_io import atomic_write_json
+
+__all__ = ["BUNDLE_ROOT", "RECORD_NAME", "BundleRun", "BundleRunError", "evaluate_bundle", "finished_run",
+           "train_bundle"]
 
 #: The report bundle's root (this repository), where the subprocesses run.
 BUNDLE_ROOT = Path(__file__).resolve().parents[2]
 _FRESH = ("models", "checkpoints", "eval")
+#: What a finished run records in its folder (times, epochs, metrics), for ``--reuse-runs``.
+RECORD_NAME = "bench_run.json"
 
 
 class BundleRunError(RuntimeError):
@@ -80,6 +85,7 @@ def train_bundle(run_dir: Path, data_args: list[str], extra_args: list[str], con
     run_dir.mkdir(parents=True, exist_ok=True)
     for name in _FRESH:
         shutil.rmtree(run_dir / name, ignore_errors=True)
+    (run_dir / RECORD_NAME).unlink(missing_ok=True)
     log = run_dir / "bundle.log"
     log.unlink(missing_ok=True)
     command = [sys.executable, "-m", "monai.bundle", "run", "training", "--config_file", config_file,
@@ -102,4 +108,22 @@ def evaluate_bundle(run: BundleRun, dataset_dir: Path, annotation_file: Path,
     payload: dict[str, Any] = json.loads((run.run_dir / "eval" / "metrics.json").read_text(encoding="utf-8"))
     run.metrics = {k: float(v) for k, v in payload.get("metrics", {}).items()}
     run.reports_csv = run.run_dir / "eval" / "reports.csv"
+    record = {"train_seconds": run.train_seconds, "eval_seconds": run.eval_seconds, "metrics": run.metrics,
+              "best_epoch": run.best_epoch, "epochs_run": run.epochs_run, "data": [str(dataset_dir),
+                                                                                 str(annotation_file)]}
+    atomic_write_json(run.run_dir / RECORD_NAME, record)
     return run
+
+
+def finished_run(run_dir: Path, dataset_dir: Path, annotation_file: Path) -> BundleRun | None:
+    """The run recorded in ``run_dir`` if it finished (trained and evaluated on the same data), else None."""
+    try:
+        record = json.loads((run_dir / RECORD_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    reports = run_dir / "eval" / "reports.csv"
+    if record.get("data") != [str(dataset_dir), str(annotation_file)] or not reports.is_file():
+        return None
+    return BundleRun(run_dir=run_dir, train_seconds=record["train_seconds"], eval_seconds=record["eval_seconds"],
+                     metrics=record["metrics"], reports_csv=reports, best_epoch=record["best_epoch"],
+                     epochs_run=record["epochs_run"])

@@ -24,7 +24,7 @@ from scripts.atomic_io import atomic_write_json
 from scripts.data import find_feature_file, read_feature_file, read_feature_header
 
 from .abmil_bound import train_abmil
-from .bundle_runs import BundleRun, evaluate_bundle, train_bundle
+from .bundle_runs import BundleRun, evaluate_bundle, finished_run, train_bundle
 from .control import shuffled_annotation
 from .dataset import make_benchmark_dataset
 from .registry import BenchmarkEntry
@@ -47,12 +47,18 @@ class SuiteSettings:
         output_dir: the root folder (see the module docstring).
         extra_args: bundle overrides passed to both training runs (model and control).
         abmil_epochs: epochs of each finding's ABMIL.
+        use_extractor: score generated benchmarks with ``scripts.metrics.extract_findings`` when installed
+            (False: the benchmarks' known-phrase reader).
+        reuse_runs: keep a run folder's finished run (same overrides, same data) instead of training again;
+            only the scoring is redone.
         train_config, eval_config: the bundle config files (repository-relative).
     """
 
     output_dir: Path
     extra_args: tuple[str, ...] = ()
     abmil_epochs: int = 20
+    use_extractor: bool = True
+    reuse_runs: bool = False
     train_config: str = "configs/train.json"
     eval_config: str = "configs/evaluate.json"
 
@@ -97,6 +103,18 @@ def _report_row(entry: BenchmarkEntry, name: str, run: BundleRun, truth: Benchma
     )
 
 
+def _trained(run_dir: Path, data_args: list[str], dataset_dir: Path, annotation_file: Path,
+             settings: SuiteSettings) -> BundleRun:
+    """Train into ``run_dir`` and evaluate on the true test pairs, or reuse a finished run there."""
+    if settings.reuse_runs:
+        run = finished_run(run_dir, dataset_dir, annotation_file)
+        if run is not None:
+            logger.info("reusing the finished run in %s", run_dir)
+            return run
+    run = train_bundle(run_dir, data_args, list(settings.extra_args), settings.train_config)
+    return evaluate_bundle(run, dataset_dir, annotation_file, settings.eval_config)
+
+
 def run_benchmark(entry: BenchmarkEntry, settings: SuiteSettings) -> tuple[list[TableRow], str]:
     """Generate (or reuse) ``entry``'s data, train and evaluate model and control, train the ABMIL bound.
 
@@ -105,22 +123,21 @@ def run_benchmark(entry: BenchmarkEntry, settings: SuiteSettings) -> tuple[list[
         ceiling), ``model``, ``control``, ``ABMIL``, ``chance``, and the name of the findings reader used.
     """
     runs_dir = settings.output_dir / "runs" / entry.name / variant_name(settings.extra_args)
-    extra = list(settings.extra_args)
     if entry.params is not None:
         data = make_benchmark_dataset(entry.params, settings.output_dir / "data" / f"{entry.name}-{entry.params.key()}")
         dataset_dir, true_annotation = data.dataset_dir, data.annotation_file
-        model = train_bundle(runs_dir / "model", ["--dataset_dir", str(dataset_dir), "--annotation_file",
-                                                  str(true_annotation)], extra, settings.train_config)
+        model = _trained(runs_dir / "model", ["--dataset_dir", str(dataset_dir), "--annotation_file",
+                                              str(true_annotation)], dataset_dir, true_annotation, settings)
         control_data = ["--dataset_dir", str(dataset_dir), "--annotation_file", str(data.shuffled_annotation_file)]
-        truth = synthetic_truth(entry.params, data.labels_file, data.annotation_file)
+        truth = synthetic_truth(entry.params, data.labels_file, data.annotation_file, settings.use_extractor)
         p = entry.params
         sizes = dict(seed=p.seed, bags=f"{p.n_train}/{p.n_val}/{p.n_test}",
                      patches=f"{p.n_patches[0]}-{p.n_patches[1]}", feature_dim=p.feature_dim)
     else:
         source = entry.demo["source"]
-        model = train_bundle(runs_dir / "model", ["--demo#source", source], extra, settings.train_config)
-        demo_dir = model.run_dir / _DEMO_FOLDERS[source]
+        demo_dir = runs_dir / "model" / _DEMO_FOLDERS[source]  # the model run writes the demo here
         dataset_dir, true_annotation = demo_dir / "features", demo_dir / "annotation.json"
+        model = _trained(runs_dir / "model", ["--demo#source", source], dataset_dir, true_annotation, settings)
         control_annotation = runs_dir / "control_annotation.json"
         annotation = json.loads(true_annotation.read_text(encoding="utf-8"))
         atomic_write_json(control_annotation, shuffled_annotation(annotation, 0, lambda item: item["diagnosis"]))
@@ -132,9 +149,7 @@ def run_benchmark(entry: BenchmarkEntry, settings: SuiteSettings) -> tuple[list[
         sizes = dict(seed="config", bags="/".join(str(len(truth.splits[s])) for s in ("train", "val", "test")),
                      patches=f"{min(counts)}-{max(counts)}" if counts else None,
                      feature_dim=read_feature_header(find_feature_file(dataset_dir, first), first).feature_dim)
-    evaluate_bundle(model, dataset_dir, true_annotation, settings.eval_config)
-    control = train_bundle(runs_dir / "control", control_data, extra, settings.train_config)
-    evaluate_bundle(control, dataset_dir, true_annotation, settings.eval_config)
+    control = _trained(runs_dir / "control", control_data, dataset_dir, true_annotation, settings)
 
     seed = entry.params.seed if entry.params is not None else 0
     references = score_reports(_reference_reports(true_annotation), truth)
