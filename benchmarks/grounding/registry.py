@@ -46,9 +46,10 @@ _ENTRIES = (
         BenchmarkParams(n_diagnoses=6, tumour_share=(0.1, 0.7), n_patches=(100, 1200), feature_dim=64, seed=11),
     ),
     BenchmarkEntry(
-        "renal-two", "2 diagnoses (clear cell vs papillary RCC), tumour 20-70 %, D 384, free-text reports only",
+        "renal-two", "2 diagnoses (clear cell vs papillary RCC), tumour 20-70 %, LVI 2-5 %, D 384, free-text only",
         BenchmarkParams(n_diagnoses=2, first_diagnosis=2, tumour_share=(0.2, 0.7), n_patches=(100, 800),
-                        feature_dim=384, report_styles=("free",), class_separation=0.5, seed=7),
+                        feature_dim=384, report_styles=("free",), class_separation=0.5, lvi_share=(0.02, 0.05),
+                        seed=7),
     ),
     BenchmarkEntry(
         "needle", "4 diagnoses, tumour 2-5 % of 200-1,500 patches (needle in a haystack), D 384",
@@ -68,7 +69,8 @@ _ENTRIES = (
     BenchmarkEntry(
         "imbalanced", "3 diagnoses, imbalance 6:1, tumour 5-30 %, D 384, numbered and synoptic reports",
         BenchmarkParams(n_diagnoses=3, first_diagnosis=5, imbalance=6.0, tumour_share=(0.05, 0.3),
-                        n_patches=(100, 1000), feature_dim=384, report_styles=("numbered", "synoptic"), seed=53),
+                        n_patches=(100, 1000), feature_dim=384, report_styles=("numbered", "synoptic"),
+                        lvi_share=(0.01, 0.04), seed=53),
     ),
     BenchmarkEntry(
         "large-bags", "3 diagnoses, 5,000-20,000 patches per bag, tumour 5-20 %, D 64, 60 bags",
