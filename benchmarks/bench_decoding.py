@@ -1,7 +1,8 @@
-"""Beam-3 decoding speed: cached keys/values versus re-running the full prefix at every step.
+"""Beam-3 decoding speed: the model's cached decoding versus re-running the full prefix at every step.
 
-Both decoders share the weights, the encoded slide and the beam search; only the stepper
-differs. The end token is suppressed so that every run decodes exactly ``--tokens`` tokens.
+Both share the weights, the encoded slide and the model's beam search; only the decoding step differs
+(:class:`benchmarks.full_prefix_decoding.FullPrefixHistGen` is the baseline). The end token is suppressed so
+that every run decodes exactly ``--tokens`` tokens. ``--script`` also times the ``torch.jit.script`` model.
 
     python -m benchmarks.bench_decoding            # released configuration, N = 1,000 and 10,000
     python -m benchmarks.bench_decoding --quick    # small model, for a smoke run
@@ -11,20 +12,22 @@ from __future__ import annotations
 
 import argparse
 import time
+import warnings
 
 import torch
 
-from scripts.decoding import CachedStepper, FullPrefixStepper, beam_search
+from benchmarks.full_prefix_decoding import FullPrefixHistGen
 from scripts.networks import HistGen, HistGenConfig
 
 
-def time_decode(model: HistGen, feats: torch.Tensor, stepper_cls, tokens: int, beam: int, repeats: int) -> float:
+def time_decode(model: HistGen, feats: torch.Tensor, tokens: int, beam: int, repeats: int) -> float:
+    """Best wall time of ``repeats`` beam searches over ``feats`` (encoding excluded)."""
     best = float("inf")
     for _ in range(repeats):
         with torch.no_grad():
-            encoded = model.encode(feats)
+            encoding = model.encode(feats)
             start = time.perf_counter()
-            ids = beam_search(model, encoded, beam, tokens, stepper=stepper_cls(model, encoded))
+            ids = model.beam_search(encoding, beam, tokens)
             best = min(best, time.perf_counter() - start)
     assert int((ids != 0).sum()) == tokens * feats.shape[0], "the end token was not suppressed"
     return best
@@ -38,6 +41,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="small model and 30 tokens")
+    parser.add_argument("--script", action="store_true", help="also time the TorchScript model's generate()")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -49,18 +53,36 @@ def main() -> None:
     model = HistGen(config).eval()
     with torch.no_grad():
         model.decoder.logit.bias[0] = -1e4  # never end early: time exactly `tokens` steps
+    baseline = FullPrefixHistGen.from_model(model).eval()
+    scripted = None
+    if args.script:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            scripted = torch.jit.script(model)
 
     print(f"beam {args.beam}, {args.tokens} tokens, {args.threads} threads, "
           f"d_model {config.d_model}, vocab {config.vocab_size}, best of {args.repeats}")
-    header = ("N patches", "full prefix (s)", "cached (s)", "speed-up", "ms/token cached")
-    print(" | ".join(f"{h:>{w}}" for h, w in zip(header, (10, 15, 10, 8, 15))))
-    print("-" * 72)
+    header = ["N patches", "full prefix (s)", "cached (s)", "speed-up", "ms/token cached"]
+    widths = [10, 15, 10, 8, 15]
+    if scripted is not None:
+        header.append("scripted generate (s)")
+        widths.append(21)
+    print(" | ".join(f"{h:>{w}}" for h, w in zip(header, widths)))
+    print("-" * (sum(widths) + 3 * (len(widths) - 1)))
     for n in args.sizes:
         feats = torch.randn(1, n, config.in_dim)
-        naive = time_decode(model, feats, FullPrefixStepper, args.tokens, args.beam, args.repeats)
-        cached = time_decode(model, feats, CachedStepper, args.tokens, args.beam, args.repeats)
-        print(f"{n:>10,} | {naive:>15.2f} | {cached:>10.2f} | {naive / cached:>7.1f}x | "
-              f"{1000 * cached / args.tokens:>15.1f}")
+        naive = time_decode(baseline, feats, args.tokens, args.beam, args.repeats)
+        cached = time_decode(model, feats, args.tokens, args.beam, args.repeats)
+        row = (f"{n:>10,} | {naive:>15.2f} | {cached:>10.2f} | {naive / cached:>7.1f}x | "
+               f"{1000 * cached / args.tokens:>15.1f}")
+        if scripted is not None:
+            best = float("inf")
+            for _ in range(args.repeats):  # encoding included: generate() is one call
+                start = time.perf_counter()
+                scripted.generate(feats, None, args.beam, args.tokens, True)
+                best = min(best, time.perf_counter() - start)
+            row += f" | {best:>21.2f}"
+        print(row)
 
 
 if __name__ == "__main__":

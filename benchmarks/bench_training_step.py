@@ -37,7 +37,7 @@ def one_step(n: int, tokens: int, threads: int, steps: int, checkpointing: bool 
     for _ in range(steps):
         start = time.perf_counter()
         optimizer.zero_grad()
-        logprobs = model(feats, target)
+        logprobs = model(feats, target).logprobs
         loss = -logprobs.gather(2, target[:, 1:, None]).mean()
         loss.backward()
         torch.nn.utils.clip_grad_value_(model.parameters(), 0.1)

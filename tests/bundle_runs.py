@@ -9,16 +9,24 @@ from pathlib import Path
 
 from shared_fixtures import REPO_ROOT
 
+#: Its ``sitecustomize.py`` refuses outbound connections in the subprocess (loopback only).
+NO_NETWORK_DIR = REPO_ROOT / "tests" / "no_network"
+
 
 def bundle_env() -> dict[str, str]:
+    """The environment of a bundle subprocess: offline, and with outbound sockets refused.
+
+    ``HISTGEN_TESTS_ALLOW_NETWORK=1`` leaves the network guard (``tests/no_network``) out.
+    """
     env = dict(os.environ)
+    guard = [] if env.get("HISTGEN_TESTS_ALLOW_NETWORK") == "1" else [str(NO_NETWORK_DIR)]
     env.update(
         {
             "MLFLOW_DISABLE_TELEMETRY": "true",
             "HF_HUB_OFFLINE": "1",
             "PYTHONUNBUFFERED": "1",
             "OMP_NUM_THREADS": env.get("OMP_NUM_THREADS", "2"),
-            "PYTHONPATH": str(REPO_ROOT),
+            "PYTHONPATH": os.pathsep.join([*guard, str(REPO_ROOT)]),
         }
     )
     return env

@@ -21,6 +21,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from bundle_runs import bundle_env
 from test_wsi_slide_files import cmu_rgb, shared_path, write_pyramid_tiff
 
 from scripts.encoders import build_encoder
@@ -29,7 +30,7 @@ from scripts.wsi import FeatureExtractor, Slide, read_manifest
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "configs" / "extract_features.json"
 MULTI_GPU = REPO / "configs" / "multi_gpu_extract.json"
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
+ENV = bundle_env()  # offline, outbound sockets refused (tests/no_network)
 
 
 @pytest.fixture(scope="module")
@@ -131,6 +132,8 @@ def test_bad_slides_are_recorded_and_the_run_goes_on(tmp_path, slides, encoder):
 
 
 def test_outputs_carry_their_parameters_and_reruns_skip_by_attributes(tmp_path, slides, encoder):
+    own = {name: Path(shutil.copy2(slides[name], tmp_path / f"{name}.svs")) for name in ("mirror", "cmu")}
+    slides = own  # this test touches a slide's mtime: it works on its own copies, not the module's slides
     csv_path = _write_csv(tmp_path / "s.csv", [("mirror", str(slides["mirror"])), ("cmu", str(slides["cmu"]))])
     out = tmp_path / "out"
 

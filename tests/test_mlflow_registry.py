@@ -87,7 +87,8 @@ def test_fresh_process_loads_the_registered_model_and_matches_the_bundle(registe
     empty.mkdir()
     result = tmp_path / "result.json"
     cmd = [sys.executable, str(script), str(result), *map(str, registered["files"])]
-    proc = subprocess.run(cmd, cwd=empty, env=_registry_env(registered["db"]), capture_output=True, text=True,
+    env = {**_registry_env(registered["db"]), "HISTGEN_FEATURE_ROOT": str(registered["demo"].dataset_dir)}
+    proc = subprocess.run(cmd, cwd=empty, env=env, capture_output=True, text=True,
                           timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     got = json.loads(result.read_text())
@@ -102,8 +103,8 @@ def test_mlflow_models_serve_answers_invocations_with_a_report(registered, tmp_p
     port = free_port()
     cmd = [str(Path(sys.executable).parent / "mlflow"), "models", "serve", "-m", f"models:/{MODEL}/1",
            "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)]
-    with running_server(cmd, f"http://127.0.0.1:{port}/ping", tmp_path / "serve.log", tmp_path,
-                        _registry_env(registered["db"])):
+    env = {**_registry_env(registered["db"]), "HISTGEN_FEATURE_ROOT": str(registered["demo"].dataset_dir)}
+    with running_server(cmd, f"http://127.0.0.1:{port}/ping", tmp_path / "serve.log", tmp_path, env):
         first = registered["files"][0]
         status, body = post_json(f"http://127.0.0.1:{port}/invocations",
                                  {"dataframe_records": [{"feature_file": str(first)}], "params": {"beam_size": 3}})
@@ -112,3 +113,11 @@ def test_mlflow_models_serve_answers_invocations_with_a_report(registered, tmp_p
         status, body = post_json(f"http://127.0.0.1:{port}/invocations",
                                  {"dataframe_records": [{"features": [[0.5, 0.25]]}]})
         assert status == 400 and "feature dimension 2, the model expects 32" in json.dumps(body)
+        assert "stack_trace" not in body and "Traceback" not in json.dumps(body), body
+        outside = registered["out"] / "models" / "model.pt"  # a server file outside HISTGEN_FEATURE_ROOT
+        relative = os.path.relpath(outside, registered["demo"].dataset_dir)  # ../../run/models/model.pt
+        for path in (str(outside), relative, "/no/such/file.h5"):
+            status, body = post_json(f"http://127.0.0.1:{port}/invocations",
+                                     {"dataframe_records": [{"feature_file": path}]})
+            assert status == 400 and "not a feature file under the server's feature root" in body["message"], body
+            assert "stack_trace" not in body and str(Path(sys.executable).parent) not in json.dumps(body)

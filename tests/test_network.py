@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from scripts.decoding import FullPrefixStepper, beam_search, greedy_search
+from benchmarks.full_prefix_decoding import FullPrefixHistGen
 from scripts.networks import HistGen, HistGenConfig
 
 SMALL = dict(
@@ -87,18 +87,19 @@ def test_cached_and_full_prefix_decoding_agree():
     model = make_model()
     feats, mask = pad([torch.randn(n, SMALL["in_dim"]) for n in (9, 23)])
     encoded = model.encode(feats, mask)
-    for search, kwargs in ((beam_search, {"beam_size": 3}), (greedy_search, {})):
-        cached = search(model, encoded, max_len=12, **kwargs)
-        naive = search(model, encoded, max_len=12, stepper=FullPrefixStepper(model, encoded), **kwargs)
-        assert cached.tolist() == naive.tolist()
+    baseline = FullPrefixHistGen.from_model(model)
+    cached = model.beam_search(encoded, beam_size=3, max_len=12)
+    naive = baseline.beam_search(encoded, beam_size=3, max_len=12)
+    assert cached.tolist() == naive.tolist()
+    assert model.greedy_search(encoded, max_len=12).tolist() == baseline.greedy_search(encoded, max_len=12).tolist()
 
 
 def test_beam_early_stop_returns_the_full_search_result():
     model = make_model(seed=3)
     feats, mask = pad([torch.randn(n, SMALL["in_dim"]) for n in (4, 12, 30)])
     encoded = model.encode(feats, mask)
-    fast = beam_search(model, encoded, 4, 16, early_stop=True)
-    full = beam_search(model, encoded, 4, 16, early_stop=False)
+    fast = model.beam_search(encoded, 4, 16, early_stop=True)
+    full = model.beam_search(encoded, 4, 16, early_stop=False)
     assert fast.tolist() == full.tolist()
 
 
@@ -106,7 +107,7 @@ def test_every_parameter_is_trained_and_no_position_buffers_are_saved():
     model = make_model().train()
     feats, mask = pad([torch.randn(n, SMALL["in_dim"]) for n in (10, 17)])
     target = torch.tensor([[0, 4, 5, 6, 0], [0, 7, 8, 0, 0]])
-    logprobs = model(feats, target, mask)
+    logprobs = model(feats, target, mask).logprobs
     loss = -logprobs.gather(2, target[:, 1:, None]).mean()
     loss.backward()
     untrained = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
@@ -135,7 +136,72 @@ def test_gradient_checkpointing_gives_the_same_loss_and_gradients():
         torch.manual_seed(5)
         model = HistGen(HistGenConfig(**SMALL, gradient_checkpointing=flag)).train()
         torch.manual_seed(7)  # same dropout masks in both runs
-        loss = -model(feats, target, mask).gather(2, target[:, 1:, None]).mean()
+        loss = -model(feats, target, mask).logprobs.gather(2, target[:, 1:, None]).mean()
         loss.backward()
         grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
     assert torch.allclose(grads[0], grads[1], atol=1e-6)
+
+
+def _layer_keys(prefix: str, attentions: tuple[str, ...], norms: int) -> set[str]:
+    keys = {f"{prefix}.{a}.{p}.{w}" for a in attentions for p in ("q_proj", "k_proj", "v_proj", "out_proj")
+            for w in ("weight", "bias")}
+    keys |= {f"{prefix}.feed_forward.{f}.{w}" for f in ("w_1", "w_2") for w in ("weight", "bias")}
+    return keys | {f"{prefix}.norm{i}.{w}" for i in range(1, norms + 1) for w in ("weight", "bias")}
+
+
+def test_state_dict_keys_are_those_of_the_model_files_written_before():
+    """model.pt files saved before the model was split into SlideEncoder + ReportDecoder load as they are."""
+    model = HistGen(HistGenConfig(**{**SMALL, "num_layers": 1}, input_norm=True))
+    expected = {"memory_matrix", "input_mean", "input_std", "projection.weight", "projection.bias",
+                "visual_embed.0.weight", "visual_embed.0.bias", "encoder.global_token", "encoder.norm.weight",
+                "encoder.norm.bias", "encoder.pool_proj.weight", "encoder.pool_proj.bias", "encoder.pool_score.weight",
+                "encoder.pool_dense.weight", "encoder.pool_dense.bias", "decoder.embed.weight", "decoder.norm.weight",
+                "decoder.norm.bias", "decoder.logit.weight", "decoder.logit.bias"}
+    for name in ("context", "visual_context_attn"):
+        expected |= {f"{name}.{p}.{w}" for p in ("q_proj", "k_proj", "v_proj", "out_proj") for w in ("weight", "bias")}
+    for prefix in ("encoder.region_layers.0", "encoder.region_layers.1", "encoder.slide_layer"):
+        expected |= _layer_keys(prefix, ("self_attn",), 2)
+    expected |= _layer_keys("decoder.layers.0", ("self_attn", "cross_attn"), 3)
+    assert set(model.state_dict()) == expected
+    plain = HistGen(HistGenConfig(**SMALL))
+    assert "input_mean" not in plain.state_dict() and "input_std" not in plain.state_dict()
+
+
+def test_compat_is_read_once_into_named_switches():
+    from scripts.networks import NetworkBehaviour
+
+    reference = HistGenConfig(**SMALL, compat="histgen-v1").behaviour
+    assert reference == NetworkBehaviour(
+        slide_attention_reads_first_patch=True, pooling_masks_padding=False, visual_attention_dropout=True,
+        prototypes_over_padded_axis=True, decoder_masks_padded_regions=False, accepts_padded_batches=False,
+        blocks_empty_report=False)
+    assert HistGenConfig(**SMALL).behaviour == NetworkBehaviour()
+    model = make_model("histgen-v1")
+    assert model.encoder.slide_attention_reads_first_patch and not model.encoder.pooling_masks_padding
+    assert model.visual_context_attn.dropout_p == SMALL["dropout"] and make_model().visual_context_attn.dropout_p == 0
+    with pytest.raises(ValueError, match="compat must be one of"):
+        HistGenConfig(**SMALL, compat="v2")
+
+
+def test_the_decoder_reads_any_memory_with_its_mask():
+    """Extra memory tokens that the mask hides change nothing: the decoder takes a generic memory [B, M, d]."""
+    model = make_model()
+    feats, mask = pad([torch.randn(n, SMALL["in_dim"]) for n in (9, 23)])
+    encoding = model.encode(feats, mask)
+    memory, memory_mask = model.decoder_memory(encoding)
+    extra = torch.randn(2, 3, SMALL["d_model"])
+    wider = torch.cat([memory, extra], dim=1)
+    hidden = torch.cat([memory_mask, torch.zeros(2, 3, dtype=torch.bool)], dim=1)
+    ids = torch.tensor([[0, 4, 5, 6], [0, 7, 8, 0]])
+    k, v = model.context.project_memory(model.memory_matrix)
+    words = model.word_states(ids, 0, k, v)
+    self_mask = model.decoder.self_attention_mask(ids)
+    torch.testing.assert_close(model.decoder(words, self_mask, wider, hidden),
+                               model.decoder(words, self_mask, memory, memory_mask))
+    probs = model.cross_attention(ids, wider, hidden)  # [layers, B, heads, T, M]
+    assert probs.shape == (SMALL["num_layers"], 2, SMALL["num_heads"], 4, memory.shape[1] + 3)
+    assert torch.all(probs[..., memory.shape[1]:] == 0)
+    cache = model.decoder.start(wider, hidden, k, v)
+    logprobs, _ = model.decode_step(torch.zeros(2, dtype=torch.long), cache)
+    torch.testing.assert_close(logprobs, model.decode_step(torch.zeros(2, dtype=torch.long),
+                                                           model.start_decoding(encoding))[0])

@@ -24,7 +24,8 @@ def test_teacher_forced_logprobs_match(reference):
         logprobs = model.score(case["features"][None], case["target_ids"][None])[0]
         assert logprobs.shape == case["logprobs"].shape
         err = (logprobs - case["logprobs"]).abs().max().item()
-        assert err < 1e-4, f"N={case['features'].shape[0]}: max abs error {err}"
+        # the README's claim; measured 9.5e-7 on CPU with 1, 2 and 4 threads (2 float32 ulps at |logprob| ~ 7)
+        assert err <= 1e-6, f"N={case['features'].shape[0]}: max abs error {err}"
 
 
 @pytest.mark.parametrize("beam_size,key", [(3, "beam_ids"), (1, "greedy_ids")])

@@ -65,10 +65,15 @@ def test_mlflow_run_holds_params_metrics_config_and_best_model(trained_run):
     assert best >= {"best_model/model.pt", "best_model/vocab.json", "best_model/model_config.json"}
 
 
-def test_evaluate_writes_metrics_and_reports_table(trained_run, small_demo):
+def test_evaluate_writes_metrics_and_reports_table(trained_run, small_demo, tmp_path):
     out, _ = trained_run
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()}
+    # the shared trained run is read, never written: evaluation goes to this test's own folder
     run_bundle("evaluating", "evaluate.json", dataset_dir=path_of(small_demo.dataset_dir),
-               annotation_file=path_of(small_demo.annotation_file), output_dir=path_of(out), beam_size=2)
+               annotation_file=path_of(small_demo.annotation_file), output_dir=path_of(out), beam_size=2,
+               eval_dir=path_of(tmp_path / "eval"))
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file()} == before
+    out = tmp_path
     metrics = json.loads((out / "eval" / "metrics.json").read_text())
     assert metrics["split"] == "test" and metrics["num_reports"] == 8
     assert set(metrics["metrics"]) >= {"BLEU_1", "BLEU_2", "BLEU_3", "BLEU_4", "ROUGE_L", "CIDEr"}

@@ -27,6 +27,9 @@ from scripts.engines import (
     save_report_model,
 )
 from scripts.engines.patch_attention import decoder_cross_attention
+from scripts.engines.report_outputs import FINDING_COLUMNS
+from scripts.engines.slide_inference import SLIDE_TABLE_COLUMNS
+from scripts.metrics import FindingsVocabulary, extract_findings
 from scripts.networks import HistGen, HistGenConfig
 from scripts.text import Vocabulary
 from scripts.wsi import TissueMask
@@ -196,7 +199,7 @@ def test_training_on_the_slide_demo_records_the_extraction_settings(trained):
 
 
 @pytest.mark.slow
-def test_slide_inference_writes_reports_heatmaps_and_lists_the_bad_slide(slide_run):
+def test_slide_inference_writes_reports_heatmaps_and_lists_the_bad_slide(trained, slide_run):
     folder, reports = slide_run
     rows = {r["id"]: r for r in _read_table(reports / "reports.csv")}
     assert list(rows) == ["SYNTH-test-0000", "SYNTH-test-0001", "unreadable"]  # scan order, failures included
@@ -214,6 +217,17 @@ def test_slide_inference_writes_reports_heatmaps_and_lists_the_bad_slide(slide_r
             assert heatmap.format == "PNG" and heatmap.size == thumb.size and heatmap.mode == "RGB"
     assert not (reports / "unreadable.txt").exists()
     assert not list(reports.rglob("*.tmp"))
+    # the findings of each report: a JSON beside it and one column per finding (empty for the failed slide)
+    vocab = FindingsVocabulary.load(trained / "models" / "findings_vocabulary.json")
+    for slide_id in ("SYNTH-test-0000", "SYNTH-test-0001"):
+        saved = json.loads((reports / f"{slide_id}.findings.json").read_text(encoding="utf-8"))
+        expected = extract_findings(rows[slide_id]["report"], vocab).to_dict()
+        assert saved == {"id": slide_id, "findings": expected}
+        assert {c: rows[slide_id][c] for c in FINDING_COLUMNS} == {
+            c: "" if v is None else str(v) for c, v in expected.items()}
+    assert list(rows["unreadable"]) == SLIDE_TABLE_COLUMNS + FINDING_COLUMNS
+    assert all(rows["unreadable"][c] == "" for c in FINDING_COLUMNS)
+    assert not (reports / "unreadable.findings.json").exists()
 
 
 @pytest.mark.slow
@@ -247,6 +261,8 @@ def test_one_slide_by_path_and_a_run_where_every_slide_fails(trained, slide_run,
     (row,) = _read_table(single / "reports.csv")
     assert row["id"] == "SYNTH-test-0001" and row["status"] == "done" and row["heatmap"] == ""
     assert row["report"] == (reports / "SYNTH-test-0001.txt").read_text(encoding="utf-8").strip()
+    assert (single / "SYNTH-test-0001.findings.json").read_bytes() == (
+        reports / "SYNTH-test-0001.findings.json").read_bytes()
 
     cmd = bundle_command("inference", ("inference.json",), {
         "output_dir": path_of(trained), "slide": f"['{path_of(folder / 'unreadable.svs')}']",

@@ -176,12 +176,14 @@ def test_mlflow_has_one_run_per_fold_under_a_summary_run(trained):
     assert any(p.startswith("config_") for p in artifacts)
 
 
-def test_evaluate_rescores_the_saved_fold_models_on_their_test_folds(trained, report_demo):
+def test_evaluate_rescores_the_saved_fold_models_on_their_test_folds(trained, report_demo, tmp_path):
     out, _ = trained
     before = json.loads((out / "eval" / "metrics.json").read_text())
+    # the shared trained run is only read: this evaluation writes into the test's own folder
     run_transfer("subtyping", "evaluating", "evaluate.json", output_dir=path_of(out), demo=TINY_DEMO,
-                 report_demo_dir=path_of(report_demo))
-    after = json.loads((out / "eval" / "metrics.json").read_text())
+                 report_demo_dir=path_of(report_demo), eval_dir=path_of(tmp_path / "eval"))
+    assert json.loads((out / "eval" / "metrics.json").read_text()) == before
+    after = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert after["folds"] == [0, 1]
     for name, stats in before["metrics"].items():
         assert after["metrics"][name]["values"] == pytest.approx(stats["values"]), name

@@ -93,12 +93,14 @@ def test_the_encoder_started_from_the_report_model_and_was_fine_tuned(trained, r
     assert max(changes) > 0.0, "the encoder did not train although freeze_encoder is false"
 
 
-def test_evaluate_reproduces_the_training_scores(trained, report_demo):
+def test_evaluate_reproduces_the_training_scores(trained, report_demo, tmp_path):
     out, _ = trained
     before = json.loads((out / "eval" / "metrics.json").read_text())
+    # the shared trained run is only read: this evaluation writes into the test's own folder
     run_transfer("survival", "evaluating", "evaluate.json", output_dir=path_of(out), demo=TINY_DEMO,
-                 report_demo_dir=path_of(report_demo))
-    after = json.loads((out / "eval" / "metrics.json").read_text())
+                 report_demo_dir=path_of(report_demo), eval_dir=path_of(tmp_path / "eval"))
+    assert json.loads((out / "eval" / "metrics.json").read_text()) == before
+    after = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert after["metrics"]["c_index"]["values"] == pytest.approx(before["metrics"]["c_index"]["values"])
     assert after["metrics"]["loss"]["values"] == pytest.approx(before["metrics"]["loss"]["values"])
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import doctest
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -157,14 +160,30 @@ def test_save_load_round_trip(tmp_path, vocab):
 
 
 def test_failed_save_keeps_old_file_and_leaves_no_temp(tmp_path, vocab):
-    path = vocab.save(tmp_path / "vocab.json")
+    """A save over ``vocab.json`` that fails part-way (file-size limit hit in a child) keeps the old file whole."""
+    path = Vocabulary(["a", "<unk>"]).save(tmp_path / "vocab.json")
     before = path.read_bytes()
-    blocked = tmp_path / "blocked.json"
-    blocked.mkdir()  # os.replace onto a directory fails
-    with pytest.raises(OSError):
-        vocab.save(blocked)
+    script = (
+        "import resource, signal, sys\n"
+        "from scripts.text import Vocabulary\n"
+        "vocab = Vocabulary.load(sys.argv[1])\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[3]), resource.RLIM_INFINITY))\n"
+        "try:\n"
+        "    vocab.save(sys.argv[2])\n"
+        "except OSError as err:\n"
+        "    sys.exit(f'failed: {err}')\n"
+    )
+    big = tmp_path / "big.json"
+    vocab.save(big)
+    assert big.stat().st_size > len(before) + 64
+    proc = subprocess.run([sys.executable, "-c", script, str(big), str(path), str(len(before) + 64)],
+                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1 and "failed: [Errno 27] File too large" in proc.stderr, proc.stderr[-2000:]
     assert path.read_bytes() == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["blocked.json", "vocab.json"]
+    big.unlink()
+    assert [p.name for p in tmp_path.iterdir()] == ["vocab.json"]
 
 
 def test_load_errors(tmp_path):

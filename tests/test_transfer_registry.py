@@ -105,8 +105,8 @@ def _load_and_predict(registered, tmp_path) -> dict:
     empty.mkdir()
     result = tmp_path / "result.json"
     cmd = [sys.executable, str(script), registered["name"], str(result), *map(str, registered["files"])]
-    proc = subprocess.run(cmd, cwd=empty, env=_registry_env(registered["db"]), capture_output=True, text=True,
-                          timeout=600)
+    env = {**_registry_env(registered["db"]), "HISTGEN_FEATURE_ROOT": str(registered["data"]["dataset_dir"])}
+    proc = subprocess.run(cmd, cwd=empty, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(result.read_text())
 
@@ -153,8 +153,8 @@ def test_mlflow_models_serve_answers_invocations_with_a_subtype(registered, tmp_
     port = free_port()
     cmd = [str(Path(sys.executable).parent / "mlflow"), "models", "serve", "-m", f"models:/{registered['name']}/1",
            "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)]
-    with running_server(cmd, f"http://127.0.0.1:{port}/ping", tmp_path / "serve.log", tmp_path,
-                        _registry_env(registered["db"])):
+    env = {**_registry_env(registered["db"]), "HISTGEN_FEATURE_ROOT": str(registered["data"]["dataset_dir"])}
+    with running_server(cmd, f"http://127.0.0.1:{port}/ping", tmp_path / "serve.log", tmp_path, env):
         first = registered["files"][0]
         status, body = post_json(f"http://127.0.0.1:{port}/invocations",
                                  {"dataframe_records": [{"feature_file": str(first)}]})
@@ -167,6 +167,11 @@ def test_mlflow_models_serve_answers_invocations_with_a_subtype(registered, tmp_
         status, body = post_json(f"http://127.0.0.1:{port}/invocations",
                                  {"dataframe_records": [{"features": [[0.5, 0.25]]}]})
         assert status == 400 and "feature dimension 2, the model expects 32" in json.dumps(body)
+        assert "stack_trace" not in body and "Traceback" not in json.dumps(body), body
+        outside = str(registered["out"] / "eval" / "mlruns.db")
+        status, body = post_json(f"http://127.0.0.1:{port}/invocations",
+                                 {"dataframe_records": [{"feature_file": outside}]})
+        assert status == 400 and "not a feature file under the server's feature root" in body["message"], body
 
 
 # ---------------------------------------------------------------- without training

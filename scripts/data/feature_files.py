@@ -24,6 +24,7 @@ import torch
 from monai.utils import optional_import
 
 from scripts.atomic_io import atomic_path
+from scripts.safe_load import UnsafeFileError, load_plain
 
 from .errors import BagDataError
 
@@ -150,14 +151,11 @@ def _pt_payload(obj: Any, label: str) -> tuple[torch.Tensor, torch.Tensor | None
 
 def _load_pt(path: Path, label: str, mmap: bool) -> Any:
     try:
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+        return load_plain(path, what="feature file", mmap=mmap)
+    except UnsafeFileError as err:
+        raise BagDataError(f"{label}: {err}") from None
     except Exception as err:  # torch raises RuntimeError, pickle errors, zipfile errors, EOFError ...
-        if mmap:  # a legacy (non-zip) file cannot be memory-mapped: read it normally
-            try:
-                return torch.load(path, map_location="cpu", weights_only=True)
-            except Exception:
-                pass
-        raise BagDataError(f"{label}: unreadable .pt file ({type(err).__name__}: {err})") from err
+        raise BagDataError(f"{label}: unreadable .pt file ({err})") from err
 
 
 # ---------------------------------------------------------------------------- .h5

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import torch
 
+from scripts.safe_load import UnsafeFileError, load_plain
+
 __all__ = [
     "NESTED_KEYS",
     "file_checksum",
@@ -50,15 +52,13 @@ def _is_state_dict(obj) -> bool:
 
 
 def read_state_dict(
-    path: str | os.PathLike | None, *, encoder: str, weights_only: bool = True
+    path: str | os.PathLike | None, *, encoder: str
 ) -> dict[str, torch.Tensor]:
     """The tensors of a checkpoint file, unwrapped from ``NESTED_KEYS`` nesting.
 
     Args:
         path: ``.pth``/``.pt``/``.bin`` (``torch.save``) or ``.safetensors`` file.
         encoder: encoder name, for error messages.
-        weights_only: load with ``torch.load(weights_only=True)`` (no arbitrary pickled code). Set False
-            only for a file you trust that holds other Python objects.
 
     Returns:
         state: parameter name -> tensor (on the CPU).
@@ -69,18 +69,14 @@ def read_state_dict(
 
         obj = load_file(str(path), device="cpu")
     else:
+        # tensors and plain values only (weights_only=True): a checkpoint from elsewhere cannot run code.
+        # Memory-mapped: a 1.6 GB teacher checkpoint is not copied into memory first.
         try:
-            try:  # memory-map zip-format files: a 1.6 GB teacher checkpoint is not copied into memory first
-                obj = torch.load(path, map_location="cpu", weights_only=weights_only, mmap=True)
-            except RuntimeError as err:
-                if "mmap" not in str(err):
-                    raise
-                obj = torch.load(path, map_location="cpu", weights_only=weights_only)  # legacy format
-        except Exception as err:  # unpickling errors come in many types
-            hint = " (if it holds other Python objects, pass weights_only=False for a file you trust)"
-            raise RuntimeError(
-                f"encoder {encoder!r}: cannot read checkpoint {path}: {err}{hint if weights_only else ''}"
-            ) from err
+            obj = load_plain(path, what=f"checkpoint of encoder {encoder!r}", mmap=True)
+        except UnsafeFileError as err:
+            raise UnsafeFileError(f"encoder {encoder!r}: {err}") from None
+        except ValueError as err:
+            raise RuntimeError(f"encoder {encoder!r}: cannot read checkpoint {path}: {err}") from err
     seen: list[str] = []
     while isinstance(obj, Mapping) and not _is_state_dict(obj):
         key = next((k for k in NESTED_KEYS if isinstance(obj.get(k), Mapping)), None)

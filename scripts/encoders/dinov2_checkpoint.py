@@ -148,7 +148,6 @@ def build_histgen_dinov2(
     input_size: int = 224,
     num_heads: int | None = None,
     strict: bool = True,
-    weights_only: bool = True,
     name: str = HISTGEN_DINOV2_NAME,
     **arch: Any,
 ) -> TimmPatchEncoder:
@@ -160,14 +159,13 @@ def build_histgen_dinov2(
         input_size: model input side (multiple of the patch size); HistGen used 224.
         num_heads: attention heads (default ``embed_dim // 64``).
         strict: raise on missing or unexpected keys.
-        weights_only: see ``checkpoint_files.read_state_dict``.
         **arch: expected ``embed_dim``, ``depth``, ``patch_size`` (checked against the checkpoint) or other
             timm kwargs to override.
 
     Returns:
         encoder with ``embed_dim`` = the ViT width (1024 for ViT-L), output = normalised CLS token.
     """
-    raw = read_state_dict(checkpoint, encoder=name, weights_only=weights_only)
+    raw = read_state_dict(checkpoint, encoder=name)
     backbone = select_submodule(raw, ("teacher.backbone.", "backbone.", "module.backbone.", "module."))
     state = dinov2_to_timm(backbone)
     found = dinov2_architecture(state)

@@ -48,7 +48,7 @@ def build_encoder(
         name: one of ``list_encoders()``.
         checkpoint: local weights file (required for all but ``builtin-small``).
         device: where the encoder lives.
-        **kwargs: builder options: ``strict`` (default True), ``input_size``, ``weights_only``, and per
+        **kwargs: builder options: ``strict`` (default True), ``input_size``, and per
             encoder: ``seed`` (builtin-small), ``num_heads``/``embed_dim``/``depth`` (histgen-dinov2-vitl14),
             ``timm.create_model`` kwargs and ``mean``/``std``/``pooling``/``allow_random_init`` (timm).
 

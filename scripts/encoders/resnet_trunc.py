@@ -50,7 +50,6 @@ def build_resnet50_trunc(
     *,
     input_size: int = 224,
     strict: bool = True,
-    weights_only: bool = True,
     name: str = RESNET50_TRUNC_NAME,
 ) -> ResNet50Trunc:
     """The truncated ResNet-50 filled from a local torchvision ``resnet50`` state dict.
@@ -60,9 +59,8 @@ def build_resnet50_trunc(
             under ``"state_dict"``/``"model"``; ``module.`` prefixes are stripped.
         input_size: side the transform resizes to.
         strict: raise on missing or unexpected keys (besides the ignored ``layer4``/``fc``).
-        weights_only: see ``checkpoint_files.read_state_dict``.
     """
-    state = strip_prefixes(read_state_dict(checkpoint, encoder=name, weights_only=weights_only), ("module.",))
+    state = strip_prefixes(read_state_dict(checkpoint, encoder=name), ("module.",))
     state = {k: v for k, v in state.items() if not k.startswith(_DROPPED)}
     encoder = ResNet50Trunc(input_size, file_checksum(checkpoint), name)
     load_checked(encoder, state, encoder=name, source=checkpoint, strict=strict)

@@ -248,7 +248,6 @@ def build_timm_encoder(
     input_size: int | None = None,
     allow_random_init: bool = False,
     seed: int = 0,
-    weights_only: bool = True,
     **timm_kwargs: Any,
 ) -> TimmPatchEncoder:
     """Build a timm model and fill it from a local checkpoint.
@@ -265,14 +264,13 @@ def build_timm_encoder(
         input_size: input side; default ``img_size`` from the kwargs, else the architecture's default.
         allow_random_init: with no checkpoint, keep timm's random init (seeded by ``seed``) instead of
             raising; for benchmarks and tests only.
-        weights_only: see ``checkpoint_files.read_state_dict``.
         **timm_kwargs: passed to ``timm.create_model``.
     """
     name = name or f"timm:{model_name}"
     if checkpoint is None and not allow_random_init:
         read_state_dict(None, encoder=name)  # raises the "needs a local checkpoint" error
     if checkpoint is not None:
-        state = read_state_dict(checkpoint, encoder=name, weights_only=weights_only)
+        state = read_state_dict(checkpoint, encoder=name)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = create_timm_model(model_name, encoder=name, **timm_kwargs)

@@ -2,11 +2,14 @@
 
 import warnings
 
+from .grounding import ReportFindingLabeler, TeacherForcingBatches, finding_labeler
 from .input_normalisation import fit_input_norm
 from .mlflow_extras import MLflowRunExtras, find_mlflow_handler
 from .model_files import (
     EXTRACTION_FILE,
+    FINDINGS_VOCAB_FILE,
     load_feature_extraction,
+    load_findings_vocabulary,
     load_model_config,
     load_report_model,
     save_report_model,
@@ -26,7 +29,7 @@ from .report_data import (
     resolve_report_data,
 )
 from .report_inferer import DecodeReports, ReportGenerationInferer, caption_pairs
-from .report_loss import ReportNLLLoss
+from .report_loss import GroundedReportLoss, ReportNLLLoss, report_nll
 from .report_outputs import EvaluationWriter, ReportWriter
 from .slide_inference import AttentionHeatmapWriter, SlideInference, SlideReportWriter
 from .training_handlers import BestModelSaver, EpochSummary, GradientClipping, TrainingCheckpoint, metric_score
@@ -38,6 +41,7 @@ warnings.filterwarnings("ignore", message="Key metric is not a scalar value")
 __all__ = [
     "DEMO_SOURCES",
     "EXTRACTION_FILE",
+    "FINDINGS_VOCAB_FILE",
     "AttentionHeatmapWriter",
     "BestModelSaver",
     "DecodeReports",
@@ -45,6 +49,10 @@ __all__ = [
     "EpochSummary",
     "EvaluationWriter",
     "GradientClipping",
+    "GroundedReportLoss",
+    "ReportFindingLabeler",
+    "TeacherForcingBatches",
+    "finding_labeler",
     "MLflowRunExtras",
     "PatchAttention",
     "ReportData",
@@ -63,12 +71,14 @@ __all__ = [
     "find_mlflow_handler",
     "feature_file_list",
     "load_feature_extraction",
+    "load_findings_vocabulary",
     "load_model_config",
     "load_report_model",
     "metric_score",
     "patch_attention",
     "prepare_generation_batch",
     "prepare_teacher_forcing_batch",
+    "report_nll",
     "resolve_report_data",
     "save_report_model",
     "unwrap",

@@ -2,7 +2,7 @@
 
 HistGen reads a slide in two stages, and the weight of a patch is the product of both:
 
-- **inside its region** (``EncodedSlide.patch_weights``): the encoder's attentive pooling over the
+- **inside its region** (``SlideEncoding.patch_weights``): the encoder's attentive pooling over the
   ``region_size - 1`` patches of a region (plus the region's global token). Renormalised here over the
   region's real patches, so each region's patch weights sum to 1;
 - **the region** (``region_weights``): the decoder's cross-attention on the region token while it writes
@@ -28,6 +28,8 @@ import dataclasses
 
 import torch
 
+from scripts.networks import SlideEncoding
+
 __all__ = ["PatchAttention", "decoder_cross_attention", "patch_attention"]
 
 
@@ -52,51 +54,31 @@ class PatchAttention:
 
 @torch.no_grad()
 def decoder_cross_attention(
-    model: torch.nn.Module, region_tokens: torch.Tensor, region_mask: torch.Tensor | None, report_ids: torch.Tensor
+    model: torch.nn.Module, memory: torch.Tensor, memory_mask: torch.Tensor | None, report_ids: torch.Tensor
 ) -> torch.Tensor:
-    """Cross-attention probabilities of every decoder layer on the region tokens, teacher-forced on a report.
+    """Cross-attention probabilities of every decoder layer on the decoder's memory, teacher-forced on a report.
 
     Args:
-        model: the report model (its ``decoder``, ``context`` and ``memory_matrix`` are used).
-        region_tokens: ``[B, R, d_model]`` from ``model.encode``.
-        region_mask: ``[B, R] bool`` regions the decoder may attend (None: all, as ``compat="histgen-v1"``).
+        model: the report model (:meth:`scripts.networks.HistGen.cross_attention` returns the probabilities).
+        memory: ``[B, M, d_model]`` what the decoder reads (``model.decoder_memory(encoding)``: the region tokens).
+        memory_mask: ``[B, M] bool`` slots the decoder may attend, or None for all.
         report_ids: ``[B, L] long`` report word ids, 0-padded after the end (no BOS).
 
     Returns:
-        ``[layers, B, heads, L + 1, R]``: query ``t`` is the step that produced word ``t`` (the last one the end).
+        ``[layers, B, heads, L + 1, M]``: query ``t`` is the step that produced word ``t`` (the last one the end).
     """
-    decoder = model.decoder
     b = report_ids.shape[0]
     ids = torch.cat([report_ids.new_zeros(b, 1), report_ids], dim=1)  # BOS, then the report's words
-    captured: list[dict[str, torch.Tensor]] = [{} for _ in decoder.layers]
-    hooks = []
-    for layer, slot in zip(decoder.layers, captured):
-        # the decoder projects the region tokens with k_proj and the word states with q_proj
-        hooks.append(layer.cross_attn.q_proj.register_forward_hook(lambda m, i, o, s=slot: s.__setitem__("q", o)))
-        hooks.append(layer.cross_attn.k_proj.register_forward_hook(lambda m, i, o, s=slot: s.__setitem__("k", o)))
-    try:
-        memory_kv = model.context.project_memory(model.memory_matrix)
-        decoder(ids, region_tokens, region_mask, model.context, memory_kv)
-    finally:
-        for hook in hooks:
-            hook.remove()
-    layers = []
-    for layer, slot in zip(decoder.layers, captured):
-        attn = layer.cross_attn
-        q, k = attn.split_heads(slot["q"]), attn.split_heads(slot["k"])  # [B, H, T, dh], [B, H, R, dh]
-        scores = q @ k.transpose(-1, -2) / attn.d_head**0.5  # SDPA's default scale
-        if region_mask is not None:
-            scores = scores.masked_fill(~region_mask[:, None, None, :], float("-inf"))
-        layers.append(torch.softmax(scores, dim=-1))
-    return torch.stack(layers)
+    return model.cross_attention(ids, memory, memory_mask)
 
 
-def _region_weights_from_report(
-    model: torch.nn.Module, region_tokens: torch.Tensor, region_mask: torch.Tensor, report_ids: torch.Tensor
-) -> torch.Tensor:
+def _region_weights_from_report(model: torch.nn.Module, encoding: SlideEncoding, report_ids: torch.Tensor
+                                ) -> torch.Tensor:
     """``[B, R]`` decoder cross-attention on each region, averaged over layers, heads and the report's words."""
-    decoder_mask = None if model.config.compat == "histgen-v1" else region_mask
-    probs = decoder_cross_attention(model, region_tokens, decoder_mask, report_ids)  # [L, B, H, T, R]
+    memory, memory_mask = model.decoder_memory(encoding)
+    probs = decoder_cross_attention(model, memory, memory_mask, report_ids)  # [L, B, H, T, M]
+    r = encoding.region_tokens.shape[1]
+    probs = probs[..., :r]  # the region tokens come first in the memory
     lengths = (report_ids > 0).sum(dim=1).clamp(min=1)  # query t = 0..len-1 produced word t
     t = probs.shape[3]
     words = (torch.arange(t, device=report_ids.device)[None] < lengths[:, None]).float()  # [B, T]
@@ -144,9 +126,7 @@ def patch_attention(
         if report_ids is None:
             region_weights = region_ok.float() / region_ok.float().sum(dim=1, keepdim=True)
         else:
-            region_weights = _region_weights_from_report(
-                model, encoded.region_tokens, region_ok, report_ids.to(features.device)
-            )
+            region_weights = _region_weights_from_report(model, encoded, report_ids.to(features.device))
             region_weights = region_weights * region_ok
             region_weights = region_weights / region_weights.sum(dim=1, keepdim=True).clamp_min(1e-30)
         share = (within * region_weights[..., None]).reshape(b, -1)[:, :n]

@@ -11,10 +11,13 @@
 2. The usual inference evaluator reads the new ``.h5`` files and decodes the reports.
 3. :class:`AttentionHeatmapWriter` draws ``<reports_dir>/<slide_id>_heatmap.png``: each patch's relative
    attention of the model (:mod:`scripts.engines.patch_attention`) over the slide thumbnail.
-4. :class:`SlideReportWriter` writes ``<slide_id>.txt`` per slide and ``reports.csv`` with one row per
-   slide: ``id, report, status (done | failed), error, slide, n_patches, heatmap``.
+4. :class:`SlideReportWriter` writes ``<slide_id>.txt`` and ``<slide_id>.findings.json`` per slide and
+   ``reports.csv`` with one row per slide: ``id, report, status (done | failed), error, slide, n_patches,
+   heatmap`` and one column per finding of the report (``diagnosis, grade, margin, ...``, see
+   :data:`scripts.engines.report_outputs.FINDING_COLUMNS`).
 
-Without slides the workflow is plain feature inference (``reports.csv`` = ``id, report``).
+Without slides the workflow is plain feature inference (``reports.csv`` = ``id, report`` and the finding
+columns).
 """
 
 from __future__ import annotations
@@ -31,11 +34,13 @@ from ignite.engine import Engine, Events
 from monai.utils import CommonKeys
 
 from scripts.atomic_io import atomic_write_text
+from scripts.ids import output_file
+from scripts.metrics import FindingsVocabulary
 
 from .model_files import EXTRACTION_FILE, load_feature_extraction, unwrap
 from .patch_attention import patch_attention
 from .report_data import feature_file_list
-from .report_outputs import ReportWriter, _csv_text
+from .report_outputs import FINDING_COLUMNS, ReportWriter, _csv_text
 
 __all__ = ["SLIDE_TABLE_COLUMNS", "AttentionHeatmapWriter", "SlideInference", "SlideReportWriter"]
 
@@ -233,7 +238,8 @@ class SlideInference:
         if feature_files or dataset_dir:
             raise ValueError("give slides (slide / slides_dir / slides_csv) or feature files (feature_files / "
                              "dataset_dir), not both")
-        return [self.features_dir / f"{row.slide_id}.h5" for row in self.extract() if row.status != "failed"]
+        return [output_file(self.features_dir, row.slide_id, ".h5", "slide id") for row in self.extract()
+                if row.status != "failed"]
 
     # ------------------------------------------------------------------ heatmaps
     def write_heatmap(self, slide_id: str, coords: np.ndarray, values: np.ndarray, label: str = HEATMAP_LABEL) -> Path:
@@ -242,21 +248,26 @@ class SlideInference:
         from scripts.wsi.attention_heatmap import save_value_heatmap
 
         source = next(s for s in self.sources() if s.slide_id == slide_id)
-        attrs = read_h5_attrs(self.features_dir / f"{slide_id}.h5") or {}
+        attrs = read_h5_attrs(output_file(self.features_dir, slide_id, ".h5", "slide id")) or {}
         if "patch_size_level0" not in attrs:
             raise ValueError(f"{slide_id}.h5: no patch_size_level0 attribute")
         extractor = self.extractor()
         params = extractor.tissue_params if isinstance(extractor.tissue_params, TissueMaskParams) else None
         with Slide(source.path, extractor.wsi_backend, extractor.assume_mpp, name=Path(source.path).name) as slide:
             tissue = slide_tissue_mask(slide, params or TissueMaskParams())
-        path = self.reports_dir / f"{slide_id}_heatmap.png"
+        path = output_file(self.reports_dir, slide_id, "_heatmap.png", "slide id")
         save_value_heatmap(path, tissue, coords, int(attrs["patch_size_level0"]), values, label=label, scale="ratio")
         self.heatmaps[slide_id] = path.name
         return path
 
     # ------------------------------------------------------------------ outputs
-    def write_table(self, reports: dict[str, str], skipped: dict[str, str] | None = None) -> Path:
-        """``reports.csv`` with one row per slide (done or failed, with the reason), in the order given."""
+    def write_table(self, reports: dict[str, str], skipped: dict[str, str] | None = None,
+                    findings: dict[str, dict[str, Any]] | None = None) -> Path:
+        """``reports.csv`` with one row per slide (done or failed, with the reason), in the order given.
+
+        ``findings``: ``{slide_id: {finding column: value}}``; when given, the finding columns follow
+        :data:`SLIDE_TABLE_COLUMNS` (empty for slides without a report).
+        """
         skipped = skipped or {}
         table = []
         for row in self.extract():
@@ -276,9 +287,11 @@ class SlideInference:
                 "slide": row.path,
                 "n_patches": row.n_patches,
                 "heatmap": self.heatmaps.get(row.slide_id, ""),
+                **(findings or {}).get(row.slide_id, {}),
             })
         path = self.reports_dir / "reports.csv"
-        atomic_write_text(path, _csv_text(table, SLIDE_TABLE_COLUMNS))
+        columns = SLIDE_TABLE_COLUMNS + (FINDING_COLUMNS if findings is not None else [])
+        atomic_write_text(path, _csv_text(table, columns))
         failed = [r["id"] for r in table if r["status"] == "failed"]
         logger.info("%d of %d slides reported (%s)%s", len(table) - len(failed), len(table), path,
                     f"; failed: {', '.join(failed)}" if failed else "")
@@ -341,27 +354,32 @@ class AttentionHeatmapWriter:
 
 
 class SlideReportWriter(ReportWriter):
-    """Inference outputs: ``<id>.txt`` per slide and ``reports.csv``.
+    """Inference outputs: ``<id>.txt`` and ``<id>.findings.json`` per slide and ``reports.csv``.
 
-    Without slides it is :class:`ReportWriter` (``reports.csv`` = ``id, report``). In slide mode
-    ``reports.csv`` lists every slide of the run with ``SLIDE_TABLE_COLUMNS``: failed slides carry the
-    extractor's error (unreadable file, no tissue...) or the reason their features could not be decoded.
+    Without slides it is :class:`ReportWriter` (``reports.csv`` = ``id, report`` and the finding columns).
+    In slide mode ``reports.csv`` lists every slide of the run with ``SLIDE_TABLE_COLUMNS`` and the finding
+    columns: failed slides carry the extractor's error (unreadable file, no tissue...) or the reason their
+    features could not be decoded.
 
     Args:
         output_dir: the reports folder.
         slides: the workflow's :class:`SlideInference`, or None.
+        findings_vocabulary: known diagnoses for reading the findings (the model's
+            ``findings_vocabulary.json``); None reads rule-based phrases.
+        write_findings: False writes neither ``<id>.findings.json`` nor the finding columns.
     """
 
-    def __init__(self, output_dir: str | os.PathLike[str], slides: SlideInference | None = None) -> None:
-        super().__init__(output_dir)
+    def __init__(self, output_dir: str | os.PathLike[str], slides: SlideInference | None = None,
+                 findings_vocabulary: FindingsVocabulary | None = None, write_findings: bool = True) -> None:
+        super().__init__(output_dir, findings_vocabulary, write_findings)
         self.slides = slides
 
     def __call__(self, engine: Engine) -> None:
         if self.slides is None or not self.slides.active:
             super().__call__(engine)
             return
-        for row in self.rows:
-            atomic_write_text(self.output_dir / f"{row['id']}.txt", row["generated"] + "\n")
+        cells = self.write_reports()
         dataset = getattr(engine.data_loader, "dataset", None)
         skipped = {s["id"]: s["reason"] for s in getattr(dataset, "skipped", [])}
-        self.slides.write_table({row["id"]: row["generated"] for row in self.rows}, skipped)
+        self.slides.write_table({row["id"]: row["generated"] for row in self.rows}, skipped,
+                                cells if self.write_findings else None)

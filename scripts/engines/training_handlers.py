@@ -16,19 +16,25 @@ from ignite.engine import Engine, Events
 from monai.engines.utils import IterationEvents
 
 from scripts.atomic_io import atomic_torch_save, atomic_write_json, remove_stale_temporaries
+from scripts.metrics import FindingsVocabulary, selection_score
+from scripts.safe_load import load_plain
 from scripts.text import Vocabulary
 
-from .model_files import CONFIG_FILE, MODEL_FILE, VOCAB_FILE, save_report_model
+from .model_files import CONFIG_FILE, FINDINGS_VOCAB_FILE, MODEL_FILE, VOCAB_FILE, save_report_model
 from .progress import engine_loss
 
 logger = logging.getLogger("histgen.train")
 
 
 def metric_score(name: str) -> Callable[[Engine], float]:
-    """A score function reading ``engine.state.metrics[name]`` (for early stopping)."""
+    """A score function reading ``engine.state.metrics[name]`` (for early stopping).
+
+    ``name`` is a metric key or a combination of :data:`scripts.metrics.COMBINED_SCORES` (``clinical_bleu``);
+    NaN reads as -inf (see :func:`scripts.metrics.selection_score`).
+    """
 
     def score(engine: Engine) -> float:
-        return float(engine.state.metrics[name])
+        return selection_score(engine.state.metrics, name)
 
     return score
 
@@ -72,6 +78,7 @@ class BestModelSaver:
         metric: key of ``engine.state.metrics`` to maximise.
         extraction: feature-extraction settings of the training data, saved as ``feature_extraction.json``
             (see :func:`scripts.engines.save_report_model`).
+        findings_vocabulary: the training reports' finding classes, saved as ``findings_vocabulary.json``.
     """
 
     def __init__(
@@ -82,10 +89,12 @@ class BestModelSaver:
         state_file: str | os.PathLike[str],
         metric: str = "BLEU_4",
         extraction: dict[str, Any] | None = None,
+        findings_vocabulary: FindingsVocabulary | None = None,
     ) -> None:
         self.network = network
         self.vocab = vocab
         self.extraction = extraction
+        self.findings_vocabulary = findings_vocabulary
         self.model_dir = Path(model_dir)
         self.state_file = Path(state_file)
         self.metric = metric
@@ -96,18 +105,22 @@ class BestModelSaver:
         return {"metric": self.metric, "score": -math.inf, "epoch": None}
 
     def attach(self, engine: Engine) -> None:
-        for name in (MODEL_FILE, VOCAB_FILE, CONFIG_FILE):
+        for name in (MODEL_FILE, VOCAB_FILE, CONFIG_FILE, FINDINGS_VOCAB_FILE):
             remove_stale_temporaries(self.model_dir / name)
         remove_stale_temporaries(self.state_file)
         engine.add_event_handler(Events.EPOCH_COMPLETED, self)
 
     def __call__(self, engine: Engine) -> None:
-        score = float(engine.state.metrics[self.metric])
+        score = selection_score(engine.state.metrics, self.metric)
         best = self.best()
         engine.state.best_metric = best["score"]
         if not score > best["score"]:
+            if score == -math.inf and best["epoch"] is None:
+                logger.warning("val_metric %s is NaN at epoch %d (no validation reference states it?): "
+                               "no model saved yet", self.metric, engine.state.epoch)
             return
-        path = save_report_model(self.model_dir, self.network, self.vocab, self.extraction)
+        path = save_report_model(self.model_dir, self.network, self.vocab, self.extraction,
+                                 self.findings_vocabulary)
         record = {"metric": self.metric, "score": score, "epoch": engine.state.epoch, "model": str(path),
                   "val_metrics": {k: v for k, v in engine.state.metrics.items() if isinstance(v, (int, float))}}
         atomic_write_json(self.state_file, record)
@@ -154,7 +167,7 @@ class TrainingCheckpoint:
     def load(self, engine: Engine) -> None:
         if not self.save_path.is_file():
             return
-        checkpoint = torch.load(self.save_path, map_location="cpu", weights_only=False)
+        checkpoint = load_plain(self.save_path, what="resume checkpoint")  # tensors and plain values only
         for name, obj in self.save_dict.items():
             target = obj.module if hasattr(obj, "module") and name == "model" else obj
             target.load_state_dict(checkpoint[name])

@@ -1,115 +1,108 @@
-"""Captioning metrics as an Ignite metric."""
+"""Captioning metrics (and the clinical scores of the same reports) as an Ignite metric."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import ignite.distributed as idist
 import torch
-from ignite.metrics import Metric
 
 from .caption_scores import CAPTION_METRICS, CaptionScorer
+from .clinical_scoring import clinical_scores
+from .findings_vocabulary import FindingsVocabulary
 from .key_phrases import key_phrase_accuracy
+from .report_pairs import ReportPairMetric
+from .text_embedding import TextEncoder
 
-__all__ = ["CaptionMetrics"]
+__all__ = ["CaptionMetrics", "FindingsMetric"]
 
 
-class CaptionMetrics(Metric):
-    """BLEU-1..4, METEOR, ROUGE-L, CIDEr (and optional key-phrase accuracy) over an epoch of reports.
+def _encoder(text_encoder: str | os.PathLike[str] | TextEncoder | None) -> TextEncoder | None:
+    if text_encoder is None or text_encoder == "" or isinstance(text_encoder, TextEncoder):
+        return text_encoder or None
+    return TextEncoder.load(text_encoder)
 
-    ``update(output)`` takes ``(hypotheses, references)`` or ``(hypotheses, references, ids)``: lists of
-    decoded texts for a batch (and their slide ids), or a mapping with keys ``"hypotheses"``,
-    ``"references"`` (and ``"ids"``). ``compute()`` returns a dict; attached to an engine, Ignite puts
-    every key into ``engine.state.metrics`` (``engine.state.metrics["BLEU_4"]``) and the whole dict under
-    the attach name.
 
-    Distributed runs: every rank's texts are gathered (``idist.all_gather`` of Python objects) before
-    scoring, so every rank computes the same corpus scores. When ids are given, a pair seen twice (a
-    ``DistributedSampler`` pads the last batch with repeats) is counted once.
+class CaptionMetrics(ReportPairMetric):
+    """BLEU-1..4, METEOR, ROUGE-L, CIDEr (and optional key-phrase and clinical scores) over an epoch of reports.
+
+    ``update(output)``: see :class:`~scripts.metrics.report_pairs.ReportPairMetric`. ``compute()`` returns a
+    dict; attached to an engine, Ignite puts every key into ``engine.state.metrics``
+    (``engine.state.metrics["BLEU_4"]``) and the whole dict under the attach name.
 
     Args:
         output_transform: maps the engine output to the update input.
         metrics: caption metric families, see :class:`scripts.metrics.CaptionScorer`.
         key_phrases: optional phrase list or ``{group: [phrases]}``; adds ``<group>_accuracy`` etc.
             (see :func:`scripts.metrics.key_phrase_accuracy`).
+        findings_vocabulary: a :class:`~scripts.metrics.FindingsVocabulary` (or None to skip): adds the
+            clinical scores of :func:`scripts.metrics.clinical_scoring.clinical_scores`
+            (``finding_<name>_accuracy``, ``finding_<name>_f1``, ``finding_mean_accuracy``,
+            ``finding_macro_f1``, ``clinical_bleu``, ``reg_key``).
+        text_encoder: a local text-encoder folder (:class:`~scripts.metrics.TextEncoder`) or None; with one
+            (and a findings vocabulary) ``reg_emb`` and ``reg_score`` are added too.
         java: Java executable for METEOR.
         device: Ignite's device argument (texts stay on the CPU).
 
     The METEOR JVM starts at the first ``compute()`` and lives until :meth:`close` or garbage collection.
     """
 
-    required_output_keys = ("hypotheses", "references")
-
     def __init__(
         self,
         output_transform: Callable[[Any], Any] = lambda x: x,
         metrics: Sequence[str] = tuple(CAPTION_METRICS),
         key_phrases: Sequence[str] | Mapping[str, Sequence[str]] | None = None,
+        findings_vocabulary: FindingsVocabulary | None = None,
+        text_encoder: str | os.PathLike[str] | TextEncoder | None = None,
         java: str = "java",
         device: str | torch.device = "cpu",
     ) -> None:
         self._scorer = CaptionScorer(metrics, java=java)
         self._key_phrases = key_phrases
-        self._hypotheses: list[str] = []
-        self._references: list[str] = []
-        self._ids: list[str] | None = []
-        super().__init__(output_transform=output_transform, device=device, skip_unrolling=True)
-
-    def reset(self) -> None:
-        self._hypotheses = []
-        self._references = []
-        self._ids = []
-
-    def update(self, output: Sequence[Any] | Mapping[str, Any]) -> None:
-        if isinstance(output, Mapping):
-            hypotheses, references, ids = output["hypotheses"], output["references"], output.get("ids")
-        elif len(output) in (2, 3):
-            hypotheses, references = output[0], output[1]
-            ids = output[2] if len(output) == 3 else None
-        else:
-            raise ValueError(f"CaptionMetrics.update expects (hypotheses, references[, ids]), got {len(output)} items")
-        if isinstance(hypotheses, str) or isinstance(references, str):
-            raise TypeError("CaptionMetrics.update expects lists of texts, not a single string")
-        if len(hypotheses) != len(references):
-            raise ValueError(f"{len(hypotheses)} hypotheses but {len(references)} references in one update")
-        if ids is not None and len(ids) != len(hypotheses):
-            raise ValueError(f"{len(ids)} ids but {len(hypotheses)} hypotheses in one update")
-        self._hypotheses.extend(str(h) for h in hypotheses)
-        self._references.extend(str(r) for r in references)
-        if ids is None or self._ids is None:
-            self._ids = None  # ids must be given for every batch to be used
-        else:
-            self._ids.extend(str(i) for i in ids)
-
-    def _gathered(self) -> tuple[list[str], list[str]]:
-        rows: list[tuple[str | None, str, str]] = list(
-            zip(
-                self._ids if self._ids is not None else [None] * len(self._hypotheses),
-                self._hypotheses,
-                self._references,
-            )
-        )
-        if idist.get_world_size() > 1:
-            per_rank = idist.all_gather(rows)
-            rows = [row for rank_rows in per_rank for row in rank_rows]
-        if all(row[0] is not None for row in rows):
-            unique: dict[str | None, tuple[str | None, str, str]] = {}
-            for row in rows:
-                unique.setdefault(row[0], row)
-            rows = list(unique.values())
-        return [row[1] for row in rows], [row[2] for row in rows]
+        self._findings_vocabulary = findings_vocabulary
+        self._text_encoder = _encoder(text_encoder)
+        super().__init__(output_transform=output_transform, device=device)
 
     def compute(self) -> dict[str, float]:
-        hypotheses, references = self._gathered()
-        if not hypotheses:
-            raise RuntimeError("CaptionMetrics must have at least one report before it can be computed")
-        result: dict[str, float] = dict(self._scorer.score(references, hypotheses))
+        hypotheses, references = self._texts()
+        result: dict[str, float] = dict(self._scorer.score(references, hypotheses)) if self._scorer.metrics else {}
         if self._key_phrases is not None:
             accuracy = key_phrase_accuracy(hypotheses, references, self._key_phrases)
             result.update({key: float(value) for key, value in accuracy.items()})
+        if self._findings_vocabulary is not None:
+            result.update(clinical_scores(hypotheses, references, result, self._findings_vocabulary,
+                                          self._text_encoder))
         return result
 
     def close(self) -> None:
         """Stop the METEOR JVM."""
         self._scorer.close()
+
+
+class FindingsMetric(ReportPairMetric):
+    """Per-finding accuracy and macro F1 of generated vs reference reports (no caption scores).
+
+    ``compute()`` returns ``finding_<name>_accuracy``, ``finding_<name>_f1``, ``finding_<name>_eligible``,
+    ``finding_mean_accuracy``, ``finding_macro_f1`` and ``reg_key`` (:mod:`scripts.metrics.findings_scores`).
+
+    Args:
+        output_transform: maps the engine output to ``(hypotheses, references[, ids])``.
+        findings_vocabulary: known diagnoses (None: rule-based phrases only).
+        device: Ignite's device argument.
+    """
+
+    def __init__(
+        self,
+        output_transform: Callable[[Any], Any] = lambda x: x,
+        findings_vocabulary: FindingsVocabulary | None = None,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        self._findings_vocabulary = findings_vocabulary or FindingsVocabulary()
+        super().__init__(output_transform=output_transform, device=device)
+
+    def compute(self) -> dict[str, float]:
+        hypotheses, references = self._texts()
+        result = clinical_scores(hypotheses, references, {}, self._findings_vocabulary, None)
+        result.pop("clinical_bleu")  # needs BLEU_4, which this metric does not compute
+        return result

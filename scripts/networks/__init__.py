@@ -1,7 +1,10 @@
-"""HistGen network modules and the importer of reference checkpoints."""
+"""HistGen network: the slide encoder, the report decoder, the model, and the importer of reference checkpoints."""
 
-from .config import COMPAT_MODES, HistGenConfig
-from .hierarchical_encoder import EncodedSlide, LocalGlobalEncoder
+from .config import COMPAT_MODES, HistGenConfig, NetworkBehaviour
+from .hierarchical_encoder import LocalGlobalEncoder
 from .histgen import HistGen
+from .report_decoder import DecoderCache, ReportDecoder, select_hypotheses
+from .slide_encoder import SlideEncoder, SlideEncoding
 
-__all__ = ["HistGen", "HistGenConfig", "EncodedSlide", "LocalGlobalEncoder", "COMPAT_MODES"]
+__all__ = ["COMPAT_MODES", "DecoderCache", "HistGen", "HistGenConfig", "LocalGlobalEncoder", "NetworkBehaviour",
+           "ReportDecoder", "SlideEncoder", "SlideEncoding", "select_hypotheses"]

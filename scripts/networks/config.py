@@ -13,6 +13,51 @@ Compat = Literal["default", "histgen-v1"]
 COMPAT_MODES: tuple[str, ...] = ("default", "histgen-v1")
 
 
+@dataclasses.dataclass(frozen=True)
+class NetworkBehaviour:
+    """What ``compat`` means, as named switches that the network's modules take as constructor arguments.
+
+    ``compat`` is read here and nowhere else: modules never compare ``compat`` strings.
+
+    Attributes:
+        slide_attention_reads_first_patch: the encoder's slide-level step reads the first patch of each region
+            (and a region counts as real when its first patch is) instead of the region's global token.
+        pooling_masks_padding: the attentive pooling inside a region gives padding tokens no weight.
+        visual_attention_dropout: dropout on the patch-to-prototype attention probabilities.
+        prototypes_over_padded_axis: prototypes are spread over the padded patch axis, not each bag's real patches.
+        decoder_masks_padded_regions: the decoder's cross-attention skips regions without a real patch.
+        accepts_padded_batches: padded batches (masks with False) are accepted; masks must be left-aligned.
+        blocks_empty_report: decoding may not end the report at its first step. The reference's beam search
+            (no length penalty) returns the empty report whenever ``log p(EOS | BOS)`` beats the summed
+            log-probability of every full report, which a trained model reaches on some slides; validation
+            BLEU then drops to 0 for whole epochs and early stopping keeps an early model.
+    """
+
+    slide_attention_reads_first_patch: bool = False
+    pooling_masks_padding: bool = True
+    visual_attention_dropout: bool = False
+    prototypes_over_padded_axis: bool = False
+    decoder_masks_padded_regions: bool = True
+    accepts_padded_batches: bool = True
+    blocks_empty_report: bool = True
+
+    @classmethod
+    def for_compat(cls, compat: str) -> NetworkBehaviour:
+        """The switches of ``"default"`` (the corrected network) or ``"histgen-v1"`` (the reference's quirks)."""
+        if compat not in COMPAT_MODES:
+            raise ValueError(f"compat must be one of {COMPAT_MODES}, got {compat!r}")
+        reference = compat == "histgen-v1"
+        return cls(
+            slide_attention_reads_first_patch=reference,
+            pooling_masks_padding=not reference,
+            visual_attention_dropout=reference,
+            prototypes_over_padded_axis=reference,
+            decoder_masks_padded_regions=not reference,
+            accepts_padded_batches=not reference,
+            blocks_empty_report=not reference,
+        )
+
+
 @dataclasses.dataclass
 class HistGenConfig:
     """Shape and behaviour of a HistGen model.
@@ -46,6 +91,10 @@ class HistGenConfig:
         input_norm: standardise each feature dimension with a mean and std fitted on the training
             bags (:meth:`HistGen.fit_input_norm`) and stored in the model as the buffers
             ``input_mean``/``input_std``. Off in the reference code and in imported checkpoints.
+        finding_classes: ``{finding: number of classes}`` of the finding heads
+            (:class:`scripts.networks.finding_heads.SlideFindingHeads`), in head order; empty (the default,
+            and always for ``compat="histgen-v1"``) builds no heads. Training fills it from the findings that
+            the training reports state (``scripts.engines.finding_labeler``).
     """
 
     in_dim: int = 1024
@@ -67,13 +116,13 @@ class HistGenConfig:
     compat: str = "default"
     gradient_checkpointing: bool = False
     input_norm: bool = False
+    finding_classes: dict[str, int] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # ``--network_def#config#input_norm false`` arrives as the string "false", which is truthy
         self.input_norm = as_flag(self.input_norm, "input_norm")
         self.gradient_checkpointing = as_flag(self.gradient_checkpointing, "gradient_checkpointing")
-        if self.compat not in COMPAT_MODES:
-            raise ValueError(f"compat must be one of {COMPAT_MODES}, got {self.compat!r}")
+        NetworkBehaviour.for_compat(self.compat)  # refuses an unknown name
         if self.d_model % self.num_heads:
             raise ValueError(f"d_model={self.d_model} is not divisible by num_heads={self.num_heads}")
         if self.cmm_dim != self.d_model:
@@ -82,6 +131,12 @@ class HistGenConfig:
             raise ValueError(f"region_size must be >= 2 (patches + 1 global token), got {self.region_size}")
         if self.input_norm and self.compat == "histgen-v1":
             raise ValueError("input_norm is not part of the reference network: use compat='default'")
+        self.finding_classes = {str(k): int(v) for k, v in dict(self.finding_classes or {}).items()}
+        if self.finding_classes and self.compat == "histgen-v1":
+            raise ValueError("finding heads are not part of the reference network: use compat='default'")
+        small = {k: v for k, v in self.finding_classes.items() if v < 2}
+        if small:
+            raise ValueError(f"finding_classes: every finding needs >= 2 classes, got {small}")
         if self.topk > self.cmm_size:
             raise ValueError(f"topk ({self.topk}) cannot exceed cmm_size ({self.cmm_size})")
 
@@ -105,6 +160,11 @@ class HistGenConfig:
         if not isinstance(values, dict):
             raise ValueError(f"{path}: expected a JSON object of hyper-parameters")
         return cls.from_dict(values, **overrides)
+
+    @property
+    def behaviour(self) -> NetworkBehaviour:
+        """The named switches that ``compat`` stands for (see :class:`NetworkBehaviour`)."""
+        return NetworkBehaviour.for_compat(self.compat)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 
 import torch
@@ -10,22 +9,6 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from .layers import EncoderLayer, PositionEncoding, ReferenceLayerNorm
-
-
-@dataclasses.dataclass
-class EncodedSlide:
-    """What the encoder hands to the decoder and to the transfer heads.
-
-    Attributes:
-        region_tokens: ``[B, R, d]`` one token per region of ``region_size - 1`` patches.
-        region_mask: ``[B, R] bool``, True for regions holding at least one real patch.
-        patch_weights: ``[B, R * (region_size - 1)]`` attentive-pooling weight of each patch inside
-            its region (patch order of the input bag; padding gets 0 in the default variant).
-    """
-
-    region_tokens: torch.Tensor
-    region_mask: torch.Tensor
-    patch_weights: torch.Tensor
 
 
 class LocalGlobalEncoder(nn.Module):
@@ -36,18 +19,30 @@ class LocalGlobalEncoder(nn.Module):
     token per region whose output is written back; layer 2 runs region self-attention only. A
     final norm and attentive pooling inside each region give the region tokens.
 
-    ``compat="histgen-v1"`` reproduces the reference: the slide-level step reads the *first patch*
-    of each region instead of its global token, and pooling also weights padding tokens. The
-    default variant reads the global token and masks padding, so that a padded batch gives the
-    same result as each bag on its own.
+    The default switches read the global token and mask padding, so that a padded batch gives the
+    same result as each bag on its own; ``compat="histgen-v1"`` (see
+    :class:`scripts.networks.config.NetworkBehaviour`) turns both off to reproduce the reference.
+
+    Args:
+        slide_attention_reads_first_patch: the slide-level step reads the *first patch* of each region
+            (and a region is real when its first patch is) instead of its global token.
+        pooling_masks_padding: the attentive pooling gives padding tokens no weight.
     """
 
     def __init__(
-        self, d_model: int, d_ff: int, num_heads: int, region_size: int, dropout: float, compat: str
+        self,
+        d_model: int,
+        d_ff: int,
+        num_heads: int,
+        region_size: int,
+        dropout: float,
+        slide_attention_reads_first_patch: bool = False,
+        pooling_masks_padding: bool = True,
     ) -> None:
         super().__init__()
         self.region_size = region_size
-        self.compat = compat
+        self.slide_attention_reads_first_patch = slide_attention_reads_first_patch
+        self.pooling_masks_padding = pooling_masks_padding
         self.global_token = nn.Parameter(torch.randn(1, 1, d_model))
         self.position = PositionEncoding(d_model, dropout)
         self.region_layers = nn.ModuleList(
@@ -68,7 +63,7 @@ class LocalGlobalEncoder(nn.Module):
 
         Each region's learned global token is appended as its last token.
         """
-        b, n, d = x.shape
+        b, n, d = x.shape[0], x.shape[1], x.shape[2]
         per_region = self.region_size - 1
         r = self.num_regions(n)
         pad = r * per_region - n
@@ -82,42 +77,59 @@ class LocalGlobalEncoder(nn.Module):
         mask = torch.cat([mask, mask.new_ones(b, r, 1)], dim=2)
         return x, mask
 
-    def region_attention(self, layer: EncoderLayer, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Self-attention inside each region: ``x [B, R, rs, d]``, ``mask [B, R, rs]``."""
-        b, r, rs, d = x.shape
-        if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
-            return checkpoint(self._region_attention, layer, x, mask, use_reentrant=False)
+    def region_attention(self, layer: int, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Self-attention inside each region with region layer ``layer`` (0 or 1): ``x [B, R, rs, d]``,
+        ``mask [B, R, rs]``."""
+        if not torch.jit.is_scripting() and self.gradient_checkpointing and self.training:
+            if torch.is_grad_enabled():
+                return self._checkpointed_region_attention(layer, x, mask)
         return self._region_attention(layer, x, mask)
 
-    def _region_attention(self, layer: EncoderLayer, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        b, r, rs, d = x.shape
+    @torch.jit.unused
+    def _checkpointed_region_attention(self, layer: int, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return checkpoint(self._region_attention, layer, x, mask, use_reentrant=False)
+
+    def _region_attention(self, layer: int, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        b, r, rs, d = x.shape[0], x.shape[1], x.shape[2], x.shape[3]
         flat = self.position(x.reshape(b * r, rs, d))
         flat_mask = mask.reshape(b * r, 1, 1, rs)
-        return layer(flat, flat_mask).view(b, r, rs, d)
+        # a module cannot be a TorchScript argument: pick the layer by constant index
+        if layer == 0:
+            out = self.region_layers[0](flat, flat_mask)
+        else:
+            out = self.region_layers[1](flat, flat_mask)
+        return out.view(b, r, rs, d)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> EncodedSlide:
-        """Encode ``x [B, N, d]`` with ``mask [B, N] bool`` (True = real patch)."""
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Encode ``x [B, N, d]`` with ``mask [B, N] bool`` (True = real patch).
+
+        Returns:
+            ``region_tokens [B, R, d]`` (one per region of ``region_size - 1`` patches), ``region_mask [B, R] bool``
+            (regions holding a real patch) and ``patch_weights [B, R * (region_size - 1)]`` (pooling weight of each
+            patch inside its region, in bag order).
+        """
         b = x.shape[0]
         x, token_mask = self.to_regions(x, mask)
-        x = self.region_attention(self.region_layers[0], x, token_mask)
+        x = self.region_attention(0, x, token_mask)
 
-        slot = 0 if self.compat == "histgen-v1" else self.region_size - 1
-        if self.compat == "histgen-v1":
+        if self.slide_attention_reads_first_patch:
+            slot = 0
             region_mask = token_mask[:, :, 0]
         else:
+            slot = self.region_size - 1
             region_mask = token_mask[:, :, :-1].any(dim=-1)
         slide_tokens = self.position(x[:, :, slot])
         slide_tokens = self.slide_layer(slide_tokens, region_mask[:, None, None, :])
         x = torch.cat([x[:, :, :slot], slide_tokens.unsqueeze(2), x[:, :, slot + 1 :]], dim=2)
 
-        x = self.region_attention(self.region_layers[1], x, token_mask)
+        x = self.region_attention(1, x, token_mask)
         x = self.norm(x)
 
         scores = torch.tanh(self.pool_score(self.pool_proj(x))).squeeze(-1)  # [B, R, rs]
-        if self.compat != "histgen-v1":
+        if self.pooling_masks_padding:
             scores = scores.masked_fill(~token_mask, float("-inf"))
         weights = torch.softmax(scores, dim=-1)
         pooled = torch.sum(weights.unsqueeze(-1) * x, dim=2)
         region_tokens = torch.tanh(self.pool_dense(pooled))
         patch_weights = weights[:, :, :-1].reshape(b, -1)
-        return EncodedSlide(region_tokens, region_mask, patch_weights)
+        return region_tokens, region_mask, patch_weights

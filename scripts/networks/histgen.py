@@ -1,176 +1,150 @@
-"""HistGen: bag of patch features -> pathology report."""
+"""HistGen: bag of patch features -> pathology report, one closed model that ``torch.jit.script`` compiles."""
 
-from __future__ import annotations
-
-import logging
-from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
-from torch import nn
-from torch.utils.checkpoint import checkpoint
 
 from .config import HistGenConfig
-from .context_memory import CrossModalMemory
-from .hierarchical_encoder import EncodedSlide, LocalGlobalEncoder
-from .layers import MultiHeadAttention
-from .report_decoder import DecoderCache, ReportDecoder
+from .finding_heads import SlideFindingHeads
+from .report_decoder import DecoderCache, ReportDecoder, select_hypotheses
+from .slide_encoder import SlideEncoder, SlideEncoding
 
-logger = logging.getLogger("histgen.network")
+# The reference greedy sampler adds ln(1/2) * alpha (alpha = 2, ln(1/2) rounded to -0.693) to a word's
+# log-probability for every earlier occurrence of the trigram it would complete.
+TRIGRAM_PENALTY = -0.693 * 2.0
+# a finished beam stays in the beam with this penalty, as in the reference's beam search
+FINISHED_PENALTY = 1000.0
 
 
-class HistGen(nn.Module):
+class ReportScores(NamedTuple):
+    """What the training forward pass returns.
+
+    Attributes:
+        logprobs: ``[B, T-1, vocab_size + 1]`` teacher-forced log-probabilities (see :meth:`HistGen.score`).
+        finding_logits: ``[B, C_total]`` the finding heads' logits, concatenated in head order
+            (``[B, 0]`` for a model without finding heads).
+    """
+
+    logprobs: torch.Tensor
+    finding_logits: torch.Tensor
+
+
+class HistGen(SlideEncoder):
     """HistGen report generator (Guo et al., MICCAI 2024).
 
-    ``features [B, N, in_dim]`` -> projection -> cross-modal context (prototypes query a learned
-    memory, every patch attends to their responses) -> local-global hierarchical encoder ->
-    region tokens ``[B, R, d_model]`` -> transformer decoder whose word embeddings also query the
-    memory -> log-probabilities over ``vocab_size + 1`` ids (0 = BOS/EOS/PAD).
+    ``features [B, N, in_dim]`` -> :class:`SlideEncoder` (projection, cross-modal context, local-global
+    encoder) -> region tokens ``[B, R, d_model]`` -> the decoder's memory (:meth:`decoder_memory`) ->
+    :class:`ReportDecoder` whose word embeddings also query the cross-modal memory -> log-probabilities
+    over ``vocab_size + 1`` ids (0 = BOS/EOS/PAD). Beam search and greedy search are methods of the model.
+
+    HistGen *is* a slide encoder with a decoder added, so every parameter keeps the name it had in the
+    ``model.pt`` files written before (``projection.*``, ``encoder.*``, ``decoder.*``...).
+
+    ``torch.jit.script(model)`` compiles it as it is: ``forward``/``score``, ``encode``, ``generate``,
+    ``decode`` and ``reports`` are kept in the scripted module, with the vocabulary's ``tokens`` when given.
 
     Example:
         >>> model = HistGen(HistGenConfig(in_dim=64, d_vf=64, d_model=32, d_ff=32, num_heads=4,
         ...     topk=8, cmm_size=16, cmm_dim=32, region_size=8, prototype_num=4, vocab_size=20))
         >>> ids = model.generate(torch.randn(2, 50, 64), beam_size=3, max_len=10)  # [2, 10]
+
+    Args:
+        config: hyper-parameters (``HistGenConfig(**overrides)`` when None).
+        tokens: the vocabulary's tokens (``tokens[i]`` has id ``i + 1``), for :meth:`decode` and :meth:`reports`.
+        overrides: fields of ``config`` to change.
     """
 
-    def __init__(self, config: HistGenConfig | None = None, **overrides: Any) -> None:
-        super().__init__()
+    tokens: list[str]
+
+    def __init__(self, config: HistGenConfig | None = None, tokens: list[str] | None = None, **overrides: Any) -> None:
         if config is None:
             config = HistGenConfig(**overrides)
         elif overrides:
             config = HistGenConfig.from_dict(config.to_dict(), **overrides)
-        self.config = config
+        super().__init__(config, initialise=False)
         c = config
-        if c.input_norm:
-            # identity until fit_input_norm(); saved with the weights so inference needs nothing else
-            self.register_buffer("input_mean", torch.zeros(c.in_dim))
-            self.register_buffer("input_std", torch.ones(c.in_dim))
-        self.projection = nn.Linear(c.in_dim, c.d_vf)
-        self.visual_embed = nn.Sequential(nn.Linear(c.d_vf, c.d_model), nn.ReLU(), nn.Dropout(c.drop_prob_lm))
-        self.memory_matrix = nn.Parameter(torch.empty(c.cmm_size, c.cmm_dim))
-        self.context = CrossModalMemory(c.num_heads, c.d_model, c.topk, c.dropout)
-        # every patch attends to the K prototype responses: an [N, K] map per head. Dropping out its
-        # probabilities (as the reference does) costs ~1.5 GB and 1 s per step at N = 30,000 and
-        # rules out the fused attention kernel, so the default variant does not.
-        visual_attn_dropout = c.dropout if c.compat == "histgen-v1" else 0.0
-        self.visual_context_attn = MultiHeadAttention(c.num_heads, c.d_model, visual_attn_dropout)
-        self.encoder = LocalGlobalEncoder(c.d_model, c.d_ff, c.num_heads, c.region_size, c.dropout, c.compat)
-        self.encoder.gradient_checkpointing = c.gradient_checkpointing
+        self.decoder_masks_padded_regions = c.behaviour.decoder_masks_padded_regions
+        self.blocks_empty_report = c.behaviour.blocks_empty_report
+        self.beam_size = c.beam_size
+        self.max_seq_length = c.max_seq_length
+        self.vocab_size = c.vocab_size
         self.decoder = ReportDecoder(c.vocab_size, c.d_model, c.d_ff, c.num_heads, c.num_layers, c.dropout)
+        # finding heads read the patch tokens and add one memory token per finding (docs/grounding.md)
+        self.findings = None
+        if c.finding_classes:
+            self.findings = SlideFindingHeads(c.d_model, list(c.finding_classes.values()), dropout=c.dropout)
+        # module attributes, since TorchScript cannot read float globals
+        self.trigram_penalty = TRIGRAM_PENALTY
+        self.finished_penalty = FINISHED_PENALTY
+        self.tokens = []
+        self.set_tokens(tokens or [])
         self.reset_parameters()
 
-    def reset_parameters(self) -> None:
-        """Initialise as the reference does: Xavier-uniform matrices, memory ~ N(0, 1/cmm_dim)."""
-        for p in self.parameters():
-            if p.dim() > 1:
-                nn.init.xavier_uniform_(p)
-        nn.init.normal_(self.memory_matrix, 0.0, 1.0 / self.config.cmm_dim)
+    def set_tokens(self, tokens: list[str]) -> None:
+        """Attach the vocabulary's tokens (``tokens[i]`` has id ``i + 1``) for :meth:`decode`."""
+        if tokens and len(tokens) != self.vocab_size:
+            raise ValueError(f"{len(tokens)} tokens given for a model with vocab_size={self.vocab_size}")
+        self.tokens = list(tokens)
 
-    @torch.no_grad()
-    def fit_input_norm(self, bags: Iterable[Any]) -> HistGen:
-        """Set ``input_mean``/``input_std`` to the per-dimension statistics of every patch in ``bags``.
+    # ------------------------------------------------------------------ decoder input
+    def memory_and_findings(
+        self, encoding: SlideEncoding
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """The decoder's memory, its mask and the finding heads' logits ``[B, C_total]`` (``[B, 0]`` without heads).
 
-        Args:
-            bags: the training bags: a dataset whose items hold ``"features"`` (e.g.
-                :class:`scripts.data.ReportBagDataset` of the train split) or ``[N, D]`` tensors.
-
-        Returns:
-            the model itself (so a config can call it in a list of expressions).
-
-        Raises:
-            ValueError: the model was built with ``input_norm=False``, or the bags are empty or hold NaN/Inf.
+        The memory is the region tokens (masked to the real regions unless ``compat="histgen-v1"``), followed
+        by one token per finding when the model has finding heads.
         """
-        from .input_norm import feature_statistics
+        memory = encoding.region_tokens
+        memory_mask: torch.Tensor | None = None
+        if self.decoder_masks_padded_regions:
+            memory_mask = encoding.region_mask
+        heads = self.findings
+        if heads is None:
+            return memory, memory_mask, memory.new_zeros(memory.shape[0], 0)
+        found = heads(encoding.patch_tokens, encoding.patch_mask)
+        memory = torch.cat([memory, found.tokens], dim=1)
+        if memory_mask is not None:
+            memory_mask = torch.cat([memory_mask, memory_mask.new_ones(found.tokens.shape[:2])], dim=1)
+        return memory, memory_mask, found.logits
 
-        if not self.config.input_norm:
-            raise ValueError("this model was built with input_norm=False; set it to True to fit the statistics")
-        mean, std, count = feature_statistics(bags, self.config.in_dim)
-        self.input_mean.copy_(mean)
-        self.input_std.copy_(std)
-        logger.info("input normalisation fitted on %d patches (std range %.3g..%.3g)", count,
-                    float(std.min()), float(std.max()))
-        return self
+    def decoder_memory(self, encoding: SlideEncoding) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """What the decoder's cross-attention reads: ``memory [B, M, d]`` and ``memory_mask [B, M] bool`` or None.
 
-    def normalise_inputs(self, features: torch.Tensor) -> torch.Tensor:
-        """``(features - input_mean) / input_std`` when ``input_norm`` is on, else ``features`` unchanged."""
-        if not self.config.input_norm:
-            return features
-        return (features - self.input_mean) / self.input_std
-
-    # ------------------------------------------------------------------ encoding
-    def _check_inputs(self, features: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        if features.dim() != 3:
-            raise ValueError(f"features must be [B, N, D], got shape {tuple(features.shape)}")
-        if features.shape[-1] != self.config.in_dim:
-            raise ValueError(
-                f"features have dimension {features.shape[-1]}, the model expects in_dim={self.config.in_dim}"
-            )
-        if features.shape[1] == 0:
-            raise ValueError("empty bag: features have N = 0 patches")
-        if mask is None:
-            return torch.ones(features.shape[:2], dtype=torch.bool, device=features.device)
-        mask = mask.to(device=features.device, dtype=torch.bool)
-        if mask.shape != features.shape[:2]:
-            raise ValueError(f"mask shape {tuple(mask.shape)} does not match features {tuple(features.shape[:2])}")
-        if not bool(mask.any(dim=1).all()):
-            raise ValueError("a bag in the batch has no real patch (mask all False)")
-        if self.config.compat == "histgen-v1" and not bool(mask.all()):
-            raise ValueError(
-                "compat='histgen-v1' reproduces the reference, which has no padding: use batch_size=1 "
-                "(or bags of equal size), or compat='default' for padded batches"
-            )
-        return mask
-
-    def prototype_indices(self, mask: torch.Tensor) -> torch.Tensor:
-        """Patch index of each visual prototype: ``[B, K] long``, evenly spaced over each bag's real patches."""
-        k = self.config.prototype_num
-        if self.config.compat == "histgen-v1":
-            idx = torch.linspace(0, mask.shape[1] - 1, steps=k).long().to(mask.device)
-            return idx.expand(mask.shape[0], k)
-        lengths = mask.sum(dim=1)
-        rows = [torch.linspace(0, int(n) - 1, steps=k).long() for n in lengths.tolist()]
-        # the default variant packs real patches first; a left-aligned mask is required
-        return torch.stack(rows).to(mask.device)
-
-    def embed_patches(self, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Projection, visual embedding and the visual side of the cross-modal context: ``[B, N, d_model]``."""
-        x = self.visual_embed(self.projection(self.normalise_inputs(features)))
-        idx = self.prototype_indices(mask)
-        prototypes = torch.gather(x, 1, idx.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
-        responses = self.context(prototypes, self.memory_matrix)
-        return x + self.visual_context_attn(x, responses, responses)
-
-    def encode(self, features: torch.Tensor, mask: torch.Tensor | None = None) -> EncodedSlide:
-        """Encode bags into region tokens.
-
-        Args:
-            features: ``[B, N, in_dim]`` float patch features.
-            mask: ``[B, N] bool`` (True = real patch, real patches first) or None for unpadded bags.
-
-        Returns:
-            ``EncodedSlide`` with ``region_tokens [B, R, d_model]``, ``region_mask [B, R]`` and
-            ``patch_weights [B, R * (region_size - 1)]``.
+        The region tokens come first (``M = R`` without finding heads, ``R + F`` with them).
         """
-        mask = self._check_inputs(features, mask)
-        if self.config.compat != "histgen-v1":
-            _check_left_aligned(mask)
-        if self.config.gradient_checkpointing and self.training and torch.is_grad_enabled():
-            x = checkpoint(self.embed_patches, features, mask, use_reentrant=False)
-        else:
-            x = self.embed_patches(features, mask)
-        return self.encoder(x, mask)
+        memory, memory_mask, _ = self.memory_and_findings(encoding)
+        return memory, memory_mask
 
-    def _decoder_region_mask(self, encoded: EncodedSlide) -> torch.Tensor | None:
-        return None if self.config.compat == "histgen-v1" else encoded.region_mask
+    @torch.jit.export
+    def predict_findings(self, features: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The finding heads' class probabilities ``[B, C_total]`` (softmax per head; ``[B, 0]`` without heads)."""
+        with torch.no_grad():
+            _, _, logits = self.memory_and_findings(self.encode(features, mask))
+            heads = self.findings
+            if heads is None:
+                return logits
+            probs: list[torch.Tensor] = []
+            for f in range(heads.num_findings):
+                probs.append(torch.softmax(logits[:, heads.offsets[f] : heads.offsets[f + 1]], dim=-1))
+            return torch.cat(probs, dim=-1)
+
+    def word_states(self, ids: torch.Tensor, start: int, context_k: torch.Tensor, context_v: torch.Tensor
+                    ) -> torch.Tensor:
+        """``ids [B, L]`` at positions ``start..`` -> word embeddings plus their cross-modal memory responses."""
+        x = self.decoder.embed_words(ids, start)
+        return x + self.context.respond(x, context_k, context_v)
 
     # ------------------------------------------------------------------ scoring
     def forward(
         self, features: torch.Tensor, target_ids: torch.Tensor, mask: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """Teacher-forced log-probabilities, see :meth:`score`."""
-        return self.score(features, target_ids, mask)
+    ) -> ReportScores:
+        """Training pass: teacher-forced log-probabilities (see :meth:`score`) and the finding heads' logits."""
+        memory, memory_mask, finding_logits = self.memory_and_findings(self.encode(features, mask))
+        return ReportScores(self._teacher_forced(target_ids, memory, memory_mask), finding_logits)
 
+    @torch.jit.export
     def score(
         self, features: torch.Tensor, target_ids: torch.Tensor, mask: torch.Tensor | None = None
     ) -> torch.Tensor:
@@ -184,25 +158,170 @@ class HistGen(nn.Module):
         Returns:
             ``[B, T-1, vocab_size + 1]`` log-probabilities for ``target_ids[:, 1:]`` given ``target_ids[:, :-1]``.
         """
-        encoded = self.encode(features, mask)
-        memory_kv = self.context.project_memory(self.memory_matrix)
-        return self.decoder(
-            target_ids[:, :-1], encoded.region_tokens, self._decoder_region_mask(encoded), self.context, memory_kv
-        )
+        memory, memory_mask = self.decoder_memory(self.encode(features, mask))
+        return self._teacher_forced(target_ids, memory, memory_mask)
 
-    # ------------------------------------------------------------------ decoding
-    def start_decoding(self, encoded: EncodedSlide) -> tuple[DecoderCache, tuple[torch.Tensor, torch.Tensor]]:
-        """Empty decoder cache and projected memory for step-wise decoding."""
-        cache = self.decoder.start(encoded.region_tokens, self._decoder_region_mask(encoded))
-        return cache, self.context.project_memory(self.memory_matrix)
+    def _teacher_forced(
+        self, target_ids: torch.Tensor, memory: torch.Tensor, memory_mask: torch.Tensor | None
+    ) -> torch.Tensor:
+        ids = target_ids[:, :-1]
+        context_k, context_v = self.context.project_memory(self.memory_matrix)
+        words = self.word_states(ids, 0, context_k, context_v)
+        return self.decoder(words, self.decoder.self_attention_mask(ids), memory, memory_mask)
 
-    def decode_step(
-        self, ids: torch.Tensor, cache: DecoderCache, memory_kv: tuple[torch.Tensor, torch.Tensor]
-    ) -> tuple[torch.Tensor, DecoderCache]:
-        """One cached decoding step: ``ids [B]`` -> log-probabilities ``[B, V+1]``."""
-        return self.decoder.step(ids, cache, self.context, memory_kv)
+    def cross_attention(
+        self, ids: torch.Tensor, memory: torch.Tensor, memory_mask: torch.Tensor | None
+    ) -> torch.Tensor:
+        """Cross-attention probabilities of every decoder layer on ``memory``, teacher-forced on ``ids``.
 
-    @torch.no_grad()
+        Args:
+            ids: ``[B, T] long`` BOS (0) then the words; keys with id 0 after position 0 are masked.
+            memory: ``[B, M, d]`` (see :meth:`decoder_memory`).
+            memory_mask: ``[B, M] bool`` or None.
+
+        Returns:
+            ``[layers, B, heads, T, M]``: query ``t`` is the step that produced word ``t + 1``.
+        """
+        context_k, context_v = self.context.project_memory(self.memory_matrix)
+        words = self.word_states(ids, 0, context_k, context_v)
+        _, probs = self.decoder.cross_attention(words, self.decoder.self_attention_mask(ids), memory, memory_mask)
+        return probs
+
+    # ------------------------------------------------------------------ step-wise decoding
+    def start_decoding(self, encoding: SlideEncoding) -> DecoderCache:
+        """Empty decoder cache for ``B`` encoded bags (one hypothesis each)."""
+        memory, memory_mask = self.decoder_memory(encoding)
+        context_k, context_v = self.context.project_memory(self.memory_matrix)
+        return self.decoder.start(memory, memory_mask, context_k, context_v)
+
+    def decode_step(self, ids: torch.Tensor, cache: DecoderCache) -> tuple[torch.Tensor, DecoderCache]:
+        """One cached decoding step: ``ids [B]`` -> log-probabilities ``[B, V+1]`` and the new cache."""
+        words = self.word_states(ids[:, None], cache.step, cache.context_k, cache.context_v)
+        return self.decoder.step(words, cache)
+
+    def beam_search(
+        self, encoding: SlideEncoding, beam_size: int, max_len: int, early_stop: bool = True
+    ) -> torch.Tensor:
+        """Batched beam search with the reference HistGen semantics.
+
+        The reference ``CaptionModel.beam_search`` with one group and no length penalty: the first step
+        expands BOS into the ``beam_size`` best words; at each later step the ``beam_size`` best (beam, word)
+        continuations by summed log-probability survive; a beam whose last word is the end token is recorded as
+        finished with its summed log-probability and stays in the beam with a -1000 penalty; at ``max_len``
+        every beam is recorded; the best recorded beam wins (the earliest recorded on ties). Unlike the
+        reference, every bag is decoded at once and, with ``early_stop``, the search stops as soon as no live
+        beam can beat the best finished one (which returns the same ids as running to ``max_len``).
+
+        Returns:
+            ``[B, max_len] long`` ids of the best beam per bag, 0-padded after its end token.
+        """
+        b = encoding.region_tokens.shape[0]
+        device = encoding.region_tokens.device
+        cache = self.start_decoding(encoding)
+        logprobs, cache = self.decode_step(torch.zeros(b, dtype=torch.long, device=device), cache)
+        vocab = logprobs.shape[-1]
+        if beam_size > vocab:
+            raise ValueError(f"beam_size {beam_size} exceeds the number of output ids {vocab}")
+        if self.blocks_empty_report and max_len > 1:
+            logprobs = self._no_end_token(logprobs)
+        best_score = torch.full([b], float("-inf"), device=device, dtype=logprobs.dtype)
+        best_seq = torch.zeros(b, max_len, dtype=torch.long, device=device)
+        seqs = torch.zeros(b, beam_size, 0, dtype=torch.long, device=device)
+        sums = torch.zeros(b, 1, device=device, dtype=logprobs.dtype)
+        offsets = torch.arange(b, device=device)[:, None]
+        slack = 1e-5 * max_len  # log-probs can exceed 0 by rounding only
+        for t in range(max_len):
+            width = sums.shape[1]
+            candidates = (sums.unsqueeze(-1) + logprobs.view(b, width, vocab)).view(b, -1)
+            sums, ix = candidates.topk(beam_size, dim=-1)
+            beam_ix = torch.div(ix, vocab, rounding_mode="floor")
+            words = ix % vocab
+            if t > 0:
+                seqs = seqs.gather(1, beam_ix.unsqueeze(-1).expand(-1, -1, seqs.shape[-1]))
+            seqs = torch.cat([seqs, words.unsqueeze(-1)], dim=-1)
+            cache = select_hypotheses(cache, (beam_ix + offsets * width).reshape(-1))
+
+            ended = words == 0
+            if t == max_len - 1:
+                ended = torch.ones_like(ended)
+            for v in range(beam_size):
+                better = ended[:, v] & (sums[:, v] > best_score)
+                if bool(better.any()):
+                    best_score = torch.where(better, sums[:, v], best_score)
+                    rows = better.nonzero().squeeze(1)
+                    fresh = torch.zeros(rows.shape[0], max_len, dtype=torch.long, device=device)
+                    fresh[:, : t + 1] = seqs.index_select(0, rows)[:, v]
+                    best_seq = best_seq.index_copy(0, rows, fresh)
+            sums = sums - ended.to(sums.dtype) * self.finished_penalty
+
+            if t == max_len - 1:
+                break
+            if early_stop and bool((best_score >= sums.max(dim=1).values + slack).all()):
+                break
+            step_logprobs, cache = self.decode_step(seqs[:, :, -1].reshape(-1), cache)
+            logprobs = torch.log_softmax(step_logprobs, dim=-1)
+        return best_seq
+
+    def greedy_search(self, encoding: SlideEncoding, max_len: int, block_trigrams: bool = True) -> torch.Tensor:
+        """Pick the most likely token at each step.
+
+        Args:
+            encoding: the slide encoder's output for ``B`` bags.
+            max_len: number of tokens to generate at most.
+            block_trigrams: penalise repeated trigrams as the reference's greedy sampler does by default.
+
+        Returns:
+            ``[B, max_len] long`` ids, 0 after each sequence's end token.
+        """
+        b = encoding.region_tokens.shape[0]
+        device = encoding.region_tokens.device
+        cache = self.start_decoding(encoding)
+        seq = torch.zeros(b, max_len, dtype=torch.long, device=device)
+        it = torch.zeros(b, dtype=torch.long, device=device)
+        unfinished = torch.ones(b, dtype=torch.bool, device=device)
+        # per sequence: (first * width + second) -> the words that followed that pair
+        seen: list[dict[int, list[int]]] = []
+        for _ in range(b):
+            seen.append(torch.jit.annotate(dict[int, list[int]], {}))
+        for t in range(max_len):
+            logprobs, cache = self.decode_step(it, cache)
+            if t == 0 and self.blocks_empty_report and max_len > 1:
+                logprobs = self._no_end_token(logprobs)
+            if block_trigrams and t >= 3:
+                last3: list[list[int]] = seq[:, t - 3 : t].tolist()
+                logprobs = logprobs + self._trigram_penalty(logprobs, last3, seen)
+            it = logprobs.argmax(dim=-1).masked_fill(~unfinished, 0)
+            seq[:, t] = it
+            unfinished = unfinished & (it != 0)
+            if not bool(unfinished.any()):
+                break
+        return seq
+
+    def _no_end_token(self, logprobs: torch.Tensor) -> torch.Tensor:
+        """``logprobs [B, V+1]`` with the end token (id 0) made impossible."""
+        blocked = torch.zeros_like(logprobs)
+        blocked[:, 0] = float("-inf")
+        return logprobs + blocked
+
+    def _trigram_penalty(self, logprobs: torch.Tensor, last3: list[list[int]], seen: list[dict[int, list[int]]]
+                         ) -> torch.Tensor:
+        """Record each row's last trigram; penalise the words that would repeat one: ``[B, V+1]``."""
+        width = logprobs.shape[-1]
+        penalty = torch.zeros_like(logprobs)
+        for i in range(len(last3)):
+            first, second, third = last3[i][0], last3[i][1], last3[i][2]
+            key = first * width + second
+            if key in seen[i]:
+                seen[i][key].append(third)
+            else:
+                seen[i][key] = [third]
+            follow = second * width + third
+            if follow in seen[i]:
+                for word in seen[i][follow]:
+                    penalty[i, word] += 1.0
+        return penalty * self.trigram_penalty
+
+    @torch.jit.export
     def generate(
         self,
         features: torch.Tensor,
@@ -211,7 +330,7 @@ class HistGen(nn.Module):
         max_len: int | None = None,
         block_trigrams: bool = True,
     ) -> torch.Tensor:
-        """Decode reports.
+        """Decode reports (in eval mode, without gradients).
 
         Args:
             features: ``[B, N, in_dim]``.
@@ -224,27 +343,62 @@ class HistGen(nn.Module):
         Returns:
             ``[B, max_len] long`` token ids, 0-padded after the end token.
         """
-        from scripts.decoding import beam_search, greedy_search
+        beam = self.beam_size if beam_size is None else beam_size
+        length = self.max_seq_length if max_len is None else max_len
+        if beam < 1 or length < 1:
+            raise ValueError(f"beam_size and max_len must be >= 1, got {beam}, {length}")
+        if torch.jit.is_scripting():
+            return self._generate(features, mask, beam, length, block_trigrams)
+        return self._generate_in_eval_mode(features, mask, beam, length, block_trigrams)
 
-        beam_size = self.config.beam_size if beam_size is None else beam_size
-        max_len = self.config.max_seq_length if max_len is None else max_len
-        if beam_size < 1 or max_len < 1:
-            raise ValueError(f"beam_size and max_len must be >= 1, got {beam_size}, {max_len}")
+    @torch.jit.unused
+    def _generate_in_eval_mode(
+        self, features: torch.Tensor, mask: torch.Tensor | None, beam_size: int, max_len: int, block_trigrams: bool
+    ) -> torch.Tensor:
         was_training = self.training
         self.eval()
         try:
-            encoded = self.encode(features, mask)
-            if beam_size == 1:
-                return greedy_search(self, encoded, max_len, block_trigrams=block_trigrams)
-            return beam_search(self, encoded, beam_size, max_len)
+            return self._generate(features, mask, beam_size, max_len, block_trigrams)
         finally:
             self.train(was_training)
+
+    def _generate(
+        self, features: torch.Tensor, mask: torch.Tensor | None, beam_size: int, max_len: int, block_trigrams: bool
+    ) -> torch.Tensor:
+        with torch.no_grad():
+            encoding = self.encode(features, mask)
+            if beam_size == 1:
+                return self.greedy_search(encoding, max_len, block_trigrams)
+            return self.beam_search(encoding, beam_size, max_len)
+
+    # ------------------------------------------------------------------ text
+    @torch.jit.export
+    def decode(self, ids: torch.Tensor) -> list[str]:
+        """Ids ``[B, L]`` -> texts: skip one leading 0, stop at the next 0, join tokens with spaces."""
+        if len(self.tokens) == 0:
+            raise RuntimeError("this model holds no vocabulary tokens (build it with tokens=vocab.tokens)")
+        texts: list[str] = []
+        rows: list[list[int]] = ids.tolist()
+        for row in rows:
+            start = 1 if len(row) > 0 and row[0] == 0 else 0
+            words: list[str] = []
+            for value in row[start:]:
+                if value == 0:
+                    break
+                words.append(self.tokens[value - 1])
+            texts.append(" ".join(words))
+        return texts
+
+    @torch.jit.export
+    def reports(self, features: torch.Tensor, mask: torch.Tensor | None = None) -> list[str]:
+        """``features [B, N, D]`` -> report texts (the config's beam size and length)."""
+        return self.decode(self.generate(features, mask, self.beam_size, self.max_seq_length, True))
 
     # ------------------------------------------------------------------ loading
     @classmethod
     def from_reference_checkpoint(
         cls, checkpoint_path: str | Path, config_path: str | Path, **overrides: Any
-    ) -> HistGen:
+    ) -> "HistGen":
         """Build a model from a reference HistGen trainer checkpoint (``model_best.pth``).
 
         Args:
@@ -260,10 +414,3 @@ class HistGen(nn.Module):
         model = cls(config)
         model.load_state_dict(load_reference_state_dict(checkpoint_path, config))
         return model.eval()
-
-
-def _check_left_aligned(mask: torch.Tensor) -> None:
-    lengths = mask.sum(dim=1, keepdim=True)
-    expected = torch.arange(mask.shape[1], device=mask.device)[None] < lengths
-    if not torch.equal(mask, expected):
-        raise ValueError("mask must be left-aligned: real patches first, padding at the end of each bag")

@@ -107,6 +107,24 @@ class MultiHeadAttention(nn.Module):
         out = out.transpose(1, 2).reshape(query.shape[0], -1, self.num_heads * self.d_head)
         return self.out_proj(out)
 
+    def attend_with_weights(
+        self, query: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`attend` that also returns the attention probabilities ``[B, heads, Lq, Lk]``.
+
+        The probabilities are computed explicitly (scaled dot product, masked keys get 0) and the output is
+        their product with ``v``, so the two are consistent; :meth:`attend` uses the fused kernel instead.
+        """
+        q = self.split_heads(self.q_proj(query))
+        scores = torch.matmul(q, k.transpose(-2, -1)) / math.sqrt(self.d_head)
+        if mask is not None:
+            scores = scores.masked_fill(~mask, float("-inf"))
+        probs = torch.softmax(scores, dim=-1)
+        p = self.dropout_p if self.training else 0.0
+        out = torch.matmul(F.dropout(probs, p, self.training), v)
+        out = out.transpose(1, 2).reshape(query.shape[0], -1, self.num_heads * self.d_head)
+        return self.out_proj(out), probs
+
     def forward(
         self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, mask: torch.Tensor | None = None
     ) -> torch.Tensor:

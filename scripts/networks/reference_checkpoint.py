@@ -14,6 +14,8 @@ from pathlib import Path
 
 import torch
 
+from scripts.safe_load import NUMPY_SCALAR_GLOBALS, UnsafeFileError, load_plain
+
 from .config import HistGenConfig
 
 # (reference pattern, our name); applied to keys with the "encoder_decoder." prefix removed
@@ -95,8 +97,10 @@ def read_reference_checkpoint(checkpoint_path: str | Path) -> dict[str, torch.Te
     if not path.is_file():
         raise FileNotFoundError(f"{path}: reference HistGen checkpoint not found")
     try:
-        # the trainer format holds only tensors, numbers and optimizer state
-        blob = torch.load(path, map_location="cpu", weights_only=True)
+        # the trainer format holds tensors, numbers (its best score may be a numpy scalar) and optimizer state
+        blob = load_plain(path, what="reference HistGen checkpoint", allow=NUMPY_SCALAR_GLOBALS)
+    except UnsafeFileError:
+        raise
     except Exception as err:  # noqa: BLE001 - report any unpickling failure with the file name
         raise ValueError(f"{path}: cannot read as a PyTorch checkpoint ({type(err).__name__}: {err})") from None
     state = blob.get("state_dict", blob) if isinstance(blob, dict) else None

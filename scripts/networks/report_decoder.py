@@ -1,20 +1,44 @@
-"""Transformer report decoder with cached keys and values for step-wise decoding."""
+"""Transformer report decoder over a generic memory, with an explicit cache for step-wise decoding.
 
-from __future__ import annotations
+The decoder's cross-attention reads ``memory [B, M, d]`` with ``memory_mask [B, M] bool`` (or None): HistGen
+passes its region tokens; anything else of width ``d`` (e.g. extra tokens appended to them) works the same.
+Everything here is plain tensors, lists of tensors and NamedTuples, so ``torch.jit.script`` compiles it.
+"""
 
-import dataclasses
 import math
+from typing import NamedTuple, Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .context_memory import CrossModalMemory
 from .layers import FeedForward, MultiHeadAttention, PositionEncoding, ReferenceLayerNorm
 
 
+class DecoderCache(NamedTuple):
+    """Decoding state of a batch of ``B`` hypotheses.
+
+    Attributes:
+        self_k, self_v: per layer ``[B, heads, t, d_head]`` keys/values of the ``t`` tokens decoded so far.
+        cross_k, cross_v: per layer ``[B, heads, M, d_head]`` projected memory.
+        cross_mask: ``[B, 1, 1, M] bool`` memory slots that may be attended, or None for all.
+        context_k, context_v: ``[heads, S, d_head]`` the projected cross-modal memory that the words query
+            (the same for every hypothesis, never reordered).
+        step: number of tokens already fed.
+    """
+
+    self_k: list[torch.Tensor]
+    self_v: list[torch.Tensor]
+    cross_k: list[torch.Tensor]
+    cross_v: list[torch.Tensor]
+    cross_mask: Optional[torch.Tensor]  # noqa: UP045 - TorchScript reads NamedTuple fields as Optional[...]
+    context_k: torch.Tensor
+    context_v: torch.Tensor
+    step: int
+
+
 class DecoderLayer(nn.Module):
-    """Pre-norm masked self-attention, cross-attention over region tokens, feed-forward."""
+    """Pre-norm masked self-attention, cross-attention over the memory, feed-forward."""
 
     def __init__(self, d_model: int, d_ff: int, num_heads: int, dropout: float) -> None:
         super().__init__()
@@ -35,45 +59,38 @@ class DecoderLayer(nn.Module):
         cross_mask: torch.Tensor | None,
     ) -> torch.Tensor:
         """``x [B, L, d]`` with projected self keys/values (already including ``x``) and memory keys/values."""
-        x = x + self.dropout(self.self_attn.attend(self.norm1(x), *self_kv, self_mask))
-        x = x + self.dropout(self.cross_attn.attend(self.norm2(x), *cross_kv, cross_mask))
+        x = x + self.dropout(self.self_attn.attend(self.norm1(x), self_kv[0], self_kv[1], self_mask))
+        x = x + self.dropout(self.cross_attn.attend(self.norm2(x), cross_kv[0], cross_kv[1], cross_mask))
         return x + self.dropout(self.feed_forward(self.norm3(x)))
 
-
-@dataclasses.dataclass
-class DecoderCache:
-    """Decoding state of a batch of hypotheses.
-
-    Attributes:
-        self_k, self_v: per layer ``[B, heads, t, d_head]`` keys/values of the tokens decoded so far.
-        cross_k, cross_v: per layer ``[B, heads, R, d_head]`` projected region tokens.
-        cross_mask: ``[B, 1, 1, R] bool`` or None.
-        step: number of tokens already fed.
-    """
-
-    self_k: list[torch.Tensor]
-    self_v: list[torch.Tensor]
-    cross_k: list[torch.Tensor]
-    cross_v: list[torch.Tensor]
-    cross_mask: torch.Tensor | None
-    step: int = 0
-
-    def select(self, index: torch.Tensor) -> DecoderCache:
-        """Keep/reorder hypotheses: ``index [B'] long`` into the batch axis."""
-        pick = [t.index_select(0, index) for t in (*self.self_k, *self.self_v, *self.cross_k, *self.cross_v)]
-        n = len(self.self_k)
-        mask = None if self.cross_mask is None else self.cross_mask.index_select(0, index)
-        return DecoderCache(pick[:n], pick[n : 2 * n], pick[2 * n : 3 * n], pick[3 * n :], mask, self.step)
+    def forward_with_weights(
+        self,
+        x: torch.Tensor,
+        self_kv: tuple[torch.Tensor, torch.Tensor],
+        self_mask: torch.Tensor | None,
+        cross_kv: tuple[torch.Tensor, torch.Tensor],
+        cross_mask: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`forward` that also returns the cross-attention probabilities ``[B, heads, L, M]``."""
+        x = x + self.dropout(self.self_attn.attend(self.norm1(x), self_kv[0], self_kv[1], self_mask))
+        attended, probs = self.cross_attn.attend_with_weights(self.norm2(x), cross_kv[0], cross_kv[1], cross_mask)
+        x = x + self.dropout(attended)
+        return x + self.dropout(self.feed_forward(self.norm3(x))), probs
 
 
 class ReportDecoder(nn.Module):
-    """Word embedding + text-side memory response + ``num_layers`` decoder layers + output layer."""
+    """Word embedding + ``num_layers`` decoder layers + output layer.
+
+    The words' response from the cross-modal memory is added by the model between :meth:`embed_words` and
+    the layers (the memory is shared with the slide encoder), so the decoder takes word states ``[B, L, d]``.
+    """
 
     def __init__(
         self, vocab_size: int, d_model: int, d_ff: int, num_heads: int, num_layers: int, dropout: float
     ) -> None:
         super().__init__()
         self.d_model = d_model
+        self.num_heads = num_heads
         self.embed = nn.Embedding(vocab_size + 1, d_model)
         self.position = PositionEncoding(d_model, dropout)
         self.layers = nn.ModuleList(
@@ -82,74 +99,98 @@ class ReportDecoder(nn.Module):
         self.norm = ReferenceLayerNorm(d_model)
         self.logit = nn.Linear(d_model, vocab_size + 1)
 
-    def embed_tokens(
-        self, ids: torch.Tensor, start: int, context: CrossModalMemory, memory_kv: tuple[torch.Tensor, torch.Tensor]
-    ) -> torch.Tensor:
-        """``ids [B, L]`` at positions ``start..`` -> embeddings plus their memory responses ``[B, L, d]``."""
-        x = self.position(self.embed(ids) * math.sqrt(self.d_model), start=start)
-        return x + context.respond(x, *memory_kv)
+    def embed_words(self, ids: torch.Tensor, start: int = 0) -> torch.Tensor:
+        """``ids [B, L]`` at positions ``start..`` -> scaled embeddings plus positions ``[B, L, d]``."""
+        return self.position(self.embed(ids) * math.sqrt(self.d_model), start)
 
-    def forward(
-        self,
-        ids: torch.Tensor,
-        region_tokens: torch.Tensor,
-        region_mask: torch.Tensor | None,
-        context: CrossModalMemory,
-        memory_kv: tuple[torch.Tensor, torch.Tensor],
-        mask_padding: bool = True,
-    ) -> torch.Tensor:
-        """Teacher-forced pass.
+    def output(self, x: torch.Tensor) -> torch.Tensor:
+        """Hidden states ``[..., d]`` -> log-probabilities ``[..., V+1]``."""
+        return F.log_softmax(self.logit(self.norm(x)), dim=-1)
 
-        Args:
-            ids: ``[B, T]`` input ids (BOS first). Keys whose id is 0 (padding), except position 0,
-                are masked, as in the reference.
-            region_tokens: ``[B, R, d]``.
-            region_mask: ``[B, R] bool`` or None.
-            context: the cross-modal memory module.
-            memory_kv: its projected memory.
-            mask_padding: mask keys with id 0 (training); False attends to every earlier token, as
-                step-wise decoding does.
-
-        Returns:
-            log-probabilities ``[B, T, vocab_size + 1]``.
-        """
+    @staticmethod
+    def self_attention_mask(ids: torch.Tensor, mask_padding: bool = True) -> torch.Tensor:
+        """Causal mask ``[B, 1, T, T] bool`` for ``ids [B, T]``; with ``mask_padding`` keys whose id is 0 are
+        masked too, except position 0 (BOS), as in the reference."""
         t = ids.shape[1]
         keep = ids > 0 if mask_padding else torch.ones_like(ids, dtype=torch.bool)
         keep[:, 0] = True
         causal = torch.ones(t, t, dtype=torch.bool, device=ids.device).tril()
-        self_mask = keep[:, None, None, :] & causal[None, None]
-        cross_mask = None if region_mask is None else region_mask[:, None, None, :]
-        x = self.embed_tokens(ids, 0, context, memory_kv)
+        return keep[:, None, None, :] & causal[None, None]
+
+    def forward(
+        self,
+        words: torch.Tensor,
+        self_mask: torch.Tensor | None,
+        memory: torch.Tensor,
+        memory_mask: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """Teacher-forced pass.
+
+        Args:
+            words: ``[B, T, d]`` word states (embeddings, positions and memory responses).
+            self_mask: ``[B, 1, T, T] bool`` (:meth:`self_attention_mask`) or None.
+            memory: ``[B, M, d]`` what the cross-attention reads.
+            memory_mask: ``[B, M] bool`` or None.
+
+        Returns:
+            log-probabilities ``[B, T, vocab_size + 1]``.
+        """
+        cross_mask = None if memory_mask is None else memory_mask[:, None, None, :]
+        x = words
         for layer in self.layers:
             h = layer.norm1(x)
-            kv = layer.self_attn.project_kv(h, h)
-            cross_kv = layer.cross_attn.project_kv(region_tokens, region_tokens)
-            x = layer(x, kv, self_mask, cross_kv, cross_mask)
-        return F.log_softmax(self.logit(self.norm(x)), dim=-1)
+            x = layer(x, layer.self_attn.project_kv(h, h), self_mask,
+                      layer.cross_attn.project_kv(memory, memory), cross_mask)
+        return self.output(x)
 
-    def start(self, region_tokens: torch.Tensor, region_mask: torch.Tensor | None) -> DecoderCache:
-        """Empty cache for ``region_tokens [B, R, d]``."""
-        b = region_tokens.shape[0]
-        heads = self.layers[0].self_attn.num_heads
-        empty = region_tokens.new_zeros(b, heads, 0, self.d_model // heads)
-        cross = [layer.cross_attn.project_kv(region_tokens, region_tokens) for layer in self.layers]
-        mask = None if region_mask is None else region_mask[:, None, None, :]
-        n = len(self.layers)
-        return DecoderCache(
-            [empty] * n, [empty] * n, [k for k, _ in cross], [v for _, v in cross], mask, 0
-        )
-
-    def step(
+    def cross_attention(
         self,
-        ids: torch.Tensor,
-        cache: DecoderCache,
-        context: CrossModalMemory,
-        memory_kv: tuple[torch.Tensor, torch.Tensor],
-    ) -> tuple[torch.Tensor, DecoderCache]:
-        """Feed one token per hypothesis: ``ids [B]`` -> log-probabilities ``[B, V+1]`` and the new cache."""
-        x = self.embed_tokens(ids[:, None], cache.step, context, memory_kv)
-        new_k, new_v = [], []
-        for i, layer in enumerate(self.layers):
+        words: torch.Tensor,
+        self_mask: torch.Tensor | None,
+        memory: torch.Tensor,
+        memory_mask: torch.Tensor | None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`forward` that also returns every layer's cross-attention probabilities.
+
+        Returns:
+            log-probabilities ``[B, T, V+1]`` and probabilities ``[layers, B, heads, T, M]`` (0 on masked slots).
+        """
+        cross_mask = None if memory_mask is None else memory_mask[:, None, None, :]
+        x = words
+        weights: list[torch.Tensor] = []
+        for layer in self.layers:
+            h = layer.norm1(x)
+            x, probs = layer.forward_with_weights(x, layer.self_attn.project_kv(h, h), self_mask,
+                                                  layer.cross_attn.project_kv(memory, memory), cross_mask)
+            weights.append(probs)
+        return self.output(x), torch.stack(weights)
+
+    def start(
+        self, memory: torch.Tensor, memory_mask: torch.Tensor | None, context_k: torch.Tensor, context_v: torch.Tensor
+    ) -> DecoderCache:
+        """Empty cache over ``memory [B, M, d]`` (``memory_mask [B, M] bool`` or None)."""
+        b = memory.shape[0]
+        empty = memory.new_zeros(b, self.num_heads, 0, self.d_model // self.num_heads)
+        self_k: list[torch.Tensor] = []
+        self_v: list[torch.Tensor] = []
+        cross_k: list[torch.Tensor] = []
+        cross_v: list[torch.Tensor] = []
+        for layer in self.layers:
+            k, v = layer.cross_attn.project_kv(memory, memory)
+            cross_k.append(k)
+            cross_v.append(v)
+            self_k.append(empty)
+            self_v.append(empty)
+        cross_mask = None if memory_mask is None else memory_mask[:, None, None, :]
+        return DecoderCache(self_k, self_v, cross_k, cross_v, cross_mask, context_k, context_v, 0)
+
+    def step(self, words: torch.Tensor, cache: DecoderCache) -> tuple[torch.Tensor, DecoderCache]:
+        """Feed one word state per hypothesis: ``words [B, 1, d]`` -> log-probabilities ``[B, V+1]``, new cache."""
+        x = words
+        new_k: list[torch.Tensor] = []
+        new_v: list[torch.Tensor] = []
+        i = 0
+        for layer in self.layers:
             h = layer.norm1(x)
             k, v = layer.self_attn.project_kv(h, h)
             k = torch.cat([cache.self_k[i], k], dim=2)
@@ -157,6 +198,24 @@ class ReportDecoder(nn.Module):
             new_k.append(k)
             new_v.append(v)
             x = layer(x, (k, v), None, (cache.cross_k[i], cache.cross_v[i]), cache.cross_mask)
-        logprobs = F.log_softmax(self.logit(self.norm(x[:, -1])), dim=-1)
-        cache = DecoderCache(new_k, new_v, cache.cross_k, cache.cross_v, cache.cross_mask, cache.step + 1)
-        return logprobs, cache
+            i += 1
+        logprobs = self.output(x[:, -1])
+        return logprobs, DecoderCache(new_k, new_v, cache.cross_k, cache.cross_v, cache.cross_mask,
+                                      cache.context_k, cache.context_v, cache.step + 1)
+
+
+def select_hypotheses(cache: DecoderCache, index: torch.Tensor) -> DecoderCache:
+    """Keep/reorder/duplicate hypotheses: ``index [B'] long`` into the batch axis of every per-hypothesis tensor."""
+    cross_mask = cache.cross_mask
+    if cross_mask is not None:
+        cross_mask = cross_mask.index_select(0, index)
+    return DecoderCache(
+        [t.index_select(0, index) for t in cache.self_k],
+        [t.index_select(0, index) for t in cache.self_v],
+        [t.index_select(0, index) for t in cache.cross_k],
+        [t.index_select(0, index) for t in cache.cross_v],
+        cross_mask,
+        cache.context_k,
+        cache.context_v,
+        cache.step,
+    )

@@ -2,7 +2,7 @@
 
 - :mod:`.bundle_zip`: ``dist/<bundle_name>_v<version>.zip`` (``configs/export.json``'s ``export``, and
   ``bundle/<name>/configs/export.json`` for the sibling bundles);
-- :mod:`.safe_unzip`: extraction that refuses ``..``, absolute names and links;
+- :mod:`.safe_unzip`: extraction that refuses ``..``, absolute names, links, zip bombs and unverified files;
 - :mod:`.checksums`: ``CHECKSUMS.sha256`` in ``sha256sum`` format.
 """
 
@@ -15,10 +15,28 @@ from .bundle_zip import (
     package_root,
 )
 from .checksums import CHECKSUM_FILE, ChecksumError, sha256_file, verify_checksums
-from .safe_unzip import UnsafeArchiveError, check_member, safe_extract
+from .safe_unzip import (
+    ArchiveMemberTooLargeError,
+    ArchiveTooLargeError,
+    CompressionRatioError,
+    ExtractLimits,
+    MissingChecksumsError,
+    TooManyMembersError,
+    UnsafeArchiveError,
+    ZipBombError,
+    check_member,
+    safe_extract,
+)
 
 __all__ = [
     "CHECKSUM_FILE",
+    "ArchiveMemberTooLargeError",
+    "ArchiveTooLargeError",
+    "CompressionRatioError",
+    "ExtractLimits",
+    "MissingChecksumsError",
+    "TooManyMembersError",
+    "ZipBombError",
     "BundleVersionError",
     "ChecksumError",
     "UnsafeArchiveError",

@@ -9,8 +9,8 @@
   ``inference.json`` writes), :mod:`.transfer_pyfunc` (the ``mlflow.pyfunc`` model),
   :mod:`.transfer_registration` (``register_model`` in ``bundle/<name>/configs/train.json``);
   :mod:`.bag_rows` reads the pyfunc input rows;
-- :mod:`.scriptable_histgen`, :mod:`.torchscript_export`: ``models/model.ts``, runnable with torch alone
-  (``python -m scripts.serving.torchscript_export``).
+- :mod:`.torchscript_export`: ``models/model.ts`` (``torch.jit.script`` of the HistGen model itself), runnable
+  with torch alone (``python -m scripts.serving.torchscript_export``).
 
 Modules are loaded on first use: MLflow only when the MLflow pieces are used, and the command-line
 modules stay runnable with ``python -m``.
@@ -29,9 +29,6 @@ _LAZY = {
     "SlideReport": "report_predictor",
     "RegionBag": "region_features",
     "region_feature_bag": "region_features",
-    "ScriptableHistGen": "scriptable_histgen",
-    "ScriptableRegionEncoder": "scriptable_histgen",
-    "ScriptableReportDecoder": "scriptable_histgen",
     "build_scriptable_network": "torchscript_export",
     "export_torchscript": "torchscript_export",
     "load_exported_network": "torchscript_export",
@@ -41,6 +38,9 @@ _LAZY = {
     "report_model_signature": "pyfunc_model",
     "bag_tensor": "bag_rows",
     "bags_from_frame": "bag_rows",
+    "FEATURE_ROOT_ENV": "feature_paths",
+    "FeatureFileNotAllowedError": "feature_paths",
+    "resolve_feature_file": "feature_paths",
     "FoldEnsemblePredictor": "transfer_predictor",
     "ensemble_survival_curve": "transfer_predictor",
     "HistGenTransferModel": "transfer_pyfunc",

@@ -4,8 +4,9 @@
 column          type                            meaning
 ==============  ==============================  =========================================================
 ``slide_id``    string, optional                id echoed in the output (default: file name or ``bag-<i>``)
-``feature_file`` string, optional               path of a ``.h5``/``.pt`` feature file readable where the
-                                                model runs
+``feature_file`` string, optional               path of a ``.h5``/``.pt`` feature file; a served model
+                                                refuses it unless ``HISTGEN_FEATURE_ROOT`` names a folder
+                                                (:mod:`scripts.serving.feature_paths`)
 ``features``    array of arrays of double,      the bag itself, ``[N, D]`` (``D`` = the model's ``in_dim``)
                 optional
 ==============  ==============================  =========================================================

@@ -2,9 +2,11 @@
 
 Input: a pandas DataFrame, one row per slide, with ``slide_id`` and either ``feature_file`` or ``features``
 (the columns of :mod:`scripts.serving.bag_rows`, shared with the subtyping and survival models; see
-:func:`report_model_signature`). Params (optional): ``beam_size``
-(default 3), ``max_len`` (-1 = the model's ``max_seq_length``), ``batch_size`` (default 4): the
-defaults of ``configs/inference.json``. Output: a DataFrame with ``slide_id`` and ``report``.
+:func:`report_model_signature`). ``feature_file`` rows are refused unless the serving process has
+``HISTGEN_FEATURE_ROOT`` set, and then must name files under that folder (:mod:`scripts.serving.feature_paths`).
+Params (optional): ``beam_size`` (default 3), ``max_len`` (-1 = the model's ``max_seq_length``),
+``batch_size`` (default 4): the defaults of ``configs/inference.json``.
+Output: a DataFrame with ``slide_id`` and ``report``.
 
 A list of ``[N, D]`` arrays can be given as ``bags_frame(arrays)``.
 
@@ -28,6 +30,7 @@ from mlflow.models import ModelSignature
 from mlflow.types.schema import Array, ColSpec, ParamSchema, ParamSpec, Schema
 
 from .bag_rows import bags_from_frame
+from .feature_paths import feature_root_from_env, guarded_feature_reader, one_line_error
 from .report_predictor import DEFAULT_BATCH_SIZE, DEFAULT_BEAM_SIZE
 
 __all__ = ["HistGenReportModel", "bags_frame", "log_report_model", "report_model_signature", "REPORT_PIP_REQUIREMENTS"]
@@ -90,19 +93,24 @@ with warnings.catch_warnings():
 
             device = os.environ.get("HISTGEN_DEVICE") or None
             self.predictor = ReportPredictor(context.artifacts[MODEL_DIR_ARTIFACT], device=device)
+            self.feature_root = feature_root_from_env()  # None: feature_file inputs are refused
 
         def predict(self, context, model_input, params=None):  # noqa: ANN001 - MLflow reads type hints as a schema
             """``model_input``: a DataFrame (see the module docstring) or a list of ``[N, D]`` arrays -> DataFrame."""
-            frame = model_input if isinstance(model_input, pd.DataFrame) else bags_frame(list(model_input))
-            params = params or {}
-            max_len = int(params.get("max_len", -1))
-            settings = {
-                "beam_size": int(params.get("beam_size", DEFAULT_BEAM_SIZE)),
-                "max_len": None if max_len < 0 else max_len,
-                "batch_size": int(params.get("batch_size", DEFAULT_BATCH_SIZE)),
-            }
-            bags, ids = bags_from_frame(frame, self.predictor.read_bag, self.predictor.feature_dim)
-            reports = self.predictor.predict_bags(bags, ids, **settings)
+            try:
+                frame = model_input if isinstance(model_input, pd.DataFrame) else bags_frame(list(model_input))
+                params = params or {}
+                max_len = int(params.get("max_len", -1))
+                settings = {
+                    "beam_size": int(params.get("beam_size", DEFAULT_BEAM_SIZE)),
+                    "max_len": None if max_len < 0 else max_len,
+                    "batch_size": int(params.get("batch_size", DEFAULT_BATCH_SIZE)),
+                }
+                read = guarded_feature_reader(self.predictor.read_bag, getattr(self, "feature_root", None))
+                bags, ids = bags_from_frame(frame, read, self.predictor.feature_dim)
+                reports = self.predictor.predict_bags(bags, ids, **settings)
+            except Exception as err:  # one line to the client; the traceback stays in the server log
+                raise one_line_error(err) from None
             return pd.DataFrame({"slide_id": [r.slide_id for r in reports], "report": [r.report for r in reports]})
 
 

@@ -1,7 +1,8 @@
 """Export a trained report model as one TorchScript file (``models/model.ts``) that runs without this package.
 
-The file holds the whole generator (encoder, cached decoder, beam and greedy search, id -> text)
-and, as extra files, ``model_config.json``, ``vocab.json`` and (when given) ``metadata.json``.
+The file is ``torch.jit.script`` of the :class:`scripts.networks.HistGen` model itself (encoder, cached
+decoder, beam and greedy search, id -> text with the vocabulary's tokens attached) and holds, as extra
+files, ``model_config.json``, ``vocab.json`` and (when given) ``metadata.json``.
 
 Command line (from the bundle root)::
 
@@ -12,6 +13,7 @@ Loading it anywhere (only ``torch`` needed)::
     net = torch.jit.load("models/model.ts")
     texts = net.reports(features, mask)          # features [B, N, D] float, mask [B, N] bool or None
     ids = net.generate(features, mask, 3, 100, True)  # beam size, max length, trigram blocking (greedy)
+    logprobs = net(features, target_ids, mask)   # teacher-forced, as HistGen.forward / HistGen.score
 """
 
 from __future__ import annotations
@@ -28,17 +30,18 @@ import torch
 
 from scripts.atomic_io import atomic_path
 from scripts.engines.model_files import CONFIG_FILE, VOCAB_FILE, load_report_model
-
-from .scriptable_histgen import ScriptableHistGen
+from scripts.networks import HistGen
 
 __all__ = ["build_scriptable_network", "export_torchscript", "load_exported_network", "main", "quiet_jit",
            "script_network"]
 
 
-def build_scriptable_network(model_dir: str | os.PathLike[str]) -> ScriptableHistGen:
-    """The trained model of ``model_dir`` (``model.pt``, ``model_config.json``, ``vocab.json``), scriptable."""
+def build_scriptable_network(model_dir: str | os.PathLike[str]) -> HistGen:
+    """The trained model of ``model_dir`` (``model.pt``, ``model_config.json``, ``vocab.json``) with its tokens,
+    in eval mode, ready for :func:`script_network`."""
     model, vocab = load_report_model(model_dir, device="cpu")
-    return ScriptableHistGen(model=model, tokens=vocab.tokens).eval()
+    model.set_tokens(vocab.tokens)
+    return model.eval()
 
 
 @contextlib.contextmanager
@@ -50,8 +53,8 @@ def quiet_jit() -> Iterator[None]:
         yield
 
 
-def script_network(network: ScriptableHistGen) -> torch.jit.ScriptModule:
-    """``torch.jit.script`` of the shell, without TorchScript's deprecation notices."""
+def script_network(network: HistGen) -> torch.jit.ScriptModule:
+    """``torch.jit.script`` of the model (in eval mode), without TorchScript's deprecation notices."""
     with quiet_jit():
         return torch.jit.script(network.eval())
 

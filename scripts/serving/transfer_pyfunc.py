@@ -1,7 +1,8 @@
 """The subtyping and survival fold ensembles as ``mlflow.pyfunc`` models: feature bags in, predictions out.
 
 Input: the report model's (:mod:`scripts.serving.bag_rows`): a DataFrame with ``slide_id`` (optional) and
-``feature_file`` or ``features`` per row, or a list of ``[N, D]`` arrays. Param (optional): ``batch_size``
+``feature_file`` (refused unless ``HISTGEN_FEATURE_ROOT`` is set) or ``features`` per row, or a list of
+``[N, D]`` arrays. Param (optional): ``batch_size``
 (default 8, as ``inference.json``). Output: a DataFrame, one row per slide, with the columns of
 :mod:`scripts.serving.transfer_predictor`:
 
@@ -30,6 +31,7 @@ from mlflow.types.schema import Array, ColSpec, ParamSchema, ParamSpec, Schema
 from scripts.transfer.fold_models import INFO_FILE, MODEL_FILE, fold_model_dir, list_fold_models, load_fold_info
 
 from .bag_rows import bags_from_frame
+from .feature_paths import feature_root_from_env, guarded_feature_reader, one_line_error
 from .pyfunc_model import REPORT_PIP_REQUIREMENTS, bags_frame, scripts_dir
 from .transfer_predictor import DEFAULT_TRANSFER_BATCH_SIZE
 
@@ -79,13 +81,18 @@ with warnings.catch_warnings():
 
             device = os.environ.get("HISTGEN_DEVICE") or None
             self.predictor = FoldEnsemblePredictor(context.artifacts[MODEL_DIR_ARTIFACT], device=device)
+            self.feature_root = feature_root_from_env()  # None: feature_file inputs are refused
 
         def predict(self, context, model_input, params=None):  # noqa: ANN001 - MLflow reads type hints as a schema
             """``model_input``: a DataFrame (see the module docstring) or a list of ``[N, D]`` arrays -> DataFrame."""
-            frame = model_input if isinstance(model_input, pd.DataFrame) else bags_frame(list(model_input))
-            batch_size = int((params or {}).get("batch_size", DEFAULT_TRANSFER_BATCH_SIZE))
-            bags, ids = bags_from_frame(frame, self.predictor.read_bag, self.predictor.feature_dim)
-            rows = self.predictor.predict_bags(bags, ids, batch_size=batch_size)
+            try:
+                frame = model_input if isinstance(model_input, pd.DataFrame) else bags_frame(list(model_input))
+                batch_size = int((params or {}).get("batch_size", DEFAULT_TRANSFER_BATCH_SIZE))
+                read = guarded_feature_reader(self.predictor.read_bag, getattr(self, "feature_root", None))
+                bags, ids = bags_from_frame(frame, read, self.predictor.feature_dim)
+                rows = self.predictor.predict_bags(bags, ids, batch_size=batch_size)
+            except Exception as err:  # one line to the client; the traceback stays in the server log
+                raise one_line_error(err) from None
             return pd.DataFrame(rows, columns=self.predictor.columns)
 
 

@@ -43,7 +43,7 @@ from .fold_models import (
 from .fold_summary import summarize_folds
 from .losses import ClassWeightedCrossEntropy, DiscreteTimeSurvivalLoss, discrete_time_nll, survival_outputs
 from .metric_inputs import survival_metric_inputs
-from .mil_networks import ABMIL, MIL_MODELS, HistGenEncoder, HistGenMIL, build_mil_network, network_spec
+from .mil_networks import ABMIL, MIL_MODELS, HistGenMIL, build_mil_network, network_spec
 from .mlflow_folds import FoldTracking
 from .slide_data import resolve_slide_table
 from .slide_table import SlideRecord, SlideTable, read_slide_table
@@ -79,7 +79,6 @@ __all__ = [
     "FoldSplit",
     "FoldTestWriter",
     "FoldTracking",
-    "HistGenEncoder",
     "HistGenMIL",
     "SlideRecord",
     "SlideTable",

@@ -12,11 +12,11 @@ import os
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import nn
 
 from scripts.flags import as_flag
 from scripts.networks import HistGenConfig
+from scripts.safe_load import UnsafeFileError, load_plain
 
 from .errors import EncoderWeightsError
 from .mil_networks import ABMIL, HistGenMIL
@@ -33,7 +33,8 @@ logger = logging.getLogger("histgen.transfer")
 
 REPORT_MODEL_FILE = "model.pt"
 REPORT_CONFIG_FILE = "model_config.json"
-_DECODER_PREFIX = "decoder."
+# report-only parts of a report model: the decoder and the finding heads that feed it
+_REPORT_ONLY_PREFIXES = ("decoder.", "findings.")
 
 
 def find_report_model(report_bundle_dir: str | os.PathLike[str] | None) -> str | None:
@@ -153,12 +154,14 @@ def load_pretrained_encoder(network: nn.Module, pretrained_encoder: str | os.Pat
         path = Path(pretrained_encoder)
         _report_config(path)
         try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            state = load_plain(path, what="pretrained encoder weights")
+        except UnsafeFileError:
+            raise
         except Exception as err:
             raise EncoderWeightsError(f"pretrained_encoder {path}: unreadable ({type(err).__name__}: {err})") from err
         if not isinstance(state, dict):
             raise EncoderWeightsError(f"pretrained_encoder {path}: expected a state dict, found {type(state).__name__}")
-        encoder_state = {k: v for k, v in state.items() if not k.startswith(_DECODER_PREFIX)}
+        encoder_state = {k: v for k, v in state.items() if not k.startswith(_REPORT_ONLY_PREFIXES)}
         try:
             network.encoder.load_state_dict(encoder_state, strict=True)
         except RuntimeError as err:

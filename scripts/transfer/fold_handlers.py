@@ -17,6 +17,7 @@ from torch import nn
 from scripts.atomic_io import atomic_write_json
 from scripts.engines.model_files import unwrap
 from scripts.engines.report_outputs import EpochRowCollector
+from scripts.ids import fold_dir_name
 
 from .fold_data import CrossValidationData
 from .fold_models import save_fold_model
@@ -141,7 +142,7 @@ class FoldTestWriter(EpochRowCollector):
         return self.outputs.rows(output["pred"], output["label"])
 
     def fold_dir(self) -> Path:
-        return self.eval_dir / f"fold_{self.data.fold}"
+        return self.eval_dir / fold_dir_name(self.data.fold)
 
     def __call__(self, engine: Engine) -> None:
         if self.writer_disabled:

@@ -20,6 +20,8 @@ from torch import nn
 
 from scripts.atomic_io import atomic_torch_save, atomic_write_json
 from scripts.engines.model_files import unwrap
+from scripts.ids import fold_dir_name
+from scripts.safe_load import load_plain
 
 from .mil_networks import build_mil_network, network_spec
 
@@ -38,7 +40,7 @@ INFO_FILE = "model_info.json"
 
 
 def fold_model_dir(model_dir: str | os.PathLike[str], fold: int) -> Path:
-    return Path(model_dir) / f"fold_{fold}"
+    return Path(model_dir) / fold_dir_name(fold)
 
 
 def save_fold_model(model_dir: str | os.PathLike[str], fold: int, state: dict[str, torch.Tensor], network: nn.Module,
@@ -96,6 +98,6 @@ def load_fold_weights(network: nn.Module, model_dir: str | os.PathLike[str], fol
     if info["network"] != network_spec(model):
         raise ValueError(f"{fold_model_dir(model_dir, fold)}: architecture {info['network']} differs from the "
                          f"network being evaluated {network_spec(model)}")
-    state = torch.load(fold_model_dir(model_dir, fold) / MODEL_FILE, map_location="cpu", weights_only=True)
+    state = load_plain(fold_model_dir(model_dir, fold) / MODEL_FILE, what="fold model weights")
     model.load_state_dict(state)
     return info

@@ -19,43 +19,23 @@ import torch
 from torch import nn
 
 from scripts.flags import as_flag
-from scripts.networks import HistGen, HistGenConfig
-from scripts.networks.hierarchical_encoder import EncodedSlide
+from scripts.networks import HistGenConfig, SlideEncoder
 from scripts.networks.input_norm import feature_statistics
 
 from .attention_pooling import GatedAttentionPool
 
-__all__ = ["ABMIL", "MIL_MODELS", "HistGenEncoder", "HistGenMIL", "build_mil_network"]
+__all__ = ["ABMIL", "MIL_MODELS", "HistGenMIL", "build_mil_network"]
 
 MIL_MODELS: tuple[str, ...] = ("histgen", "abmil")
 
 
-class HistGenEncoder(HistGen):
-    """HistGen without its report decoder: ``encode(features, mask) -> EncodedSlide``.
-
-    Parameter names are HistGen's, so a report model's state dict loads into it once its ``decoder.*``
-    entries are left out (:func:`scripts.transfer.load_pretrained_encoder`). ``config`` keeps the report
-    model's full hyper-parameters (``vocab_size`` included) although no decoder is built from them.
-    """
-
-    def __init__(self, config: HistGenConfig) -> None:
-        # a one-word, one-layer decoder is built by HistGen.__init__ and dropped at once
-        super().__init__(HistGenConfig.from_dict(config.to_dict(), vocab_size=1, num_layers=1))
-        del self.decoder
-        self.config = config
-
-    def forward(self, features: torch.Tensor, mask: torch.Tensor | None = None) -> EncodedSlide:  # type: ignore[override]
-        return self.encode(features, mask)
-
-    def score(self, *args: Any, **kwargs: Any) -> torch.Tensor:
-        raise TypeError("HistGenEncoder has no report decoder; use scripts.networks.HistGen to score reports")
-
-    def generate(self, *args: Any, **kwargs: Any) -> torch.Tensor:
-        raise TypeError("HistGenEncoder has no report decoder; use scripts.networks.HistGen to generate reports")
-
-
 class HistGenMIL(nn.Module):
-    """HistGen encoder, gated attention over region tokens, linear head.
+    """HistGen's slide encoder, gated attention over region tokens, linear head.
+
+    ``encoder`` is a :class:`scripts.networks.SlideEncoder`: its parameter names are a report model's without
+    the ``decoder.*`` entries, so a report ``model.pt`` loads into it
+    (:func:`scripts.transfer.load_pretrained_encoder`).
+    ``encoder.config`` keeps the report model's full hyper-parameters (``vocab_size`` included).
 
     Args:
         config: the encoder's hyper-parameters (a report model's ``model_config.json`` for pretrained weights).
@@ -67,7 +47,7 @@ class HistGenMIL(nn.Module):
     def __init__(self, config: HistGenConfig, num_outputs: int, attention_dim: int = 64, dropout: float = 0.25
                  ) -> None:
         super().__init__()
-        self.encoder = HistGenEncoder(config)
+        self.encoder = SlideEncoder(config)
         self.pool = GatedAttentionPool(config.d_model, attention_dim, dropout)
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(config.d_model, num_outputs))
         self.encoder_frozen = False
@@ -86,8 +66,8 @@ class HistGenMIL(nn.Module):
 
     def embed(self, features: torch.Tensor, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``features [B, N, in_dim]``, ``mask [B, N]`` -> embedding ``[B, d_model]``, region weights ``[B, R]``."""
-        encoded = self.encoder(features, mask)
-        return self.pool(encoded.region_tokens, encoded.region_mask)
+        encoding = self.encoder(features, mask)
+        return self.pool(encoding.region_tokens, encoding.region_mask)
 
     def forward(self, features: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """Logits ``[B, num_outputs]``."""

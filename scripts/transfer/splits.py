@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from scripts.atomic_io import atomic_write_json
+from scripts.ids import fold_dir_name
 
 from .distributed import rank0_first
 from .errors import SplitError
@@ -120,7 +121,7 @@ def make_folds(table: SlideTable, num_folds: int = 5, seed: int = 0, val_fractio
 
 
 def fold_file(split_dir: str | os.PathLike[str], fold: int) -> Path:
-    return Path(split_dir) / f"fold_{fold}.json"
+    return Path(split_dir) / f"{fold_dir_name(fold)}.json"
 
 
 def write_folds(folds: list[FoldSplit], split_dir: str | os.PathLike[str], table: SlideTable, seed: int,

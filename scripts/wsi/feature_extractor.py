@@ -22,6 +22,8 @@ import torch
 from torchvision.transforms.v2 import functional as TF
 from tqdm.auto import tqdm
 
+from scripts.ids import UnsafeIdError, check_file_id
+
 from .cucim_decode_errors import watch_cucim_decode_errors
 from .feature_outputs import (
     FORMAT_VERSION,
@@ -42,7 +44,7 @@ from .run_manifest import MANIFEST_NAME, ManifestRow, merge_rank_manifests, rank
 from .run_sharding import barrier, rank_and_world, shard
 from .slide_errors import NoTissueError, SlideError, SlideOpenError
 from .slide_reader import Slide
-from .slide_sources import SlideSource, list_slides
+from .slide_sources import SlideSource, list_slides, slide_path_problem
 from .slide_thumbnail import render_thumbnail, save_png_atomic
 from .tissue_mask import TissueMask, TissueMaskParams, slide_tissue_mask
 
@@ -203,10 +205,12 @@ class FeatureExtractor:
     def extract_slide(self, source: SlideSource) -> ManifestRow:
         """Process one slide; never raises for a bad slide (the row says ``failed`` and why)."""
         start = time.perf_counter()
-        remove_stale_temporaries(self.output_dir, source.slide_id)
         try:
-            if not os.path.isfile(source.path):
-                raise SlideOpenError(Path(source.path).name, f"file not found: {source.path}")
+            check_file_id(source.slide_id, "slide id")  # before any file of this slide is named
+            remove_stale_temporaries(self.output_dir, source.slide_id)
+            problem = slide_path_problem(source.path)
+            if problem:
+                raise SlideOpenError(Path(source.path).name, f"{problem}: {source.path}")
             expected = self.expected_attrs(source.path)
             out = h5_path(self.output_dir, source.slide_id)
             stored = read_h5_attrs(out)
@@ -223,7 +227,7 @@ class FeatureExtractor:
                 pt_path(self.output_dir, source.slide_id).unlink(missing_ok=True)
             n_patches = self._extract(source, expected)
             return ManifestRow(source.slide_id, source.path, "done", n_patches, time.perf_counter() - start)
-        except SlideError as err:
+        except (SlideError, UnsafeIdError) as err:
             return ManifestRow(source.slide_id, source.path, "failed", 0, time.perf_counter() - start, str(err))
         except Exception as err:  # any other failure of one slide must not stop the run
             logger.exception("%s: unexpected error", source.path)

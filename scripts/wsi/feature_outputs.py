@@ -25,6 +25,7 @@ from monai.utils import optional_import
 
 from scripts.atomic_io import atomic_path
 from scripts.data.feature_files import write_feature_file_h5
+from scripts.ids import output_file
 
 h5py, _ = optional_import("h5py")
 
@@ -54,15 +55,16 @@ EXTRACTION_KEYS = tuple(key for key in RUN_KEYS if key not in SLIDE_FILE_KEYS)
 
 
 def h5_path(output_dir: str | os.PathLike, slide_id: str) -> Path:
-    return Path(output_dir) / f"{slide_id}.h5"
+    """``<output_dir>/<slide_id>.h5``; raises ``scripts.ids.UnsafeIdError`` for an id that would leave the folder."""
+    return output_file(output_dir, slide_id, ".h5", "slide id")
 
 
 def pt_path(output_dir: str | os.PathLike, slide_id: str) -> Path:
-    return Path(output_dir) / f"{slide_id}.pt"
+    return output_file(output_dir, slide_id, ".pt", "slide id")
 
 
 def thumbnail_path(output_dir: str | os.PathLike, slide_id: str) -> Path:
-    return Path(output_dir) / f"{slide_id}_thumb.png"
+    return output_file(output_dir, slide_id, "_thumb.png", "slide id")
 
 
 def _canonical(value: Any) -> Any:

@@ -1,0 +1,97 @@
+"""Finding heads: what the slide shows, read by attention pooling, handed to the decoder as memory tokens.
+
+A report generator trained only with next-token NLL can score well on n-gram metrics while writing the
+same diagnosis for every slide: the decoder learns the report template long before the weak gradient
+through cross-attention teaches it which region tokens tell one diagnosis from another (measured in
+``docs/grounding.md``). The finding heads give the encoder a direct signal and the decoder a direct
+source:
+
+- one gated attention-pooling branch per finding (diagnosis, grade, margin, ... : the classes come from
+  the reports themselves, see :class:`scripts.metrics.FindingsVocabulary`) reads the patch tokens, as an
+  ABMIL classifier does, so a finding carried by a few percent of the patches is not averaged away;
+- a linear classifier per finding, trained with cross-entropy on the finding read from the training
+  report (an auxiliary loss, :class:`scripts.engines.GroundedReportLoss`);
+- one memory token per finding: the pooled vector plus the class embeddings weighted by the predicted
+  class probabilities plus a learned type embedding. The decoder cross-attends to these tokens beside
+  the region tokens, so "which diagnosis" is one attention step away.
+"""
+
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+
+class FindingOutputs(NamedTuple):
+    """What the finding heads return.
+
+    Attributes:
+        logits: ``[B, C_total]`` the heads' class logits, concatenated in head order (head ``f`` owns
+            columns ``offsets[f]:offsets[f + 1]`` of :attr:`SlideFindingHeads.offsets`).
+        tokens: ``[B, F, d_model]`` one memory token per finding.
+        attention: ``[B, F, N]`` pooling weights per finding over the patches (0 on padding).
+    """
+
+    logits: torch.Tensor
+    tokens: torch.Tensor
+    attention: torch.Tensor
+
+
+class SlideFindingHeads(nn.Module):
+    """Per-finding gated attention pooling, classifiers and decoder memory tokens.
+
+    Args:
+        d_model: width of the patch tokens and of the memory tokens.
+        num_classes: classes per finding, in head order (each >= 2).
+        hidden: width of the gated attention (default ``d_model``).
+        dropout: dropout on the pooled vectors.
+
+    Example:
+        >>> heads = SlideFindingHeads(32, [6, 3, 2])
+        >>> out = heads(torch.randn(2, 50, 32), torch.ones(2, 50, dtype=torch.bool))
+        >>> out.logits.shape, out.tokens.shape
+        (torch.Size([2, 11]), torch.Size([2, 3, 32]))
+    """
+
+    def __init__(self, d_model: int, num_classes: list[int], hidden: int = 0, dropout: float = 0.1) -> None:
+        super().__init__()
+        if not num_classes:
+            raise ValueError("SlideFindingHeads needs at least one finding")
+        if any(int(c) < 2 for c in num_classes):
+            raise ValueError(f"every finding needs >= 2 classes, got {list(num_classes)}")
+        hidden = hidden or d_model
+        self.num_findings = len(num_classes)
+        self.num_classes = [int(c) for c in num_classes]
+        offsets = [0]
+        for c in self.num_classes:
+            offsets.append(offsets[-1] + c)
+        self.offsets = offsets
+        self.norm = nn.LayerNorm(d_model)
+        self.attn_value = nn.Linear(d_model, hidden)
+        self.attn_gate = nn.Linear(d_model, hidden)
+        self.attn_score = nn.Linear(hidden, self.num_findings)
+        self.dropout = nn.Dropout(dropout)
+        self.classifiers = nn.ModuleList([nn.Linear(d_model, c) for c in self.num_classes])
+        self.class_embed = nn.Parameter(torch.randn(offsets[-1], d_model) * d_model**-0.5)
+        self.type_embed = nn.Parameter(torch.randn(self.num_findings, d_model) * d_model**-0.5)
+        self.token_norm = nn.LayerNorm(d_model)
+
+    def forward(self, tokens: torch.Tensor, mask: torch.Tensor) -> FindingOutputs:
+        """``tokens [B, N, d]``, ``mask [B, N] bool`` (True = real patch) -> :class:`FindingOutputs`."""
+        x = self.norm(tokens)
+        gated = torch.tanh(self.attn_value(x)) * torch.sigmoid(self.attn_gate(x))
+        scores = self.attn_score(gated).transpose(1, 2)  # [B, F, N]
+        scores = scores.masked_fill(~mask[:, None, :], float("-inf"))
+        attention = torch.softmax(scores, dim=-1)
+        pooled = self.dropout(torch.bmm(attention, x))  # [B, F, d]
+        logits: list[torch.Tensor] = []
+        expected: list[torch.Tensor] = []
+        for f, classifier in enumerate(self.classifiers):
+            head_logits = classifier(pooled[:, f])
+            logits.append(head_logits)
+            start, stop = self.offsets[f], self.offsets[f + 1]
+            expected.append(torch.softmax(head_logits, dim=-1) @ self.class_embed[start:stop])
+        class_tokens = torch.stack(expected, dim=1)  # [B, F, d]
+        memory = self.token_norm(pooled + class_tokens + self.type_embed[None])
+        return FindingOutputs(torch.cat(logits, dim=-1), memory, attention)
+

@@ -1,0 +1,203 @@
+"""HistGen's visual side: a bag of patch features -> patch tokens -> region tokens.
+
+``features [B, N, in_dim]`` -> input standardisation (optional) -> projection and visual embedding ->
+cross-modal context (visual prototypes query a learned memory, every patch attends to their responses) ->
+patch tokens ``[B, N, d_model]`` -> local-global hierarchical encoder -> region tokens ``[B, R, d_model]``.
+
+:class:`SlideEncoder` is the public piece that :class:`scripts.networks.HistGen` extends with a report
+decoder and that the transfer models use on its own; its output is a :class:`SlideEncoding` of tensors.
+"""
+
+import logging
+from collections.abc import Iterable
+from typing import Any, NamedTuple
+
+import torch
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from .config import HistGenConfig
+from .context_memory import CrossModalMemory
+from .hierarchical_encoder import LocalGlobalEncoder
+from .input_norm import feature_statistics
+from .layers import MultiHeadAttention
+
+logger = logging.getLogger("histgen.network")
+
+
+class SlideEncoding(NamedTuple):
+    """What the slide encoder hands to the decoder, the transfer heads and the attention maps.
+
+    Attributes:
+        region_tokens: ``[B, R, d_model]`` one token per region of ``region_size - 1`` patches.
+        region_mask: ``[B, R] bool``, True for regions holding at least one real patch.
+        patch_weights: ``[B, R * (region_size - 1)]`` attentive-pooling weight of each patch inside its region
+            (patch order of the input bag; padding gets 0 in the default variant).
+        patch_tokens: ``[B, N, d_model]`` each patch after projection and cross-modal context (the encoder's input).
+        patch_mask: ``[B, N] bool``, True for real patches (left-aligned).
+    """
+
+    region_tokens: torch.Tensor
+    region_mask: torch.Tensor
+    patch_weights: torch.Tensor
+    patch_tokens: torch.Tensor
+    patch_mask: torch.Tensor
+
+
+class SlideEncoder(nn.Module):
+    """Input norm, projection, cross-modal context and local-global encoder of HistGen.
+
+    Parameter names are HistGen's (``projection.*``, ``visual_embed.*``, ``memory_matrix``, ``context.*``,
+    ``visual_context_attn.*``, ``encoder.*``, and ``input_mean``/``input_std`` when ``input_norm`` is on), so
+    a report model's ``model.pt`` without its ``decoder.*`` entries loads into it.
+
+    Args:
+        config: the hyper-parameters; ``config.behaviour`` gives the ``compat`` switches.
+        initialise: run :meth:`reset_parameters` (a subclass that adds modules does it once, at its end).
+    """
+
+    def __init__(self, config: HistGenConfig, initialise: bool = True) -> None:
+        super().__init__()
+        self.config = config
+        c = config
+        flags = c.behaviour
+        self.in_dim = c.in_dim
+        self.prototype_num = c.prototype_num
+        self.input_norm = c.input_norm
+        self.gradient_checkpointing = c.gradient_checkpointing
+        self.accepts_padded_batches = flags.accepts_padded_batches
+        self.prototypes_over_padded_axis = flags.prototypes_over_padded_axis
+        # identity until fit_input_norm(); saved with the weights only when input_norm is on, so that older
+        # checkpoints and imported reference weights still load
+        self.register_buffer("input_mean", torch.zeros(c.in_dim), persistent=c.input_norm)
+        self.register_buffer("input_std", torch.ones(c.in_dim), persistent=c.input_norm)
+        self.projection = nn.Linear(c.in_dim, c.d_vf)
+        self.visual_embed = nn.Sequential(nn.Linear(c.d_vf, c.d_model), nn.ReLU(), nn.Dropout(c.drop_prob_lm))
+        self.memory_matrix = nn.Parameter(torch.empty(c.cmm_size, c.cmm_dim))
+        self.context = CrossModalMemory(c.num_heads, c.d_model, c.topk, c.dropout)
+        # every patch attends to the K prototype responses: an [N, K] map per head. Dropping out its
+        # probabilities (as the reference does) costs ~1.5 GB and 1 s per step at N = 30,000 and
+        # rules out the fused attention kernel, so the default variant does not.
+        visual_attn_dropout = c.dropout if flags.visual_attention_dropout else 0.0
+        self.visual_context_attn = MultiHeadAttention(c.num_heads, c.d_model, visual_attn_dropout)
+        self.encoder = LocalGlobalEncoder(
+            c.d_model, c.d_ff, c.num_heads, c.region_size, c.dropout,
+            slide_attention_reads_first_patch=flags.slide_attention_reads_first_patch,
+            pooling_masks_padding=flags.pooling_masks_padding,
+        )
+        self.encoder.gradient_checkpointing = c.gradient_checkpointing
+        if initialise:
+            self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Initialise as the reference does: Xavier-uniform matrices, memory ~ N(0, 1/cmm_dim)."""
+        for p in self.parameters():
+            if p.dim() > 1:
+                nn.init.xavier_uniform_(p)
+        nn.init.normal_(self.memory_matrix, 0.0, 1.0 / self.config.cmm_dim)
+
+    @torch.no_grad()
+    def fit_input_norm(self, bags: Iterable[Any]) -> "SlideEncoder":
+        """Set ``input_mean``/``input_std`` to the per-dimension statistics of every patch in ``bags``.
+
+        Args:
+            bags: the training bags: a dataset whose items hold ``"features"`` (e.g.
+                :class:`scripts.data.ReportBagDataset` of the train split) or ``[N, D]`` tensors.
+
+        Returns:
+            the model itself (so a config can call it in a list of expressions).
+
+        Raises:
+            ValueError: the model was built with ``input_norm=False``, or the bags are empty or hold NaN/Inf.
+        """
+        if not self.input_norm:
+            raise ValueError("this model was built with input_norm=False; set it to True to fit the statistics")
+        mean, std, count = feature_statistics(bags, self.in_dim)
+        self.input_mean.copy_(mean)
+        self.input_std.copy_(std)
+        logger.info("input normalisation fitted on %d patches (std range %.3g..%.3g)", count,
+                    float(std.min()), float(std.max()))
+        return self
+
+    def normalise_inputs(self, features: torch.Tensor) -> torch.Tensor:
+        """``(features - input_mean) / input_std`` when ``input_norm`` is on, else ``features`` unchanged."""
+        if not self.input_norm:
+            return features
+        return (features - self.input_mean) / self.input_std
+
+    def check_inputs(self, features: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """Validate ``features [B, N, in_dim]`` and return the patch mask ``[B, N] bool`` (all True for None)."""
+        if features.dim() != 3:
+            raise ValueError(f"features must be [B, N, D], got {features.dim()} dimensions")
+        if features.shape[-1] != self.in_dim:
+            raise ValueError(
+                f"features have dimension {features.shape[-1]}, the model expects in_dim={self.in_dim} "
+                "(wrong dimension D for this model)"
+            )
+        if features.shape[1] == 0:
+            raise ValueError("empty bag: features have N = 0 patches")
+        if mask is None:
+            return torch.ones(features.shape[0], features.shape[1], dtype=torch.bool, device=features.device)
+        mask = mask.to(device=features.device, dtype=torch.bool)
+        if mask.shape[0] != features.shape[0] or mask.shape[1] != features.shape[1] or mask.dim() != 2:
+            raise ValueError(f"mask shape {mask.shape} does not match features [B, N] = {features.shape[:2]}")
+        if not bool(mask.any(dim=1).all()):
+            raise ValueError("a bag in the batch has no real patch (mask all False)")
+        if not self.accepts_padded_batches:
+            if not bool(mask.all()):
+                raise ValueError(
+                    "compat='histgen-v1' reproduces the reference, which has no padding: use batch_size=1 "
+                    "(or bags of equal size), or compat='default' for padded batches"
+                )
+        else:
+            expected = torch.arange(mask.shape[1], device=mask.device)[None] < mask.sum(dim=1, keepdim=True)
+            if not torch.equal(mask, expected):
+                raise ValueError("mask must be left-aligned: real patches first, padding at the end of each bag")
+        return mask
+
+    def prototype_indices(self, mask: torch.Tensor) -> torch.Tensor:
+        """Patch index of each visual prototype: ``[B, K] long``, evenly spaced over each bag's real patches."""
+        k = self.prototype_num
+        if self.prototypes_over_padded_axis:
+            idx = torch.linspace(0, mask.shape[1] - 1, steps=k).long().to(mask.device)
+            return idx.expand(mask.shape[0], k)
+        lengths: list[int] = mask.sum(dim=1).tolist()
+        rows: list[torch.Tensor] = []
+        for n in lengths:
+            rows.append(torch.linspace(0, n - 1, steps=k).long())
+        return torch.stack(rows).to(mask.device)
+
+    def embed_patches(self, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Projection, visual embedding and the visual side of the cross-modal context: ``[B, N, d_model]``."""
+        x = self.visual_embed(self.projection(self.normalise_inputs(features)))
+        idx = self.prototype_indices(mask)
+        prototypes = torch.gather(x, 1, idx.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
+        responses = self.context(prototypes, self.memory_matrix)
+        return x + self.visual_context_attn(x, responses, responses)
+
+    @torch.jit.unused
+    def _checkpointed_embed_patches(self, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return checkpoint(self.embed_patches, features, mask, use_reentrant=False)
+
+    @torch.jit.export
+    def encode(self, features: torch.Tensor, mask: torch.Tensor | None = None) -> SlideEncoding:
+        """Encode bags into patch and region tokens.
+
+        Args:
+            features: ``[B, N, in_dim]`` float patch features.
+            mask: ``[B, N] bool`` (True = real patch, real patches first) or None for unpadded bags.
+
+        Returns:
+            a :class:`SlideEncoding`.
+        """
+        patch_mask = self.check_inputs(features, mask)
+        if not torch.jit.is_scripting() and self.gradient_checkpointing and self.training and torch.is_grad_enabled():
+            x = self._checkpointed_embed_patches(features, patch_mask)
+        else:
+            x = self.embed_patches(features, patch_mask)
+        region_tokens, region_mask, patch_weights = self.encoder(x, patch_mask)
+        return SlideEncoding(region_tokens, region_mask, patch_weights, x, patch_mask)
+
+    def forward(self, features: torch.Tensor, mask: torch.Tensor | None = None) -> SlideEncoding:
+        """:meth:`encode`."""
+        return self.encode(features, mask)
