@@ -61,7 +61,7 @@ def _parser() -> argparse.ArgumentParser:
                         help="auto: scripts.metrics.extract_findings when installed, else the benchmarks' known "
                              "phrases; phrases: always the known phrases")
     parser.add_argument("--reuse-runs", "--reuse_runs", dest="reuse_runs", action="store_true",
-                        help="keep finished bundle runs of the same overrides and data; only score again")
+                        help="keep finished bundle runs (same overrides, training config and data); score again")
     return parser
 
 

@@ -7,6 +7,7 @@ rerun does not rebuild the demo's slides. stdout/stderr go to ``<run_dir>/bundle
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -21,8 +22,8 @@ import torch
 
 from scripts.atomic_io import atomic_write_json
 
-__all__ = ["BUNDLE_ROOT", "RECORD_NAME", "BundleRun", "BundleRunError", "evaluate_bundle", "finished_run",
-           "train_bundle"]
+__all__ = ["BUNDLE_ROOT", "RECORD_NAME", "BundleRun", "BundleRunError", "config_digest", "evaluate_bundle",
+           "finished_run", "train_bundle"]
 
 #: The report bundle's root (this repository), where the subprocesses run.
 BUNDLE_ROOT = Path(__file__).resolve().parents[2]
@@ -46,6 +47,8 @@ class BundleRun:
         reports_csv: ``eval/reports.csv`` (``id, generated, reference``).
         best_epoch: the epoch whose model was kept (``checkpoints/best.json``), or None.
         epochs_run: epochs trained (early stopping included), or None when unknown.
+        config_digest: SHA-256 of the training config file's text when it was trained (a finished run is
+            reused only with the same config).
     """
 
     run_dir: Path
@@ -55,6 +58,7 @@ class BundleRun:
     reports_csv: Path | None = None
     best_epoch: int | None = None
     epochs_run: int | None = None
+    config_digest: str | None = None
 
 
 def _run(command: list[str], log: Path) -> float:
@@ -68,6 +72,11 @@ def _run(command: list[str], log: Path) -> float:
         tail = "".join(log.read_text(encoding="utf-8", errors="replace").splitlines(keepends=True)[-25:])
         raise BundleRunError(f"exit code {code}: {' '.join(command)}\n(last lines of {log}):\n{tail}")
     return time.perf_counter() - start
+
+
+def config_digest(config_file: str) -> str:
+    """SHA-256 of a (repository-relative) bundle config file's bytes."""
+    return hashlib.sha256((BUNDLE_ROOT / config_file).read_bytes()).hexdigest()
 
 
 def _epochs_run(checkpoint: Path) -> int | None:
@@ -90,7 +99,7 @@ def train_bundle(run_dir: Path, data_args: list[str], extra_args: list[str], con
     log.unlink(missing_ok=True)
     command = [sys.executable, "-m", "monai.bundle", "run", "training", "--config_file", config_file,
                *data_args, "--output_dir", str(run_dir), *extra_args]
-    run = BundleRun(run_dir=run_dir, train_seconds=_run(command, log))
+    run = BundleRun(run_dir=run_dir, train_seconds=_run(command, log), config_digest=config_digest(config_file))
     best = run_dir / "checkpoints" / "best.json"
     if best.is_file():
         run.best_epoch = json.loads(best.read_text(encoding="utf-8")).get("epoch")
@@ -109,14 +118,16 @@ def evaluate_bundle(run: BundleRun, dataset_dir: Path, annotation_file: Path,
     run.metrics = {k: float(v) for k, v in payload.get("metrics", {}).items()}
     run.reports_csv = run.run_dir / "eval" / "reports.csv"
     record = {"train_seconds": run.train_seconds, "eval_seconds": run.eval_seconds, "metrics": run.metrics,
-              "best_epoch": run.best_epoch, "epochs_run": run.epochs_run, "data": [str(dataset_dir),
-                                                                                 str(annotation_file)]}
+              "best_epoch": run.best_epoch, "epochs_run": run.epochs_run, "config_digest": run.config_digest,
+              "data": [str(dataset_dir), str(annotation_file)]}
     atomic_write_json(run.run_dir / RECORD_NAME, record)
     return run
 
 
-def finished_run(run_dir: Path, dataset_dir: Path, annotation_file: Path) -> BundleRun | None:
-    """The run recorded in ``run_dir`` if it finished (trained and evaluated on the same data), else None."""
+def finished_run(run_dir: Path, dataset_dir: Path, annotation_file: Path, config_file: str = "configs/train.json"
+                 ) -> BundleRun | None:
+    """The run recorded in ``run_dir`` if it finished with the same training config (same bytes) and was
+    evaluated on the same data, else None."""
     try:
         record = json.loads((run_dir / RECORD_NAME).read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -124,6 +135,8 @@ def finished_run(run_dir: Path, dataset_dir: Path, annotation_file: Path) -> Bun
     reports = run_dir / "eval" / "reports.csv"
     if record.get("data") != [str(dataset_dir), str(annotation_file)] or not reports.is_file():
         return None
+    if record.get("config_digest") != config_digest(config_file):
+        return None
     return BundleRun(run_dir=run_dir, train_seconds=record["train_seconds"], eval_seconds=record["eval_seconds"],
                      metrics=record["metrics"], reports_csv=reports, best_epoch=record["best_epoch"],
-                     epochs_run=record["epochs_run"])
+                     epochs_run=record["epochs_run"], config_digest=record["config_digest"])

@@ -49,8 +49,8 @@ class SuiteSettings:
         abmil_epochs: epochs of each finding's ABMIL.
         use_extractor: score generated benchmarks with ``scripts.metrics.extract_findings`` when installed
             (False: the benchmarks' known-phrase reader).
-        reuse_runs: keep a run folder's finished run (same overrides, same data) instead of training again;
-            only the scoring is redone.
+        reuse_runs: keep a run folder's finished run (same overrides, same training config bytes, same data)
+            instead of training again; only the scoring is redone.
         train_config, eval_config: the bundle config files (repository-relative).
     """
 
@@ -107,7 +107,7 @@ def _trained(run_dir: Path, data_args: list[str], dataset_dir: Path, annotation_
              settings: SuiteSettings) -> BundleRun:
     """Train into ``run_dir`` and evaluate on the true test pairs, or reuse a finished run there."""
     if settings.reuse_runs:
-        run = finished_run(run_dir, dataset_dir, annotation_file)
+        run = finished_run(run_dir, dataset_dir, annotation_file, settings.train_config)
         if run is not None:
             logger.info("reusing the finished run in %s", run_dir)
             return run
