@@ -133,7 +133,8 @@ def test_quick_suite_runs_the_bundle_and_writes_the_table(tmp_path):
         assert (run_dir / "eval" / "reports.csv").is_file()
     assert all(0.0 <= v <= 1.0 for v in rows["ABMIL"]["balanced_accuracy"].values())
     assert rows["chance"]["accuracy"]["diagnosis"] == pytest.approx(1 / 3)
-    assert rows["references"]["accuracy"]["diagnosis"] == 1.0
+    assert payload["readers"]["quick"].startswith("scripts.metrics.extract_findings")
+    assert rows["references"]["accuracy"]["margin"] == rows["references"]["accuracy"]["grade"] == 1.0
     assert payload["rows"][0]["bags"] == "24/6/9" and payload["rows"][0]["seed"] == 3
 
     model_log = tmp_path / "runs" / "quick" / variant_name(("--max_epochs", "2")) / "model" / "bundle.log"
@@ -146,6 +147,7 @@ def test_quick_suite_runs_the_bundle_and_writes_the_table(tmp_path):
     reused = {row["run"]: row for row in json.loads((tmp_path / "grounding_table.json").read_text())["rows"]}
     assert reused["model"]["bleu_4"] == rows["model"]["bleu_4"]
     assert reused["model"]["wall_seconds"] == rows["model"]["wall_seconds"]
+    assert reused["references"]["accuracy"] == dict.fromkeys(FINDINGS, 1.0)  # the benchmark's own phrases
 
 
 def test_extractor_values_map_onto_the_benchmark_values():
