@@ -1,0 +1,164 @@
+"""Running one benchmark of the suite: data, report model, shuffled control, ABMIL bound -> table rows.
+
+Layout under the suite's ``output_dir``::
+
+    data/<name>-<params key>/                 the generated benchmark (cached by parameters)
+    runs/<name>/<variant>/model|control/      bundle output dirs (variant: "defaults" or a hash of --extra-args)
+    runs/<name>/<variant>/control_annotation.json   a demo's control: its reports dealt class-balanced (train/val)
+
+A demo's model run writes the demo (no dataset given, as the README's command); its control trains on the
+same features with :func:`~benchmarks.grounding.control.shuffled_annotation` of the demo's annotation, so
+every control in the table is dealt the same way and keeps the true test pairs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from scripts.atomic_io import atomic_write_json
+from scripts.data import find_feature_file, read_feature_file, read_feature_header
+
+from .abmil_bound import train_abmil
+from .bundle_runs import BundleRun, evaluate_bundle, finished_run, train_bundle
+from .control import shuffled_annotation
+from .dataset import make_benchmark_dataset
+from .registry import BenchmarkEntry
+from .scoring import BenchmarkTruth, demo_truth, read_reports_csv, score_reports, synthetic_truth
+from .table import TableRow
+
+__all__ = ["SuiteSettings", "run_benchmark", "variant_name"]
+
+logger = logging.getLogger("benchmarks.grounding")
+
+#: Where a demo run writes its data inside its output dir (``scripts.engines.report_data``).
+_DEMO_FOLDERS = {"slides": "demo_data", "feature_bags": "demo_bags"}
+
+
+@dataclass(frozen=True)
+class SuiteSettings:
+    """Settings shared by every benchmark of one invocation.
+
+    Attributes:
+        output_dir: the root folder (see the module docstring).
+        extra_args: bundle overrides passed to both training runs (model and control).
+        abmil_epochs: epochs of each finding's ABMIL.
+        use_extractor: score generated benchmarks with ``scripts.metrics.extract_findings`` when installed
+            (False: the benchmarks' known-phrase reader).
+        reuse_runs: keep a run folder's finished run (same overrides, same training config bytes, same data)
+            instead of training again; only the scoring is redone.
+        train_config, eval_config: the bundle config files (repository-relative).
+    """
+
+    output_dir: Path
+    extra_args: tuple[str, ...] = ()
+    abmil_epochs: int = 20
+    use_extractor: bool = True
+    reuse_runs: bool = False
+    train_config: str = "configs/train.json"
+    eval_config: str = "configs/evaluate.json"
+
+
+def variant_name(extra_args: tuple[str, ...]) -> str:
+    """``"defaults"`` without overrides, else a short hash of them (one folder per ablation)."""
+    if not extra_args:
+        return "defaults"
+    return "args-" + hashlib.sha256("\0".join(extra_args).encode("utf-8")).hexdigest()[:10]
+
+
+def _abmil_rows(entry: BenchmarkEntry, truth: BenchmarkTruth, dataset_dir: Path, epochs: int, seed: int
+                ) -> TableRow:
+    start = time.perf_counter()
+    bags = {split: [read_feature_file(find_feature_file(dataset_dir, i), i).feats for i in ids]
+            for split, ids in truth.splits.items()}
+    row = TableRow(entry.name, "ABMIL")
+    for finding in truth.findings:
+        labels = {split: [truth.values[i][finding] for i in ids] for split, ids in truth.splits.items()}
+        score = train_abmil(bags, labels, truth.classes[finding], epochs=epochs, seed=seed)
+        row.accuracy[finding] = score.accuracy
+        row.balanced_accuracy[finding] = score.balanced_accuracy
+        logger.info("%s ABMIL %s: accuracy %.3f, balanced %.3f (epoch %d)", entry.name, finding, score.accuracy,
+                    score.balanced_accuracy, score.best_epoch)
+    row.wall_seconds = time.perf_counter() - start
+    return row
+
+
+def _reference_reports(annotation_file: Path) -> dict[str, str]:
+    annotation = json.loads(annotation_file.read_text(encoding="utf-8"))
+    return {item["id"]: item["report"] for item in annotation["test"]}
+
+
+def _report_row(entry: BenchmarkEntry, name: str, run: BundleRun, truth: BenchmarkTruth) -> TableRow:
+    scores = score_reports(read_reports_csv(run.reports_csv), truth)
+    metrics = run.metrics or {}
+    return TableRow(
+        entry.name, name, accuracy=dict(scores.accuracy), bleu_4=metrics.get("BLEU_4"),
+        rouge_l=metrics.get("ROUGE_L"), diagnoses_written=scores.diagnoses_written,
+        diagnoses_total=len(truth.classes["diagnosis"]), best_epoch=run.best_epoch, epochs_run=run.epochs_run,
+        wall_seconds=run.train_seconds + run.eval_seconds,
+    )
+
+
+def _trained(run_dir: Path, data_args: list[str], dataset_dir: Path, annotation_file: Path,
+             settings: SuiteSettings) -> BundleRun:
+    """Train into ``run_dir`` and evaluate on the true test pairs, or reuse a finished run there."""
+    if settings.reuse_runs:
+        run = finished_run(run_dir, dataset_dir, annotation_file, settings.train_config)
+        if run is not None:
+            logger.info("reusing the finished run in %s", run_dir)
+            return run
+    run = train_bundle(run_dir, data_args, list(settings.extra_args), settings.train_config)
+    return evaluate_bundle(run, dataset_dir, annotation_file, settings.eval_config)
+
+
+def run_benchmark(entry: BenchmarkEntry, settings: SuiteSettings) -> tuple[list[TableRow], str]:
+    """Generate (or reuse) ``entry``'s data, train and evaluate model and control, train the ABMIL bound.
+
+    Returns:
+        The rows ``references`` (the findings reader on the test reference reports: the scoring's own
+        ceiling), ``model``, ``control``, ``ABMIL``, ``chance``, and the name of the findings reader used.
+    """
+    runs_dir = settings.output_dir / "runs" / entry.name / variant_name(settings.extra_args)
+    if entry.params is not None:
+        data = make_benchmark_dataset(entry.params, settings.output_dir / "data" / f"{entry.name}-{entry.params.key()}")
+        dataset_dir, true_annotation = data.dataset_dir, data.annotation_file
+        model = _trained(runs_dir / "model", ["--dataset_dir", str(dataset_dir), "--annotation_file",
+                                              str(true_annotation)], dataset_dir, true_annotation, settings)
+        control_data = ["--dataset_dir", str(dataset_dir), "--annotation_file", str(data.shuffled_annotation_file)]
+        truth = synthetic_truth(entry.params, data.labels_file, data.annotation_file, settings.use_extractor)
+        p = entry.params
+        sizes = dict(seed=p.seed, bags=f"{p.n_train}/{p.n_val}/{p.n_test}",
+                     patches=f"{p.n_patches[0]}-{p.n_patches[1]}", feature_dim=p.feature_dim)
+    else:
+        source = entry.demo["source"]
+        demo_dir = runs_dir / "model" / _DEMO_FOLDERS[source]  # the model run writes the demo here
+        dataset_dir, true_annotation = demo_dir / "features", demo_dir / "annotation.json"
+        model = _trained(runs_dir / "model", ["--demo#source", source], dataset_dir, true_annotation, settings)
+        control_annotation = runs_dir / "control_annotation.json"
+        annotation = json.loads(true_annotation.read_text(encoding="utf-8"))
+        atomic_write_json(control_annotation, shuffled_annotation(annotation, 0, lambda item: item["diagnosis"]))
+        control_data = ["--dataset_dir", str(dataset_dir), "--annotation_file", str(control_annotation)]
+        truth = demo_truth(true_annotation)
+        counts = [item["num_patches"] for s in ("train", "val", "test") for item in annotation[s]
+                  if "num_patches" in item]
+        first = truth.splits["test"][0]
+        sizes = dict(seed="config", bags="/".join(str(len(truth.splits[s])) for s in ("train", "val", "test")),
+                     patches=f"{min(counts)}-{max(counts)}" if counts else None,
+                     feature_dim=read_feature_header(find_feature_file(dataset_dir, first), first).feature_dim)
+    control = _trained(runs_dir / "control", control_data, dataset_dir, true_annotation, settings)
+
+    seed = entry.params.seed if entry.params is not None else 0
+    references = score_reports(_reference_reports(true_annotation), truth)
+    rows = [TableRow(entry.name, "references", accuracy=dict(references.accuracy),
+                     diagnoses_written=references.diagnoses_written, diagnoses_total=len(truth.classes["diagnosis"])),
+            _report_row(entry, "model", model, truth), _report_row(entry, "control", control, truth),
+            _abmil_rows(entry, truth, dataset_dir, settings.abmil_epochs, seed),
+            TableRow(entry.name, "chance", accuracy=truth.chance())]
+    for row in rows:
+        for key, value in sizes.items():
+            setattr(row, key, value)
+    return rows, truth.reader.name
