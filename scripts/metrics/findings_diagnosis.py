@@ -5,13 +5,15 @@ Candidates (:func:`diagnosis_candidates`): a *head* word (``carcinoma``, ``adeno
 word ending in ``carcinoma``/``sarcoma``/``blastoma``/``cytoma``/``glioma``...) extended to the left over
 *modifier* words (``invasive``, ``ductal``, ``clear cell renal cell``, ``squamous``...) and to the right
 over ``in situ`` (a ``high grade``/``low grade`` inside is skipped: the grade is its own finding); never
-across a sentence end. A candidate is skipped when it is negated (``"negative for carcinoma"``, ``"no
-residual tumour"``) and demoted when it sits in a sentence about margins or lymph nodes (then it is used
-only when nothing else is found).
+across a sentence end. ``"<diagnosis>, <subtype> type"`` is read subtype first (``"renal cell carcinoma,
+clear cell type"`` -> ``"clear cell renal cell carcinoma"``; see :func:`_subtype_first`). A candidate is
+skipped when it is negated (``"negative for carcinoma"``, ``"no residual tumour"``) and demoted when it sits
+in a sentence about margins or lymph nodes (then it is used only when nothing else is found).
 
-Choice (:func:`choose_diagnosis`): a specific phrase beats a bare generic head (``carcinoma``,
-``tumour``, ``neoplasm``, ``malignancy``); then a phrase in a ``DIAGNOSIS`` section, a sentence that
-says ``diagnosis`` or a synoptic ``histologic type`` line beats the rest; then the earliest one.
+Choice (:func:`choose_diagnosis`): a specific phrase beats a bare generic head (``carcinoma``, ``tumour``,
+``neoplasm``, ``malignancy``, also with ``metastatic``); then a phrase in a ``DIAGNOSIS`` section, a
+sentence that says ``diagnosis`` or a synoptic ``histologic type`` line beats the rest; then the earliest
+one.
 
 A report with no diagnosis phrase that says "benign" or negates malignancy ("Benign tissue, negative for
 malignancy", "No residual carcinoma") gets the diagnosis ``"benign"`` (:func:`benign_statement`).

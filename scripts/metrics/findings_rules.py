@@ -14,8 +14,10 @@ Findings and their canonical values:
   of those families that the report names wins, in that order;
 - ``margin``: ``"positive"`` (any margin involved), else ``"close"``, else ``"negative"``;
 - ``lymph_nodes_positive`` / ``lymph_nodes_examined``: counts (``"2/15"``, ``"2 of 15"``, ``"two of
-  fifteen"``, synoptic ``"examined: 15"`` / ``"involved: 2"``, ``"0/18"`` -> 0 of 18; several groups are
-  summed); ``lymph_node_status``: ``"positive"``/``"negative"`` from the counts, else from words (``"lymph
+  fifteen"``, ``"2 positive of 15 examined"``, synoptic ``"examined: 15"`` / ``"involved: 2"``, ``"0/18"`` -> 0
+  of 18; several groups are summed; the examined count of ``"0 of 24"`` is not read again as a merged
+  ``"2/4"``; a count of nodes free of tumour, ``"no carcinoma in 20 lymph nodes"``, is 0 of 20);
+  ``lymph_node_status``: ``"positive"``/``"negative"`` from the counts, else from words (``"lymph
   nodes negative"``, ``"no lymph node metastasis"``), else from pN (``pN0`` -> negative);
 - ``lymphovascular_invasion`` / ``perineural_invasion``: ``"present"``/``"absent"`` (negation: ``"no"``,
   ``"negative for"``, ``"without"``, ``"not identified"``, ``"absent"``, synoptic ``"LVI: no"``); a mention
