@@ -115,7 +115,7 @@ Pathologic staging: pT3a pNX
  Margins: negative.
  pT2c pN0 (0/8 lymph nodes).
 """,
-        "expected": {"diagnosis": "adenocarcinoma", "grade": "gleason 7", "margin": "negative",
+        "expected": {"diagnosis": "acinar adenocarcinoma", "grade": "gleason 7", "margin": "negative",
                      "perineural_invasion": "present", "pt_stage": "pt2", "pn_stage": "pn0",
                      "lymph_nodes_positive": 0, "lymph_nodes_examined": 8, "lymph_node_status": "negative"},
     },
@@ -206,7 +206,7 @@ pT3 pN0
         "text": "Skin, back, wide excision: Malignant melanoma, superficial spreading type, Breslow thickness "
                 "2.1 mm. Perineural invasion is absent. Lymphovascular invasion is absent. Peripheral and "
                 "deep margins are free of melanoma. pT3a",
-        "expected": {"diagnosis": "malignant melanoma", "margin": "negative",
+        "expected": {"diagnosis": "superficial spreading malignant melanoma", "margin": "negative",
                      "lymphovascular_invasion": "absent", "perineural_invasion": "absent", "pt_stage": "pt3"},
     },
     {
@@ -300,6 +300,47 @@ pT3 pN0
                      "grade": "moderately differentiated", "margin": "negative",
                      "lymphovascular_invasion": "absent", "perineural_invasion": "absent"},
     },
+    # "<diagnosis>, <subtype> type" and lymph-node counts that are negated or follow "N of M" (read wrong once)
+    {
+        "name": "kidney_subtype_after_comma",
+        "text": """FINAL DIAGNOSIS:
+1. Kidney, left, radical nephrectomy:
+ - Renal cell carcinoma, clear cell type.
+ - Fuhrman nuclear grade 3 of 4.
+ - Renal vein margin free of tumor.
+2. Lymph nodes, hilar, excision:
+ - 0 of 24 lymph nodes involved.
+""",
+        "expected": {"diagnosis": "clear cell renal cell carcinoma", "grade": "fuhrman 3", "margin": "negative",
+                     "lymph_nodes_positive": 0, "lymph_nodes_examined": 24, "lymph_node_status": "negative"},
+    },
+    {
+        "name": "colon_mucinous_type_nodes_negated",
+        "text": "Sections show adenocarcinoma, mucinous type, moderately differentiated, invading through the "
+                "muscularis propria into pericolic fat. No metastatic carcinoma in 20 lymph nodes. "
+                "Lymphovascular invasion is not identified. Margins are free of tumor. pT3 pN0.",
+        "expected": {"diagnosis": "mucinous adenocarcinoma", "grade": "moderately differentiated",
+                     "margin": "negative", "lymph_nodes_positive": 0, "lymph_nodes_examined": 20,
+                     "lymph_node_status": "negative", "lymphovascular_invasion": "absent", "pt_stage": "pt3",
+                     "pn_stage": "pn0"},
+    },
+    {
+        "name": "breast_lobular_type_node_sentence",
+        "text": "DIAGNOSIS: Invasive carcinoma, lobular type, Nottingham grade 2 of 3. Tumour size 2.5 cm. "
+                "Margins negative. 2 of 15 lymph nodes are positive for metastatic carcinoma. pT2 pN1a.",
+        "expected": {"diagnosis": "invasive lobular carcinoma", "grade": "grade 2", "margin": "negative",
+                     "lymph_nodes_positive": 2, "lymph_nodes_examined": 15, "lymph_node_status": "positive",
+                     "pt_stage": "pt2", "pn_stage": "pn1", "tumour_size_mm": 25.0},
+        "cleaned": {"tumour_size_mm": 250.0},
+    },
+    {
+        "name": "breast_ductal_type_node_words",
+        "text": "Left breast, mastectomy: Carcinoma, ductal type, well differentiated. Twenty lymph nodes, "
+                "negative for metastatic carcinoma. No lymphovascular invasion. Margins clear.",
+        "expected": {"diagnosis": "ductal carcinoma", "grade": "well differentiated", "margin": "negative",
+                     "lymph_nodes_positive": 0, "lymph_nodes_examined": 20, "lymph_node_status": "negative",
+                     "lymphovascular_invasion": "absent"},
+    },
 ]
 
 #: Written after the extractor's rules were settled and not used to tune them: the extractor's accuracy on
@@ -326,7 +367,7 @@ COMMENT: Prognostic markers will be reported separately.
         "text": "Renal cell carcinoma, clear cell type, Fuhrman grade 2, confined to the kidney. The tumor "
                 "measures 3.7 cm in greatest dimension. Vascular margin and ureteral margin are free of tumor. "
                 "Hilar lymph nodes: none identified.",
-        "expected": {"diagnosis": "renal cell carcinoma", "grade": "fuhrman 2", "margin": "negative",
+        "expected": {"diagnosis": "clear cell renal cell carcinoma", "grade": "fuhrman 2", "margin": "negative",
                      "tumour_size_mm": 37.0},
         "cleaned": {"tumour_size_mm": 370.0},
     },
@@ -375,7 +416,7 @@ COMMENT: Prognostic markers will be reported separately.
         "text": "Stomach, distal gastrectomy: Adenocarcinoma, intestinal type, moderately to poorly "
                 "differentiated. Tumour size 4.5 x 3.0 cm. Lymphovascular invasion: present. Perineural "
                 "invasion: absent. Proximal and distal margins: uninvolved. Lymph nodes: 3/21.",
-        "expected": {"diagnosis": "adenocarcinoma", "grade": "moderately to poorly differentiated",
+        "expected": {"diagnosis": "intestinal adenocarcinoma", "grade": "moderately to poorly differentiated",
                      "margin": "negative", "lymph_nodes_positive": 3, "lymph_nodes_examined": 21,
                      "lymph_node_status": "positive", "lymphovascular_invasion": "present",
                      "perineural_invasion": "absent", "tumour_size_mm": 45.0},

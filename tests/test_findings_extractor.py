@@ -131,6 +131,83 @@ def test_lymph_nodes(text: str, positive: int | None, examined: int | None, stat
 
 
 @pytest.mark.parametrize(
+    ("text", "positive", "examined", "status"),
+    [
+        # the examined count of "N of M" is not read again as a merged "2/4"
+        ("0 of 24 lymph nodes involved.", 0, 24, "negative"),
+        ("Regional lymph nodes: 1 of 11 involved.", 1, 11, "positive"),
+        ("Metastatic carcinoma in 0 of 11 lymph nodes.", 0, 11, "negative"),
+        ("Twenty-one of 22 lymph nodes contain metastatic carcinoma.", 21, 22, "positive"),
+        ("Lymph nodes: 1 positive of 12 examined.", 1, 12, "positive"),
+        # a count of nodes said to be free of tumour is the examined count, with none positive
+        ("No metastatic carcinoma in 20 lymph nodes.", 0, 20, "negative"),
+        ("5. No metastatic carcinoma in 13 lymph nodes examined.", 0, 13, "negative"),
+        ("Twenty lymph nodes, negative for metastatic carcinoma.", 0, 20, "negative"),
+        ("Lymph nodes (0/7) negative.", 0, 7, "negative"),
+        ("No tumour in 3 lymph nodes.", 0, 3, "negative"),
+        ("All 14 lymph nodes are free of tumour.", 0, 14, "negative"),
+        # a negation about something else does not make positive nodes negative
+        ("Metastatic carcinoma in 2 lymph nodes, no extranodal extension.", 2, None, "positive"),
+    ],
+)
+def test_lymph_node_counts_raw_and_cleaned(text: str, positive: int | None, examined: int | None,
+                                           status: str | None) -> None:
+    for version in (text, clean_report(text)):
+        findings = extract_findings(version)
+        assert (findings.lymph_nodes_positive, findings.lymph_nodes_examined, findings.lymph_node_status) == (
+            positive, examined, status), version
+
+
+@pytest.mark.parametrize(
+    ("text", "diagnosis"),
+    [
+        ("DIAGNOSIS: Renal cell carcinoma, clear cell type. Fuhrman grade 2.", "clear cell renal cell carcinoma"),
+        ("Renal cell carcinoma, papillary type.", "papillary renal cell carcinoma"),
+        ("Adenocarcinoma, mucinous type.", "mucinous adenocarcinoma"),
+        ("Invasive carcinoma, lobular type.", "invasive lobular carcinoma"),
+        ("Carcinoma, ductal type.", "ductal carcinoma"),
+        ("Ductal carcinoma in situ, cribriform variant.", "cribriform ductal carcinoma in situ"),
+        ("Colloid carcinoma of the breast.", "mucinous carcinoma"),
+        # no subtype: a default variant, a growth pattern, a subtype the phrase already names
+        ("Invasive lobular carcinoma, classic type.", "invasive lobular carcinoma"),
+        ("Hepatocellular carcinoma, trabecular type.", "hepatocellular carcinoma"),
+        ("Invasive ductal carcinoma, ductal type.", "invasive ductal carcinoma"),
+    ],
+)
+def test_diagnosis_subtype_after_comma(text: str, diagnosis: str) -> None:
+    assert extract_findings(text).diagnosis == diagnosis
+    assert extract_findings(clean_report(text)).diagnosis == diagnosis
+
+
+def test_subtype_wordings_share_a_vocabulary_class() -> None:
+    reports = ["Renal cell carcinoma, clear cell type. Fuhrman grade 2 of 4."] * 3 + [
+        "Clear cell renal cell carcinoma, Fuhrman grade 3 of 4."] * 3 + [
+        "Renal cell carcinoma, papillary type."] * 2 + ["Papillary renal cell carcinoma."] * 2
+    vocabulary = FindingsVocabulary.from_reports(reports)
+    assert set(vocabulary.diagnoses) == {"clear cell renal cell carcinoma", "papillary renal cell carcinoma"}
+    # a vocabulary that also knows the bare phrase still reads the "<diagnosis>, <subtype> type" wording whole
+    wider = dataclasses.replace(vocabulary, diagnoses=(*vocabulary.diagnoses, "renal cell carcinoma"))
+    for voc in (vocabulary, wider):
+        for pair in (reports[0::3][:2], reports[6::2][:2]):
+            labels = {voc.labels(extract_findings(text, voc))["diagnosis"] for text in pair}
+            labels |= {voc.labels(extract_findings(clean_report(text), voc))["diagnosis"] for text in pair}
+            assert len(labels) == 1 and labels != {-1}, (pair, labels)
+
+
+@pytest.mark.parametrize("cleaned", [False, True], ids=["raw", "cleaned"])
+def test_lymph_node_sentence_is_not_the_diagnosis(cleaned: bool) -> None:
+    texts = [
+        ("2 of 15 lymph nodes are positive for metastatic carcinoma. DIAGNOSIS: Papillary renal cell carcinoma.",
+         "papillary renal cell carcinoma"),
+        ("Sections show carcinoma. 2 of 15 lymph nodes are positive for metastatic carcinoma.", "carcinoma"),
+        ("LN: 2/15 metastatic ductal carcinoma. Adenocarcinoma, mucinous type.", "mucinous adenocarcinoma"),
+        ("Metastatic carcinoma in 2 of 15 lymph nodes.", "metastatic carcinoma"),  # nothing else: still used
+    ]
+    for text, diagnosis in texts:
+        assert extract_findings(clean_report(text) if cleaned else text).diagnosis == diagnosis, text
+
+
+@pytest.mark.parametrize(
     ("text", "grade"),
     [
         ("Gleason score 3+4=7", "gleason 7"),
@@ -192,7 +269,7 @@ def test_diagnosis_choice() -> None:
     assert extract_findings("Margins negative for carcinoma.").diagnosis is None
     # the DIAGNOSIS section wins over the clinical history
     text = "CLINICAL HISTORY: history of squamous cell carcinoma.\nDIAGNOSIS: Adenocarcinoma, acinar type."
-    assert extract_findings(text).diagnosis == "adenocarcinoma"
+    assert extract_findings(text).diagnosis == "acinar adenocarcinoma"
     # the candidate never crosses a sentence end
     assert extract_findings("Specimen is ductal. Carcinoma present.").diagnosis == "carcinoma"
     assert extract_findings("").diagnosis is None

@@ -5,13 +5,15 @@ Candidates (:func:`diagnosis_candidates`): a *head* word (``carcinoma``, ``adeno
 word ending in ``carcinoma``/``sarcoma``/``blastoma``/``cytoma``/``glioma``...) extended to the left over
 *modifier* words (``invasive``, ``ductal``, ``clear cell renal cell``, ``squamous``...) and to the right
 over ``in situ`` (a ``high grade``/``low grade`` inside is skipped: the grade is its own finding); never
-across a sentence end. A candidate is skipped when it is negated (``"negative for carcinoma"``, ``"no
-residual tumour"``) and demoted when it sits in a sentence about margins or lymph nodes (then it is used
-only when nothing else is found).
+across a sentence end. ``"<diagnosis>, <subtype> type"`` is read subtype first (``"renal cell carcinoma,
+clear cell type"`` -> ``"clear cell renal cell carcinoma"``; see :func:`_subtype_first`). A candidate is
+skipped when it is negated (``"negative for carcinoma"``, ``"no residual tumour"``) and demoted when it sits
+in a sentence about margins or lymph nodes (then it is used only when nothing else is found).
 
-Choice (:func:`choose_diagnosis`): a specific phrase beats a bare generic head (``carcinoma``,
-``tumour``, ``neoplasm``, ``malignancy``); then a phrase in a ``DIAGNOSIS`` section, a sentence that
-says ``diagnosis`` or a synoptic ``histologic type`` line beats the rest; then the earliest one.
+Choice (:func:`choose_diagnosis`): a specific phrase beats a bare generic head (``carcinoma``, ``tumour``,
+``neoplasm``, ``malignancy``, also with ``metastatic``); then a phrase in a ``DIAGNOSIS`` section, a
+sentence that says ``diagnosis`` or a synoptic ``histologic type`` line beats the rest; then the earliest
+one.
 
 A report with no diagnosis phrase that says "benign" or negates malignancy ("Benign tissue, negative for
 malignancy", "No residual carcinoma") gets the diagnosis ``"benign"`` (:func:`benign_statement`).
@@ -56,10 +58,17 @@ _MODIFIERS: frozenset[str] = frozenset(
     colloid apocrine metaplastic adenoid cystic intraductal intestinal pilocytic oncocytic granular
     thyroid adrenocortical gastrointestinal stromal lymphoid atypical""".split()
 )
+#: Modifiers that name no subtype ("lobular carcinoma, classic type" is plain lobular carcinoma).
+_NOT_SUBTYPES: frozenset[str] = frozenset({"invasive", "metastatic", "malignant", "classic", "classical",
+                                          "conventional", "atypical", "mixed"})
+_TYPE_WORDS: frozenset[str] = frozenset({"type", "variant", "subtype"})
+#: Modifier synonyms inside a diagnosis phrase ("colloid carcinoma" is mucinous carcinoma).
+_MODIFIER_SYNONYMS: dict[str, str] = {"colloid": "mucinous"}
 _NEGATIONS: frozenset[str] = frozenset({"no", "negative", "without", "free", "absence", "uninvolved", "not"})
 _NEGATION_FILLERS: frozenset[str] = frozenset({"for", "of", "evidence", "residual", "any", "definite", "is",
                                                "identified", "invasive", "the", "by", "remaining"})
-_OFF_TOPIC: frozenset[str] = frozenset({"margin", "margins", "node", "nodes", "lymph", "history", "previous",
+_OFF_TOPIC: frozenset[str] = frozenset({"margin", "margins", "node", "nodes", "lymph", "ln", "lns", "nodal",
+                                        "sentinel", "history", "previous",
                                         "prior", "rule", "r", "o", "clinical"})
 _PRIORITY_WORDS: frozenset[str] = frozenset({"diagnosis", "diagnoses", "type"})
 
@@ -81,7 +90,9 @@ class DiagnosisCandidate:
 
     @property
     def generic(self) -> bool:
-        return self.phrase in GENERIC_HEADS
+        """A bare generic head, "metastatic" or not ("carcinoma", "metastatic carcinoma")."""
+        words = self.phrase.split()
+        return words[-1] in GENERIC_HEADS and set(words[:-1]) <= {"metastatic"}
 
     def rank(self) -> tuple[int, int, int, int, int]:
         return (int(self.generic), int(self.off_topic), int(not self.preferred), self.sentence, self.start)
@@ -104,12 +115,51 @@ def _off_topic(sentence: Sentence) -> bool:
     return any(w in _OFF_TOPIC for w in sentence.words)
 
 
+def _subtype_first(words: Sequence[str]) -> tuple[str, ...]:
+    """``words`` with every "<diagnosis>, <subtype> type" written subtype first.
+
+    "renal cell carcinoma clear cell type" -> "clear cell renal cell carcinoma"; "invasive carcinoma lobular
+    type" -> "invasive lobular carcinoma" (the subtype goes after a leading "invasive"/"metastatic");
+    "variant"/"subtype" as "type". Left as written when the subtype words are no subtype ("classic type") or
+    already in the phrase, or are not diagnosis modifiers ("trabecular type": a growth pattern). Modifier
+    synonyms are applied too ("colloid carcinoma" -> "mucinous carcinoma").
+    """
+    out = [_MODIFIER_SYNONYMS.get(w, w) if w in _MODIFIER_SYNONYMS and any(is_head(x) for x in words[i + 1 : i + 4])
+           else w for i, w in enumerate(words)]
+    end = 0
+    while end < len(out):
+        if not is_head(out[end]):
+            end += 1
+            continue
+        start = end
+        while start > 0 and out[start - 1] in _MODIFIERS:
+            start -= 1
+        after = end + 1
+        if out[after : after + 2] == ["in", "situ"]:
+            after += 2
+        stop = after
+        while stop < len(out) and out[stop] in _MODIFIERS:
+            stop += 1
+        subtype = out[after:stop]
+        phrase = out[start : end + 1]
+        if (subtype and stop < len(out) and out[stop] in _TYPE_WORDS and not set(subtype) <= _NOT_SUBTYPES
+                and not set(subtype) <= set(phrase)):
+            lead = start
+            while lead < end and out[lead] in {"invasive", "metastatic"}:
+                lead += 1
+            out[start : stop + 1] = [*out[start:lead], *subtype, *out[lead:after]]
+            end = start + (after - start) + len(subtype)
+        else:
+            end += 1
+    return tuple(out)
+
+
 def diagnosis_candidates(sentences: Sequence[Sentence]) -> list[DiagnosisCandidate]:
     """Every rule-based diagnosis phrase of a report (see the module docstring)."""
     found: list[DiagnosisCandidate] = []
     first: int | None = None
     for sentence in sentences:
-        words = sentence.words
+        words = _subtype_first(sentence.words)
         for end, word in enumerate(words):
             if not is_head(word):
                 continue
@@ -144,7 +194,7 @@ def known_diagnoses(sentences: Sequence[Sentence], diagnoses: Sequence[str]) -> 
     found: list[DiagnosisCandidate] = []
     first: int | None = None
     for sentence in sentences:
-        words = sentence.words
+        words = _subtype_first(sentence.words)
         position = 0
         while position < len(words):
             for phrase_words, phrase in phrases:

@@ -14,8 +14,10 @@ Findings and their canonical values:
   of those families that the report names wins, in that order;
 - ``margin``: ``"positive"`` (any margin involved), else ``"close"``, else ``"negative"``;
 - ``lymph_nodes_positive`` / ``lymph_nodes_examined``: counts (``"2/15"``, ``"2 of 15"``, ``"two of
-  fifteen"``, synoptic ``"examined: 15"`` / ``"involved: 2"``, ``"0/18"`` -> 0 of 18; several groups are
-  summed); ``lymph_node_status``: ``"positive"``/``"negative"`` from the counts, else from words (``"lymph
+  fifteen"``, ``"2 positive of 15 examined"``, synoptic ``"examined: 15"`` / ``"involved: 2"``, ``"0/18"`` -> 0
+  of 18; several groups are summed; the examined count of ``"0 of 24"`` is not read again as a merged
+  ``"2/4"``; a count of nodes free of tumour, ``"no carcinoma in 20 lymph nodes"``, is 0 of 20);
+  ``lymph_node_status``: ``"positive"``/``"negative"`` from the counts, else from words (``"lymph
   nodes negative"``, ``"no lymph node metastasis"``), else from pN (``pN0`` -> negative);
 - ``lymphovascular_invasion`` / ``perineural_invasion``: ``"present"``/``"absent"`` (negation: ``"no"``,
   ``"negative for"``, ``"without"``, ``"not identified"``, ``"absent"``, synoptic ``"LVI: no"``); a mention
@@ -417,6 +419,36 @@ def _node_words_status(words: Sequence[str]) -> str | None:
     return None
 
 
+_NODE_NEGATIVE = frozenset({"negative", "free", "uninvolved", "benign", "reactive"})
+_NODE_NEGATORS = frozenset({"no", "without", "not"})
+_TUMOUR_WORDS = frozenset({"metastasis", "metastatic", "metastases", "tumour", "carcinoma", "adenocarcinoma",
+                           "malignancy", "neoplasm", "disease", "involvement", "involved", "identified"})
+_CLAUSE_STOP = frozenset({"margin", "margins", "invasion", "perineural", "lymphovascular", "lvi", "pni", "grade"})
+
+
+def _negative_count(words: Sequence[str], i: int, used: int) -> bool:
+    """True when the count at ``words[i]`` counts nodes said to be free of tumour: a negative word ("negative",
+    "free", "benign"...) or a negated tumour word ("no metastatic carcinoma", "without tumour") within 5 words
+    before and 6 after, not past another number or another finding's term."""
+    left: list[str] = []
+    for word in reversed(words[max(0, i - 5) : i]):
+        if word[:1].isdigit() or word in _CLAUSE_STOP:
+            break
+        left.insert(0, word)
+    right: list[str] = []
+    for word in words[i + used : i + used + 6]:
+        if word[:1].isdigit() or word in _CLAUSE_STOP:
+            break
+        right.append(word)
+    window = [*left, *right]
+    for k, word in enumerate(window):
+        if word in _NODE_NEGATIVE:
+            return True
+        if word in _NODE_NEGATORS and set(window[k + 1 : k + 4]) & _TUMOUR_WORDS:
+            return True
+    return False
+
+
 def _node_counts(sentences: Sequence[Sentence]) -> tuple[int | None, int | None, str | None]:
     ratios: list[tuple[int, int]] = []
     positive_count: int | None = None
@@ -428,9 +460,10 @@ def _node_counts(sentences: Sequence[Sentence]) -> tuple[int | None, int | None,
                    if w in _NODE_WORDS or w == "lymph" or re.match(r"^y?pn[0-3x]", w)]
         if not node_at:
             continue
+        consumed: set[int] = set()  # words already read as part of a count ("0 of 24": the 24)
         for i, word in enumerate(words):
             near = min(abs(i - n) for n in node_at) <= 10
-            if not near:
+            if not near or i in consumed:
                 continue
             if "/" in word:
                 head, tail = word.split("/", 1)
@@ -440,18 +473,22 @@ def _node_counts(sentences: Sequence[Sentence]) -> tuple[int | None, int | None,
             value, used = _number_at(words, i)
             if value is None or (i > 0 and words[i - 1] in _NOT_A_COUNT):
                 continue
+            consumed.update(range(i, i + used))
             after = words[i + used : i + used + 3]
-            if after[:1] in {("of",), ("out",)}:
-                k = i + used + (2 if after[:2] == ("out", "of") else 1)
-                total, _ = _number_at(words, k)
+            k = i + used + (1 if after[:1] in {("positive",), ("involved",)} else 0)  # "2 positive of 15"
+            if words[k : k + 1] in {("of",), ("out",)}:
+                k += 2 if words[k : k + 2] == ("out", "of") else 1
+                total, total_used = _number_at(words, k)
                 if total is not None and value <= total:
                     ratios.append((value, total))
+                    consumed.update(range(k, k + total_used))
                     continue
             if after[:1] in {("cm",), ("mm",), ("x",)}:
                 continue
             before = words[max(0, i - 3) : i]
             context = set(before) | set(after)
-            positive_context = bool(context & (_POSITIVE_WORDS - {"with"}))
+            negative = _negative_count(words, i, used)  # "no carcinoma in 20 lymph nodes", "all 14 ... free of tumour"
+            positive_context = bool(context & (_POSITIVE_WORDS - {"with"})) and not negative
             merged = word.isdigit() and (
                 (word.startswith("0") and len(word) >= 2)
                 or (len(word) >= 3 and not context & _EXAMINED_WORDS)
@@ -462,7 +499,10 @@ def _node_counts(sentences: Sequence[Sentence]) -> tuple[int | None, int | None,
                 if split:
                     ratios.append(split)
                     continue
-            if context & _EXAMINED_WORDS and examined_count is None and not context & {"involved", "positive"}:
+            if negative:
+                if examined_count is None:
+                    examined_count, positive_count = value, 0 if positive_count is None else positive_count
+            elif context & _EXAMINED_WORDS and examined_count is None and not context & {"involved", "positive"}:
                 examined_count = value
             elif context & (_POSITIVE_WORDS - {"with"}) and positive_count is None:
                 positive_count = value
