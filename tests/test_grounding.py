@@ -204,3 +204,24 @@ def test_clinical_bleu_selects_on_findings_and_falls_back_to_bleu_without_them()
     wrong = clinical_scores([clean_report(REPORTS["b"])], [reference], {"BLEU_4": 0.4}, None)
     assert right["clinical_bleu"] == pytest.approx((1.0 + 0.4) / 2)
     assert wrong["clinical_bleu"] < right["clinical_bleu"]
+
+
+def test_finding_tokens_carry_the_reports_findings_while_training_and_the_heads_decision_after():
+    heads = SlideFindingHeads(32, [4, 3]).eval()
+    tokens = torch.randn(2, 10, 32)
+    mask = torch.ones(2, 10, dtype=torch.bool)
+    decided = heads(tokens, mask)
+    chosen = torch.stack([decided.logits[:, :4].argmax(-1), decided.logits[:, 4:].argmax(-1)], dim=1)
+    assert torch.allclose(heads(tokens, mask, chosen).tokens, decided.tokens, atol=1e-6)
+    other = (chosen + 1) % torch.tensor([4, 3])
+    forced = heads(tokens, mask, other).tokens
+    for f in range(2):
+        assert not torch.allclose(forced[:, f], decided.tokens[:, f])
+    unknown = torch.full_like(other, -1)
+    assert torch.allclose(heads(tokens, mask, unknown).tokens, decided.tokens, atol=1e-6)
+    batch_prep = TeacherForcingBatches(ReportFindingLabeler(["margin"], {"margin": ["negative", "positive"]},
+                                                            lambda t: {"margin": "negative"}))
+    ids = torch.tensor([[0, 3, 0]])
+    _, targets, _, kwargs = batch_prep({"features": torch.randn(1, 4, 4), "mask": torch.ones(1, 4, dtype=torch.bool),
+                                        "report_ids": ids, "report_mask": torch.ones_like(ids), "reports": ["x"]})
+    assert torch.equal(kwargs["finding_labels"], targets[2])

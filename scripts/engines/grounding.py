@@ -110,7 +110,9 @@ def finding_labeler(
 class TeacherForcingBatches:
     """``prepare_batch`` for training: ``network(features, report_ids, mask=mask)`` with finding labels.
 
-    Targets are ``(report_ids, report_mask)``, plus ``labels [B, F]`` when the labeler has findings.
+    Targets are ``(report_ids, report_mask)``, plus ``labels [B, F]`` when the labeler has findings; the
+    labels also go to the network as ``finding_labels`` (the finding tokens carry the report's findings
+    while training, see :class:`scripts.networks.finding_heads.SlideFindingHeads`).
     With ``word_dropout > 0`` each input word (not the targets) is replaced by ``<unk>`` with that
     probability, so the decoder cannot predict the next word from the prefix alone.
 
@@ -143,11 +145,14 @@ class TeacherForcingBatches:
         b = _move(batchdata, device, non_blocking)
         ids = b["report_ids"]
         targets: tuple[torch.Tensor, ...] = (ids, b["report_mask"])
+        kwargs = {"mask": b["mask"]}
         if self.labeler is not None and self.labeler.names:
-            targets = (*targets, self.labeler.labels(b["reports"]).to(ids.device))
+            labels = self.labeler.labels(b["reports"]).to(ids.device)
+            targets = (*targets, labels)
+            kwargs["finding_labels"] = labels
         inputs = ids
         if self.word_dropout > 0:
             hide = (torch.rand(ids.shape, device=ids.device) < self.word_dropout) & (ids > 0)
             hide[:, 0] = False
             inputs = ids.masked_fill(hide, int(self.unk_id))
-        return b["features"], targets, (inputs,), {"mask": b["mask"]}
+        return b["features"], targets, (inputs,), kwargs

@@ -11,9 +11,11 @@ source:
   ABMIL classifier does, so a finding carried by a few percent of the patches is not averaged away;
 - a linear classifier per finding, trained with cross-entropy on the finding read from the training
   report (an auxiliary loss, :class:`scripts.engines.GroundedReportLoss`);
-- one memory token per finding: the pooled vector plus the class embeddings weighted by the predicted
-  class probabilities plus a learned type embedding. The decoder cross-attends to these tokens beside
-  the region tokens, so "which diagnosis" is one attention step away.
+- one memory token per finding: the pooled vector plus the embedding of the finding's class plus a learned
+  type embedding. The class is the heads' decision (argmax); while training, where the report states the
+  finding, it is the report's class (teacher forcing of the findings), so the decoder learns from the first
+  epoch to write what the token says, instead of waiting for the heads to become right. The decoder
+  cross-attends to these tokens beside the region tokens, so "which diagnosis" is one attention step away.
 """
 
 from typing import NamedTuple
@@ -76,8 +78,20 @@ class SlideFindingHeads(nn.Module):
         self.type_embed = nn.Parameter(torch.randn(self.num_findings, d_model) * d_model**-0.5)
         self.token_norm = nn.LayerNorm(d_model)
 
-    def forward(self, tokens: torch.Tensor, mask: torch.Tensor) -> FindingOutputs:
-        """``tokens [B, N, d]``, ``mask [B, N] bool`` (True = real patch) -> :class:`FindingOutputs`."""
+    def forward(
+        self, tokens: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor | None = None
+    ) -> FindingOutputs:
+        """Pool, classify and build the memory tokens.
+
+        Args:
+            tokens: ``[B, N, d]`` patch tokens.
+            mask: ``[B, N] bool`` (True = real patch).
+            labels: ``[B, F] long`` class per finding (``-1`` unknown) to build the tokens from, while
+                training; None (inference) uses the heads' decisions throughout.
+
+        Returns:
+            :class:`FindingOutputs`.
+        """
         x = self.norm(tokens)
         gated = torch.tanh(self.attn_value(x)) * torch.sigmoid(self.attn_gate(x))
         scores = self.attn_score(gated).transpose(1, 2)  # [B, F, N]
@@ -90,7 +104,11 @@ class SlideFindingHeads(nn.Module):
             head_logits = classifier(pooled[:, f])
             logits.append(head_logits)
             start, stop = self.offsets[f], self.offsets[f + 1]
-            expected.append(torch.softmax(head_logits, dim=-1) @ self.class_embed[start:stop])
+            chosen = head_logits.argmax(dim=-1)
+            if labels is not None:
+                known = labels[:, f]
+                chosen = torch.where(known >= 0, known, chosen)
+            expected.append(self.class_embed[start:stop].index_select(0, chosen))
         class_tokens = torch.stack(expected, dim=1)  # [B, F, d]
         memory = self.token_norm(pooled + class_tokens + self.type_embed[None])
         return FindingOutputs(torch.cat(logits, dim=-1), memory, attention)

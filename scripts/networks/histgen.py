@@ -89,12 +89,13 @@ class HistGen(SlideEncoder):
 
     # ------------------------------------------------------------------ decoder input
     def memory_and_findings(
-        self, encoding: SlideEncoding
+        self, encoding: SlideEncoding, finding_labels: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
         """The decoder's memory, its mask and the finding heads' logits ``[B, C_total]`` (``[B, 0]`` without heads).
 
         The memory is the region tokens (masked to the real regions unless ``compat="histgen-v1"``), followed
-        by one token per finding when the model has finding heads.
+        by one token per finding when the model has finding heads. ``finding_labels [B, F]`` (training only,
+        ``-1`` unknown) sets the class each finding token carries; otherwise the heads decide.
         """
         memory = encoding.region_tokens
         memory_mask: torch.Tensor | None = None
@@ -103,7 +104,7 @@ class HistGen(SlideEncoder):
         heads = self.findings
         if heads is None:
             return memory, memory_mask, memory.new_zeros(memory.shape[0], 0)
-        found = heads(encoding.patch_tokens, encoding.patch_mask)
+        found = heads(encoding.patch_tokens, encoding.patch_mask, finding_labels)
         memory = torch.cat([memory, found.tokens], dim=1)
         if memory_mask is not None:
             memory_mask = torch.cat([memory_mask, memory_mask.new_ones(found.tokens.shape[:2])], dim=1)
@@ -138,10 +139,18 @@ class HistGen(SlideEncoder):
 
     # ------------------------------------------------------------------ scoring
     def forward(
-        self, features: torch.Tensor, target_ids: torch.Tensor, mask: torch.Tensor | None = None
+        self,
+        features: torch.Tensor,
+        target_ids: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        finding_labels: torch.Tensor | None = None,
     ) -> ReportScores:
-        """Training pass: teacher-forced log-probabilities (see :meth:`score`) and the finding heads' logits."""
-        memory, memory_mask, finding_logits = self.memory_and_findings(self.encode(features, mask))
+        """Training pass: teacher-forced log-probabilities (see :meth:`score`) and the finding heads' logits.
+
+        ``finding_labels [B, F] long`` (``-1`` unknown): the findings the reports state, carried by the finding
+        tokens in place of the heads' decisions (teacher forcing of the findings).
+        """
+        memory, memory_mask, finding_logits = self.memory_and_findings(self.encode(features, mask), finding_labels)
         return ReportScores(self._teacher_forced(target_ids, memory, memory_mask), finding_logits)
 
     @torch.jit.export
