@@ -1,23 +1,30 @@
-"""MONAI Deploy: apps/monai_deploy run by the App SDK on a slide and a feature file, with the exported model.ts."""
+"""MONAI Deploy: apps/monai_deploy run by the App SDK on a slide and a feature file, with the exported model.ts.
+
+The slide's report must be the one ``configs/inference.json --slide`` writes for it: the app reads the model's
+``feature_extraction.json`` (here: patch size 128, not the extractor's default 256) from ``model.ts``.
+"""
 
 from __future__ import annotations
 
+import csv
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
-from bundle_runs import REPO_ROOT, bundle_env
+from bundle_runs import REPO_ROOT, bundle_env, path_of, run_bundle
 
 from scripts.demo.synthetic_slides import write_synthetic_slide
 from scripts.encoders import build_encoder
 from scripts.engines import save_report_model
 from scripts.networks import HistGen, HistGenConfig
 from scripts.serving import export_torchscript
-from scripts.serving.region_features import region_feature_bag
 from scripts.serving.report_predictor import ReportPredictor
 from scripts.text import Vocabulary
+from scripts.wsi import FeatureExtractor, SlideSource
+from scripts.wsi.feature_outputs import extraction_record
 
 SDK_ENV = REPO_ROOT / "build" / "monai_deploy_env"
 TOKENS = ["<unk>", ".", "tissue", "carcinoma", "tumour", "of", "the", "shows", "stroma", "necrosis", "grade", "high"]
@@ -28,6 +35,26 @@ def _sdk_available() -> bool:
         return True
     probe = subprocess.run([sys.executable, "-c", "import monai.deploy.core"], capture_output=True, timeout=120)
     return probe.returncode == 0
+
+
+def save_model_trained_at_patch_128(root: Path, config: HistGenConfig) -> Path:
+    """A report model whose ``feature_extraction.json`` is the record training writes for features extracted at
+    patch size 128 (the slide demo's setting), taken from a real extractor ``.h5``."""
+    write_synthetic_slide(root / "train" / "t.svs", "adenocarcinoma", seed=3, size=(1024, 1024))
+    extractor = FeatureExtractor(root / "train_features", build_encoder("builtin-small"), device="cpu",
+                                 patch_size=128, num_workers=0, save_thumbnails=False, progress=False)
+    assert extractor.extract_slide(SlideSource("t", str(root / "train" / "t.svs"))).status == "done"
+    record = extraction_record(root / "train_features" / "t.h5")
+    assert record is not None and record["patch_size"] == 128
+    return save_report_model(root / "models", HistGen(config), Vocabulary(TOKENS), extraction=record).parent
+
+
+def slide_inference_rows(output_dir: Path, slide: Path, reports_dir: Path) -> dict[str, dict[str, str]]:
+    """``python -m monai.bundle run inference --config_file configs/inference.json --slide <slide>``'s table."""
+    run_bundle("inference", "inference.json", output_dir=path_of(output_dir), slide=path_of(slide),
+               reports_dir=path_of(reports_dir), heatmaps=False, progress=False)
+    with open(reports_dir / "reports.csv", encoding="utf-8-sig", newline="") as handle:
+        return {row["id"]: row for row in csv.DictReader(handle)}
 
 
 def test_the_sdk_stays_out_of_monai_for_everyone_else():
@@ -47,8 +74,8 @@ def test_deploy_app_writes_reports_for_a_slide_and_a_feature_file(tmp_path):
     config = HistGenConfig(in_dim=128, d_vf=64, d_model=32, d_ff=64, num_heads=4, num_layers=2, topk=8, cmm_size=16,
                            cmm_dim=32, region_size=8, prototype_num=4, vocab_size=len(TOKENS), max_seq_length=16,
                            beam_size=2)
-    model_dir = save_report_model(tmp_path / "models", HistGen(config), Vocabulary(TOKENS)).parent
-    model_ts = export_torchscript(model_dir)
+    model_dir = save_model_trained_at_patch_128(tmp_path, config)
+    model_ts = export_torchscript(model_dir, tmp_path / "served" / "model.ts")  # no model folder beside it
     inputs = tmp_path / "input"
     inputs.mkdir()
     write_synthetic_slide(inputs / "slide_b.svs", "squamous cell carcinoma", seed=2, size=(1536, 1536))
@@ -65,11 +92,13 @@ def test_deploy_app_writes_reports_for_a_slide_and_a_feature_file(tmp_path):
 
     reports = {row["slide_id"]: row for row in json.loads((out / "reports.json").read_text())["reports"]}
     assert set(reports) == {"slide_b", "bag_c"}
-    predictor = ReportPredictor(model_dir, device="cpu")
-    region = region_feature_bag(inputs / "slide_b.svs", build_encoder("builtin-small"))
-    expected = predictor.predict_bags([bag, region.feats], ["bag_c", "slide_b"])
-    for item in expected:
-        assert reports[item.slide_id]["report"] == item.report and item.report.strip()
-        assert (out / f"{item.slide_id}.txt").read_text() == item.report + "\n"
-    assert reports["slide_b"]["num_patches"] == region.feats.shape[0]
+    # the slide: the report and patches of the bundle's slide inference on the same slide
+    workflow = slide_inference_rows(tmp_path, inputs / "slide_b.svs", tmp_path / "workflow")["slide_b"]
+    assert workflow["status"] == "done" and workflow["report"].strip(), workflow
+    assert reports["slide_b"]["num_patches"] == int(workflow["n_patches"])
+    assert reports["slide_b"]["report"] == workflow["report"]
+    assert (out / "slide_b.txt").read_text() == workflow["report"] + "\n"
+    # the feature file: the report of the bundle's predictor, with the model's beam size (2)
+    (expected,) = ReportPredictor(model_dir, device="cpu").predict_bags([bag], ["bag_c"])
+    assert reports["bag_c"]["report"] == expected.report and expected.report.strip()
     assert json.loads((out / "bag_c.json").read_text())["num_patches"] == 25

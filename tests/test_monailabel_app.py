@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import importlib.util
 import json
 import os
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from bundle_runs import REPO_ROOT, bundle_env
+from bundle_runs import REPO_ROOT, bundle_env, path_of, run_bundle
 from local_servers import free_port, running_server
 
 from scripts.demo.synthetic_slides import write_synthetic_slide
@@ -24,6 +25,8 @@ from scripts.networks import HistGen, HistGenConfig
 from scripts.serving.region_features import region_feature_bag
 from scripts.serving.report_predictor import ReportPredictor
 from scripts.text import Vocabulary
+from scripts.wsi import FeatureExtractor, SlideSource
+from scripts.wsi.feature_outputs import extraction_record
 
 LABEL_ENV = REPO_ROOT / "build" / "monailabel_env"
 TOKENS = ["<unk>", ".", "tissue", "carcinoma", "tumour", "of", "the", "shows", "stroma", "necrosis", "grade", "high"]
@@ -56,6 +59,27 @@ def served_model(tmp_path_factory):
     studies.mkdir()
     write_synthetic_slide(studies / "slide_a.svs", "adenocarcinoma", seed=1, size=(2048, 2048))
     return model_dir, studies
+
+
+@pytest.fixture(scope="module")
+def model_trained_at_patch_128(tmp_path_factory):
+    """A report model whose ``feature_extraction.json`` is the record training writes for features extracted at
+    patch size 128 (the slide demo's setting; the apps' old default was 256), and a slide to serve."""
+    root = tmp_path_factory.mktemp("label128")
+    write_synthetic_slide(root / "train" / "t.svs", "adenocarcinoma", seed=3, size=(1024, 1024))
+    extractor = FeatureExtractor(root / "train_features", build_encoder("builtin-small"), device="cpu",
+                                 patch_size=128, num_workers=0, save_thumbnails=False, progress=False)
+    assert extractor.extract_slide(SlideSource("t", str(root / "train" / "t.svs"))).status == "done"
+    record = extraction_record(root / "train_features" / "t.h5")
+    assert record is not None and record["patch_size"] == 128
+    torch.manual_seed(9)
+    config = HistGenConfig(in_dim=128, d_vf=64, d_model=32, d_ff=64, num_heads=4, num_layers=2, topk=8, cmm_size=16,
+                           cmm_dim=32, region_size=8, prototype_num=4, vocab_size=len(TOKENS), max_seq_length=16,
+                           beam_size=2)
+    model_dir = save_report_model(root / "models", HistGen(config), Vocabulary(TOKENS), extraction=record).parent
+    studies = root / "studies"
+    write_synthetic_slide(studies / "slide_w.svs", "squamous cell carcinoma", seed=4, size=(1536, 1536))
+    return root, model_dir, studies
 
 
 def _multipart(fields: dict[str, str]) -> tuple[bytes, str]:
@@ -142,3 +166,33 @@ def test_report_task_answers_a_feature_file_directly(served_model, tmp_path):
     assert result["report"] == expected.report and result["slide_id"] == "bag_1"
     assert result["heatmap"] is None and result["num_patches"] == 30
     assert Path(tmp_path / "bag_1.pt").is_file()
+
+
+@pytest.mark.slow
+def test_a_whole_slide_gets_the_report_of_slide_inference(model_trained_at_patch_128, tmp_path):
+    """The app reads the model's feature_extraction.json (patch size 128): a whole-slide request gives the report
+    and patches of ``python -m monai.bundle run inference --config_file configs/inference.json --slide``."""
+    label_path = _monailabel_path()
+    if label_path is None:
+        pytest.skip("monailabel is not installed: run `bash apps/monailabel/install.sh`")
+    root, model_dir, studies = model_trained_at_patch_128
+    run_bundle("inference", "inference.json", output_dir=path_of(root), slide=path_of(studies / "slide_w.svs"),
+               reports_dir=path_of(tmp_path / "workflow"), heatmaps=False, progress=False)
+    with open(tmp_path / "workflow" / "reports.csv", encoding="utf-8-sig", newline="") as handle:
+        (workflow,) = list(csv.DictReader(handle))
+    assert workflow["status"] == "done" and workflow["report"].strip(), workflow
+
+    port = free_port()
+    env = bundle_env()
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (label_path, env.get("PYTHONPATH", "")) if p)
+    cmd = [sys.executable, "-m", "monailabel.main", "start_server", "--app", str(REPO_ROOT / "apps" / "monailabel"),
+           "--studies", str(studies), "--conf", "model_dir", str(model_dir), "--conf", "models", "histgen_report",
+           "--host", "127.0.0.1", "--port", str(port)]
+    base = f"http://127.0.0.1:{port}"
+    with running_server(cmd, f"{base}/info/", tmp_path / "server.log", tmp_path, env):
+        status, text = _post(f"{base}/infer/histgen_report?image=slide_w&output=json", {"params": "{}"})
+        assert status == 200, text[-2000:]
+    result = json.loads(text)
+    assert result["num_patches"] == int(workflow["n_patches"])
+    assert result["report"] == workflow["report"]
+    assert result["heatmap"]["patch_size_level0"] == 128  # 0.5 um/px slide, patches of 128 px at 0.5 um/px

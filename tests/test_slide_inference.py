@@ -147,6 +147,29 @@ def test_model_files_carry_the_extraction_record_only_when_known(tmp_path):
     assert not (tmp_path / EXTRACTION_FILE).exists() and load_feature_extraction(tmp_path) is None
 
 
+def test_the_model_folder_is_the_source_of_decoding_and_extraction_defaults(tmp_path, caplog):
+    from scripts.engines import DEFAULT_EXTRACTION, decoding_settings, extraction_settings
+    from scripts.serving.report_predictor import ReportPredictor
+
+    record = {"encoder_name": "builtin-small", "target_mpp": 0.5, "patch_size": 128, "tissue_fraction": 0.4}
+    config = HistGenConfig(**{**TINY_CONFIG, "beam_size": 2, "max_seq_length": 7})
+    save_report_model(tmp_path, HistGen(config), Vocabulary(["<unk>", *(f"w{i}" for i in range(11))]),
+                      extraction=record)
+    with caplog.at_level("INFO", logger="scripts.engines.model_files"):
+        assert decoding_settings(tmp_path) == (2, 7) and not caplog.records
+        assert decoding_settings(tmp_path, beam_size=4, max_len=-1) == (4, 7)
+        assert "beam_size 4 overrides the model's 2" in caplog.text
+        caplog.clear()
+        assert extraction_settings(tmp_path, {"target_mpp": None}) == record and not caplog.records
+        assert extraction_settings(tmp_path, {"patch_size": 256})["patch_size"] == 256
+        assert "patch_size=256 differs from the 128 the model was trained with" in caplog.text
+    assert ReportPredictor(tmp_path, device="cpu").beam_size == 2  # the pyfunc model and the apps' predictor
+    (tmp_path / EXTRACTION_FILE).unlink()
+    assert extraction_settings(tmp_path, fallback=True) == DEFAULT_EXTRACTION
+    with pytest.raises(FileNotFoundError, match=f"{tmp_path / EXTRACTION_FILE}: not found"):
+        extraction_settings(tmp_path)
+
+
 def test_slides_need_the_models_extraction_settings(tmp_path):
     model_dir = tmp_path / "models"
     vocab = Vocabulary(["<unk>", *(f"w{i}" for i in range(11))])

@@ -5,8 +5,11 @@
 ``-i``: a slide (``.svs``, ``.tif``...), a ``.h5``/``.pt`` feature file, or a folder of them.
 ``-o``: ``<slide_id>.txt``, ``<slide_id>.json`` and ``reports.json``.
 ``-m``: the report model exported as TorchScript (``python -m scripts.serving.torchscript_export``).
-Settings (environment): ``HISTGEN_ENCODER`` (default ``builtin-small``), ``HISTGEN_ENCODER_CHECKPOINT``,
-``HISTGEN_TARGET_MPP`` (0.5), ``HISTGEN_PATCH_SIZE`` (256), ``HISTGEN_BEAM_SIZE`` (3), ``HISTGEN_DEVICE``.
+Slides are extracted and decoded with the model's own settings, carried by ``model.ts`` (its
+``feature_extraction.json`` and ``model_config.json``), as ``configs/inference.json --slide`` does.
+Settings (environment), each an override of the model's (logged when it differs): ``HISTGEN_ENCODER``,
+``HISTGEN_TARGET_MPP``, ``HISTGEN_PATCH_SIZE``, ``HISTGEN_TISSUE_FRACTION``, ``HISTGEN_BEAM_SIZE``,
+``HISTGEN_MAX_LEN``; and ``HISTGEN_ENCODER_CHECKPOINT`` (local encoder weights), ``HISTGEN_DEVICE``.
 Packaging as a MAP: ``docs/share_and_serve/monai_deploy.md``.
 """
 
@@ -29,6 +32,7 @@ from operators import (  # noqa: E402
     ReportGeneratorOperator,
     ReportWriterOperator,
     ScanInputOperator,
+    env_number,
     env_setting,
 )
 
@@ -45,11 +49,11 @@ class HistGenReportApp(Application):
         checkpoint = env_setting("ENCODER_CHECKPOINT", "") or None
         scan = ScanInputOperator()
         features = PatchFeatureOperator(
-            encoder_name=env_setting("ENCODER", "builtin-small"), encoder_checkpoint=checkpoint,
-            target_mpp=float(env_setting("TARGET_MPP", "0.5")), patch_size=int(env_setting("PATCH_SIZE", "256")),
-            device=device,
+            encoder_name=env_setting("ENCODER", "") or None, encoder_checkpoint=checkpoint,
+            target_mpp=env_number("TARGET_MPP", float), patch_size=env_number("PATCH_SIZE", int),
+            tissue_fraction=env_number("TISSUE_FRACTION", float), device=device,
         )
-        generator = ReportGeneratorOperator(beam_size=int(env_setting("BEAM_SIZE", "3")))
+        generator = ReportGeneratorOperator(beam_size=env_number("BEAM_SIZE", int), max_len=env_number("MAX_LEN", int))
         writer = ReportWriterOperator()
         self.add_flow(scan, features, {"inputs": "inputs"})
         self.add_flow(features, generator, {"bags": "bags"})

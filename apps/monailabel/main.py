@@ -3,12 +3,13 @@
 Start (from the repository, with ``monailabel`` installed)::
 
     monailabel start_server --app apps/monailabel --studies /data/slides \\
-        --conf model_dir models --conf encoder builtin-small
+        --conf model_dir models
 
 ``--conf`` keys: ``bundle_root`` (default: this repository; an unzipped bundle works too),
-``model_dir`` (default ``<bundle_root>/models``), ``encoder`` / ``encoder_checkpoint`` (the patch
-encoder the model was trained on), ``target_mpp``, ``patch_size``, ``device``, and ``models``
-(MONAI Label's usual switch: ``all`` or ``histgen_report``).
+``model_dir`` (default ``<bundle_root>/models``), ``encoder_checkpoint`` (local weights of the model's
+encoder), ``device``, ``models`` (MONAI Label's usual switch: ``all`` or ``histgen_report``), and overrides of
+the model's own extraction settings (its ``feature_extraction.json``; an override that differs is logged):
+``encoder``, ``target_mpp``, ``patch_size``, ``tissue_fraction``.
 See ``docs/share_and_serve/monailabel.md``.
 """
 
@@ -34,6 +35,11 @@ def _put_bundle_on_path(bundle_root: Path) -> None:
         raise FileNotFoundError(f"{bundle_root}: no scripts/ package; set --conf bundle_root to the report bundle")
     if str(bundle_root) not in sys.path:
         sys.path.insert(0, str(bundle_root))
+
+
+def _number(value: str | None, kind: type) -> float | int | None:
+    """A ``--conf`` number, or None when not given (the model's own setting applies)."""
+    return None if value in (None, "") else kind(value)
 
 
 class HistGenReportApp(MONAILabelApp):
@@ -62,10 +68,11 @@ class HistGenReportApp(MONAILabelApp):
         device = self.conf.get("device") or ("cuda" if torch.cuda.is_available() else "cpu")
         task = ReportInferTask(
             self.model_dir,
-            encoder_name=self.conf.get("encoder", "builtin-small"),
+            encoder_name=self.conf.get("encoder"),
             encoder_checkpoint=self.conf.get("encoder_checkpoint"),
-            target_mpp=float(self.conf.get("target_mpp", 0.5)),
-            patch_size=int(self.conf.get("patch_size", 256)),
+            target_mpp=_number(self.conf.get("target_mpp"), float),
+            patch_size=_number(self.conf.get("patch_size"), int),
+            tissue_fraction=_number(self.conf.get("tissue_fraction"), float),
             device=device,
         )
         if not task.is_valid():

@@ -6,9 +6,13 @@ from .grounding import ReportFindingLabeler, TeacherForcingBatches, finding_labe
 from .input_normalisation import fit_input_norm
 from .mlflow_extras import MLflowRunExtras, find_mlflow_handler
 from .model_files import (
+    DEFAULT_BEAM_SIZE,
+    DEFAULT_EXTRACTION,
     EXTRACTION_FILE,
     FINDINGS_VOCAB_FILE,
     VocabularyMismatchError,
+    decoding_settings,
+    extraction_settings,
     load_feature_extraction,
     load_findings_vocabulary,
     load_model_config,
@@ -33,7 +37,7 @@ from .report_data import (
 from .report_inferer import DecodeReports, ReportGenerationInferer, caption_pairs
 from .report_loss import GroundedReportLoss, ReportNLLLoss, report_nll
 from .report_outputs import EvaluationWriter, ReportWriter
-from .slide_inference import AttentionHeatmapWriter, SlideInference, SlideReportWriter
+from .slide_inference import AttentionHeatmapWriter, SlideInference, SlideReportWriter, slide_feature_extractor
 from .training_handlers import (
     BestModelSaver,
     CheckpointError,
@@ -49,6 +53,8 @@ from .training_handlers import (
 warnings.filterwarnings("ignore", message="Key metric is not a scalar value")
 
 __all__ = [
+    "DEFAULT_BEAM_SIZE",
+    "DEFAULT_EXTRACTION",
     "DEMO_SOURCES",
     "EXTRACTION_FILE",
     "FINDINGS_VOCAB_FILE",
@@ -76,6 +82,8 @@ __all__ = [
     "VocabularyMismatchError",
     "build_vocabulary",
     "caption_pairs",
+    "decoding_settings",
+    "extraction_settings",
     "read_checkpoint",
     "default_key_phrases",
     "feature_dim_of",
@@ -95,5 +103,6 @@ __all__ = [
     "report_nll",
     "resolve_report_data",
     "save_report_model",
+    "slide_feature_extractor",
     "unwrap",
 ]

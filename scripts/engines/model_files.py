@@ -6,6 +6,13 @@ read its findings with the same classes.
 
 ``feature_extraction.json`` joins them when the training features came from ``scripts.wsi.FeatureExtractor``:
 the encoder and patch settings that slide inference must use to give the model the same kind of input.
+
+These files are the one source of the defaults a model carries: the beam size and report length
+(``model_config.json``) and the extraction settings (``feature_extraction.json``). Every reader
+(``configs/inference.json``, slide inference, the pyfunc model, the MONAI Label and MONAI Deploy apps) goes
+through :func:`decoding_settings` and :func:`extraction_settings`: a user's override wins and is logged
+when it differs from what the model was trained with; the constants below apply only when the model
+records nothing.
 """
 
 from __future__ import annotations
@@ -29,6 +36,14 @@ VOCAB_FILE = "vocab.json"
 CONFIG_FILE = "model_config.json"
 EXTRACTION_FILE = "feature_extraction.json"
 FINDINGS_VOCAB_FILE = "findings_vocabulary.json"
+
+#: Beam width for a model whose ``model_config.json`` records none (the ``HistGenConfig`` default).
+DEFAULT_BEAM_SIZE: int = HistGenConfig.beam_size
+#: Extraction settings for a model without ``feature_extraction.json`` (those of ``configs/extract_features.json``).
+DEFAULT_EXTRACTION: dict[str, Any] = {"encoder_name": "builtin-small", "target_mpp": 0.5, "patch_size": 256,
+                                      "tissue_fraction": 0.5}
+#: Settings that change the features a model sees: overriding them is allowed but logged as a warning.
+FEATURE_DEFINING = ("encoder_name", "target_mpp", "patch_size", "step", "tissue_fraction", "tissue_params")
 
 logger = logging.getLogger(__name__)
 
@@ -166,3 +181,90 @@ def load_report_model(
         raise FileNotFoundError(f"{path}: model weights not found")
     model.load_state_dict(load_plain(path, what="model weights"))
     return model.to(device).eval(), load_model_vocabulary(model_dir)
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as err:
+        raise ValueError(f"{path}: not valid JSON ({err})") from err
+
+
+def decoding_settings(
+    model_dir: str | os.PathLike[str] | None,
+    beam_size: int | None = None,
+    max_len: int | None = None,
+    recorded: dict[str, Any] | None = None,
+) -> tuple[int, int | None]:
+    """``(beam_size, max_len)`` to decode with: the override when given, else the model's ``model_config.json``.
+
+    Args:
+        model_dir: the model folder (None when ``recorded`` is given, e.g. the config inside a ``model.ts``).
+        beam_size: a user's beam width, or None (or < 1) for the model's ``beam_size``.
+        max_len: a user's longest report, or None (or < 1) for the model's ``max_seq_length``.
+        recorded: the model config as a dict, instead of reading it from ``model_dir``.
+
+    Returns:
+        The beam width (``DEFAULT_BEAM_SIZE`` when the model records none) and the length (None when the
+        model records none: the network's own ``max_seq_length`` applies). An override that differs from
+        the recorded value is logged.
+    """
+    if recorded is None:
+        recorded = _read_json(Path(model_dir) / CONFIG_FILE) if model_dir is not None else None
+    recorded = recorded or {}
+    trained_beam = int(recorded.get("beam_size", DEFAULT_BEAM_SIZE))
+    trained_len = recorded.get("max_seq_length")
+    beam = trained_beam if beam_size is None or int(beam_size) < 1 else int(beam_size)
+    length = trained_len if max_len is None or int(max_len) < 1 else int(max_len)
+    if beam != trained_beam:
+        logger.info("beam_size %d overrides the model's %d", beam, trained_beam)
+    if trained_len is not None and length != trained_len:
+        logger.info("max_len %s overrides the model's max_seq_length %s", length, trained_len)
+    return beam, None if length is None else int(length)
+
+
+def extraction_settings(
+    model_dir: str | os.PathLike[str] | None,
+    overrides: dict[str, Any] | None = None,
+    recorded: dict[str, Any] | None = None,
+    fallback: bool = False,
+) -> dict[str, Any]:
+    """The patch-extraction settings to give a model its kind of input: its ``feature_extraction.json``,
+    with ``overrides`` applied (each one that changes the features and differs from the record is logged
+    as a warning).
+
+    Args:
+        model_dir: the model folder (None when ``recorded`` is given).
+        overrides: a user's settings (keys of ``feature_extraction.json``); None values are ignored.
+        recorded: the record itself (e.g. read from a ``model.ts``), instead of reading ``model_dir``.
+        fallback: without a record, start from :data:`DEFAULT_EXTRACTION` (logged) instead of failing.
+
+    Raises:
+        FileNotFoundError: no record, no fallback, and ``encoder_name``, ``target_mpp`` or ``patch_size``
+            not given as overrides.
+    """
+    if recorded is None and model_dir is not None:
+        recorded = load_feature_extraction(model_dir)
+    where = Path(model_dir) / EXTRACTION_FILE if model_dir is not None else Path(EXTRACTION_FILE)
+    settings = dict(recorded or {})
+    if recorded is None and fallback:
+        logger.warning("%s: not found; extracting with the default settings %s (the model's own are unknown)",
+                       where, DEFAULT_EXTRACTION)
+        settings = dict(DEFAULT_EXTRACTION)
+    for key, value in (overrides or {}).items():
+        if value is None:
+            continue
+        if recorded is not None and key in FEATURE_DEFINING and recorded.get(key) != value:
+            logger.warning("extraction setting %s=%r differs from the %r the model was trained with: "
+                           "its reports may be unreliable", key, value, recorded.get(key))
+        settings[key] = value
+    missing = [k for k in ("encoder_name", "target_mpp", "patch_size") if k not in settings]
+    if missing:
+        raise FileNotFoundError(
+            f"{where}: not found, so the model's feature-extraction settings are unknown (missing {missing}); "
+            "train on features from extract_features, or give them as "
+            "--extraction_overrides \"{'encoder_name': ..., 'target_mpp': ..., 'patch_size': ...}\""
+        )
+    return settings

@@ -37,12 +37,13 @@ from scripts.atomic_io import atomic_write_text
 from scripts.ids import output_file
 from scripts.metrics import FindingsVocabulary
 
-from .model_files import EXTRACTION_FILE, load_feature_extraction, unwrap
+from .model_files import EXTRACTION_FILE, extraction_settings, unwrap
 from .patch_attention import patch_attention
 from .report_data import feature_file_list
 from .report_outputs import FINDING_COLUMNS, ReportWriter, _csv_text
 
-__all__ = ["SLIDE_TABLE_COLUMNS", "AttentionHeatmapWriter", "SlideInference", "SlideReportWriter"]
+__all__ = ["SLIDE_TABLE_COLUMNS", "AttentionHeatmapWriter", "SlideInference", "SlideReportWriter",
+           "slide_feature_extractor"]
 
 logger = logging.getLogger("histgen.slides")
 
@@ -51,8 +52,6 @@ SLIDE_TABLE_COLUMNS = ["id", "report", "status", "error", "slide", "n_patches", 
 
 #: Extraction settings a model records and slide inference applies (``feature_extraction.json`` keys).
 _EXTRACTOR_KEYS = ("wsi_backend", "target_mpp", "assume_mpp", "mpp_tolerance", "patch_size", "step", "tissue_fraction")
-#: Settings that change the features a model sees: overriding them is allowed but logged as a warning.
-_FEATURE_DEFINING = ("encoder_name", "target_mpp", "patch_size", "step", "tissue_fraction", "tissue_params")
 
 HEATMAP_LABEL = "relative attention"
 
@@ -63,6 +62,60 @@ def _as_list(value: str | os.PathLike | Sequence[str | os.PathLike] | None) -> l
     if isinstance(value, (str, os.PathLike)):
         return [os.fspath(value)]
     return [os.fspath(v) for v in value]
+
+
+def slide_feature_extractor(
+    settings: dict[str, Any],
+    features_dir: str | os.PathLike,
+    device: torch.device | str | None = None,
+    encoder_checkpoint: str | os.PathLike | None = None,
+    check_checksum: bool = True,
+    record_path: str | os.PathLike = EXTRACTION_FILE,
+    **options: Any,
+) -> Any:
+    """A :class:`scripts.wsi.FeatureExtractor` for a model's extraction ``settings`` (see
+    :func:`scripts.engines.model_files.extraction_settings`): the one way slides become a model's input, used by
+    slide inference and by the MONAI Label and MONAI Deploy apps.
+
+    Args:
+        settings: ``encoder_name``, ``target_mpp``, ``patch_size`` and the other ``feature_extraction.json`` keys.
+        features_dir: where the ``.h5`` files go.
+        device: where the encoder runs (default CUDA when available).
+        encoder_checkpoint: local weights of the encoder (all but ``builtin-small``).
+        check_checksum: compare the encoder's checksum with the recorded ``encoder_checksum``.
+        record_path: the record's file, named in errors.
+        options: :class:`scripts.wsi.FeatureExtractor` options that do not change the features
+            (``batch_size``, ``num_workers``, ``save_thumbnails``, ``progress``).
+
+    Raises:
+        ValueError: the encoder's checksum or feature size differs from the record.
+    """
+    from scripts.encoders import build_encoder
+    from scripts.wsi import FeatureExtractor, TissueMaskParams
+
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    encoder = build_encoder(settings["encoder_name"], checkpoint=encoder_checkpoint, device=device)
+    expected = settings.get("encoder_checksum")
+    if expected and check_checksum and encoder.checksum != expected:
+        raise ValueError(
+            f"encoder {settings['encoder_name']}: checksum {encoder.checksum} differs from the {expected} of the "
+            f"encoder the model was trained with ({record_path}); give the same weights as --encoder_checkpoint "
+            f"(got {encoder_checkpoint})"
+        )
+    if "feature_dim" in settings and int(settings["feature_dim"]) != int(encoder.embed_dim):
+        raise ValueError(
+            f"encoder {settings['encoder_name']} gives {encoder.embed_dim}-d features; "
+            f"the model expects {settings['feature_dim']}"
+        )
+    tissue = settings.get("tissue_params")
+    return FeatureExtractor(
+        features_dir,
+        encoder,
+        device=device,
+        tissue_params=TissueMaskParams(**tissue) if isinstance(tissue, dict) else None,
+        **{k: settings[k] for k in _EXTRACTOR_KEYS if k in settings},
+        **options,
+    )
 
 
 class SlideInference:
@@ -151,60 +204,20 @@ class SlideInference:
         return self._sources
 
     def settings(self) -> dict[str, Any]:
-        """The extraction settings: the model's ``feature_extraction.json`` with ``extraction_overrides`` applied."""
+        """The extraction settings: the model's ``feature_extraction.json`` with ``extraction_overrides`` applied
+        (:func:`scripts.engines.model_files.extraction_settings`)."""
         if self._settings is None:
-            recorded = load_feature_extraction(self.model_dir)
-            settings = dict(recorded or {})
-            for key, value in self.extraction_overrides.items():
-                if recorded is not None and key in _FEATURE_DEFINING and recorded.get(key) != value:
-                    logger.warning(
-                        "extraction_overrides %s=%r differs from the %r the model was trained with: "
-                        "its reports may be unreliable", key, value, recorded.get(key),
-                    )
-                settings[key] = value
-            missing = [k for k in ("encoder_name", "target_mpp", "patch_size") if k not in settings]
-            if missing:
-                raise FileNotFoundError(
-                    f"{self.model_dir / EXTRACTION_FILE}: not found, so the model's feature-extraction settings are "
-                    f"unknown (missing {missing}); train on features from extract_features, or give them as "
-                    "--extraction_overrides \"{'encoder_name': ..., 'target_mpp': ..., 'patch_size': ...}\""
-                )
-            self._settings = settings
+            self._settings = extraction_settings(self.model_dir, self.extraction_overrides)
         return self._settings
 
     def extractor(self) -> Any:
         """The :class:`scripts.wsi.FeatureExtractor` with the model's settings (encoder checksum checked)."""
-        from scripts.encoders import build_encoder
-        from scripts.wsi import FeatureExtractor, TissueMaskParams
-
         if self._extractor is None:
-            s = self.settings()
-            device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
-            encoder = build_encoder(s["encoder_name"], checkpoint=self.encoder_checkpoint, device=device)
-            expected = s.get("encoder_checksum")
-            if expected and "encoder_name" not in self.extraction_overrides and encoder.checksum != expected:
-                raise ValueError(
-                    f"encoder {s['encoder_name']}: checksum {encoder.checksum} differs from the {expected} of the "
-                    f"encoder the model was trained with ({self.model_dir / EXTRACTION_FILE}); "
-                    f"give the same weights as --encoder_checkpoint (got {self.encoder_checkpoint})"
-                )
-            if "feature_dim" in s and int(s["feature_dim"]) != int(encoder.embed_dim):
-                raise ValueError(
-                    f"encoder {s['encoder_name']} gives {encoder.embed_dim}-d features; "
-                    f"the model expects {s['feature_dim']}"
-                )
-            options = {k: s[k] for k in _EXTRACTOR_KEYS if k in s}
-            tissue = s.get("tissue_params")
-            self._extractor = FeatureExtractor(
-                self.features_dir,
-                encoder,
-                device=device,
-                tissue_params=TissueMaskParams(**tissue) if isinstance(tissue, dict) else None,
-                batch_size=self.batch_size,
-                num_workers=self.num_workers,
-                save_thumbnails=self.save_thumbnails,
-                progress=self.progress,
-                **options,
+            self._extractor = slide_feature_extractor(
+                self.settings(), self.features_dir, device=self.device, encoder_checkpoint=self.encoder_checkpoint,
+                check_checksum="encoder_name" not in self.extraction_overrides,
+                record_path=self.model_dir / EXTRACTION_FILE, batch_size=self.batch_size,
+                num_workers=self.num_workers, save_thumbnails=self.save_thumbnails, progress=self.progress,
             )
         return self._extractor
 

@@ -4,8 +4,9 @@ Input: a pandas DataFrame, one row per slide, with ``slide_id`` and either ``fea
 (the columns of :mod:`scripts.serving.bag_rows`, shared with the subtyping and survival models; see
 :func:`report_model_signature`). ``feature_file`` rows are refused unless the serving process has
 ``HISTGEN_FEATURE_ROOT`` set, and then must name files under that folder (:mod:`scripts.serving.feature_paths`).
-Params (optional): ``beam_size`` (default 3), ``max_len`` (-1 = the model's ``max_seq_length``),
-``batch_size`` (default 4): the defaults of ``configs/inference.json``.
+Params (optional): ``beam_size`` (-1 = the model's ``beam_size``), ``max_len`` (-1 = the model's
+``max_seq_length``), ``batch_size`` (default 4): as ``configs/inference.json``, the decoding defaults are the
+model's own (``model_config.json``); an override that differs is logged.
 Output: a DataFrame with ``slide_id`` and ``report``.
 
 A list of ``[N, D]`` arrays can be given as ``bags_frame(arrays)``.
@@ -31,7 +32,10 @@ from mlflow.types.schema import Array, ColSpec, ParamSchema, ParamSpec, Schema
 
 from .bag_rows import bags_from_frame
 from .feature_paths import feature_root_from_env, guarded_feature_reader, one_line_error
-from .report_predictor import DEFAULT_BATCH_SIZE, DEFAULT_BEAM_SIZE
+from .report_predictor import DEFAULT_BATCH_SIZE
+
+#: A ``beam_size`` or ``max_len`` param of -1 means the model's own (``model_config.json``).
+MODEL_DEFAULT = -1
 
 __all__ = ["HistGenReportModel", "bags_frame", "log_report_model", "report_model_signature", "REPORT_PIP_REQUIREMENTS"]
 
@@ -62,8 +66,8 @@ def report_model_signature() -> ModelSignature:
     outputs = Schema([ColSpec("string", "slide_id"), ColSpec("string", "report")])
     params = ParamSchema(
         [
-            ParamSpec("beam_size", "long", DEFAULT_BEAM_SIZE),
-            ParamSpec("max_len", "long", -1),
+            ParamSpec("beam_size", "long", MODEL_DEFAULT),
+            ParamSpec("max_len", "long", MODEL_DEFAULT),
             ParamSpec("batch_size", "long", DEFAULT_BATCH_SIZE),
         ]
     )
@@ -100,10 +104,11 @@ with warnings.catch_warnings():
             try:
                 frame = model_input if isinstance(model_input, pd.DataFrame) else bags_frame(list(model_input))
                 params = params or {}
-                max_len = int(params.get("max_len", -1))
+                beam_size = int(params.get("beam_size", MODEL_DEFAULT))
+                max_len = int(params.get("max_len", MODEL_DEFAULT))
                 settings = {
-                    "beam_size": int(params.get("beam_size", DEFAULT_BEAM_SIZE)),
-                    "max_len": None if max_len < 0 else max_len,
+                    "beam_size": None if beam_size < 1 else beam_size,
+                    "max_len": None if max_len < 1 else max_len,
                     "batch_size": int(params.get("batch_size", DEFAULT_BATCH_SIZE)),
                 }
                 read = guarded_feature_reader(self.predictor.read_bag, getattr(self, "feature_root", None))

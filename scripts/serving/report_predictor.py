@@ -16,12 +16,11 @@ from typing import Any
 import torch
 
 from scripts.data import collate_bags, read_feature_file
-from scripts.engines.model_files import load_report_model
+from scripts.engines.model_files import decoding_settings, load_report_model
 
 from .bag_rows import bag_tensor
 
-#: The defaults of ``configs/inference.json`` (``beam_size``, ``batch_size``; ``max_len`` None = the model's).
-DEFAULT_BEAM_SIZE = 3
+#: The default of ``configs/inference.json``'s ``batch_size`` (beam size and length are the model's own).
 DEFAULT_BATCH_SIZE = 4
 
 
@@ -52,7 +51,8 @@ class ReportPredictor:
     Args:
         model_dir: folder of ``model.pt``, ``model_config.json``, ``vocab.json``.
         device: torch device; CUDA when available by default.
-        beam_size: beams (1 = greedy), as ``inference.json``'s ``beam_size``.
+        beam_size: beams (1 = greedy); None = the model's ``beam_size`` (``model_config.json``), as
+            ``inference.json``; an override that differs from it is logged.
         max_len: longest report in tokens; None = the model's ``max_seq_length``.
         batch_size: bags decoded together, as ``inference.json``'s ``batch_size``.
     """
@@ -61,16 +61,20 @@ class ReportPredictor:
         self,
         model_dir: str | os.PathLike[str],
         device: str | torch.device | None = None,
-        beam_size: int = DEFAULT_BEAM_SIZE,
+        beam_size: int | None = None,
         max_len: int | None = None,
         batch_size: int = DEFAULT_BATCH_SIZE,
     ) -> None:
         self.model_dir = Path(model_dir)
         self.device = torch.device(device) if device is not None else default_device()
         self.model, self.vocab = load_report_model(self.model_dir, self.device)
-        self.beam_size = beam_size
-        self.max_len = max_len
+        self.beam_size, self.max_len = decoding_settings(None, beam_size, max_len, recorded=self.recorded)
         self.batch_size = batch_size
+
+    @property
+    def recorded(self) -> dict[str, Any]:
+        """The model's ``model_config.json`` (as loaded): the source of the decoding defaults."""
+        return self.model.config.to_dict()
 
     @property
     def feature_dim(self) -> int:
@@ -103,8 +107,10 @@ class ReportPredictor:
         if len(ids) != len(bags):
             raise ValueError(f"{len(ids)} slide ids for {len(bags)} feature bags")
         tensors = [bag_tensor(bag, sid, self.feature_dim) for bag, sid in zip(bags, ids)]
-        beam = self.beam_size if beam_size is None else beam_size
-        length = self.max_len if max_len is None else max_len
+        beam, length = self.beam_size, self.max_len
+        if beam_size is not None or max_len is not None:
+            beam, length = decoding_settings(None, beam_size if beam_size is not None else beam,
+                                             max_len if max_len is not None else length, recorded=self.recorded)
         size = max(1, self.batch_size if batch_size is None else batch_size)
         out: list[SlideReport] = []
         for start in range(0, len(tensors), size):

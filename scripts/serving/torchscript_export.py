@@ -2,7 +2,8 @@
 
 The file is ``torch.jit.script`` of the :class:`scripts.networks.HistGen` model itself (encoder, cached
 decoder, beam and greedy search, id -> text with the vocabulary's tokens attached) and holds, as extra
-files, ``model_config.json``, ``vocab.json`` and (when given) ``metadata.json``.
+files, ``model_config.json``, ``vocab.json``, ``feature_extraction.json`` (when the model has one) and
+(when given) ``metadata.json``.
 
 Command line (from the bundle root)::
 
@@ -29,7 +30,7 @@ from pathlib import Path
 import torch
 
 from scripts.atomic_io import atomic_path
-from scripts.engines.model_files import CONFIG_FILE, VOCAB_FILE, load_report_model
+from scripts.engines.model_files import CONFIG_FILE, EXTRACTION_FILE, VOCAB_FILE, load_report_model
 from scripts.networks import HistGen
 
 __all__ = ["build_scriptable_network", "export_torchscript", "load_exported_network", "main", "quiet_jit",
@@ -81,6 +82,8 @@ def export_torchscript(
         CONFIG_FILE: (model_dir / CONFIG_FILE).read_text(encoding="utf-8"),
         VOCAB_FILE: (model_dir / VOCAB_FILE).read_text(encoding="utf-8"),
     }
+    if (model_dir / EXTRACTION_FILE).is_file():  # the model's input: what serving must extract (MONAI Deploy)
+        extra[EXTRACTION_FILE] = (model_dir / EXTRACTION_FILE).read_text(encoding="utf-8")
     if meta_file:
         extra["metadata.json"] = Path(meta_file).read_text(encoding="utf-8")
     with quiet_jit(), atomic_path(filepath) as tmp:
