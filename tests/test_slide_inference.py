@@ -190,7 +190,7 @@ def trained(tmp_path_factory):
     """A small model trained by the training workflow on a tiny slide demo (its default data source)."""
     out = tmp_path_factory.mktemp("trained")
     demo = "{" + ", ".join(f"'{k}': {v!r}" for k, v in TRAIN_DEMO.items()) + "}"
-    run_bundle("training", "train.json", output_dir=path_of(out), demo=demo, max_epochs=4, batch_size=4,
+    run_bundle("training", "train.json", output_dir=path_of(out), demo=demo, max_epochs=10, batch_size=4,
                val_batch_size=4, beam_size=2)
     return out
 
