@@ -145,13 +145,7 @@ def load_model_config(model_dir: str | os.PathLike[str], **overrides: Any) -> Hi
 
 def load_feature_extraction(model_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
     """The ``feature_extraction.json`` saved beside a model, or None when there is none."""
-    path = Path(model_dir) / EXTRACTION_FILE
-    if not path.is_file():
-        return None
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as err:
-        raise ValueError(f"{path}: not valid JSON ({err})") from err
+    return _read_json(Path(model_dir) / EXTRACTION_FILE)
 
 
 def load_findings_vocabulary(
