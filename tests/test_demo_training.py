@@ -37,7 +37,9 @@ def test_default_demo_run_learns_the_diagnosis(default_run):
     # wall time is reported, not asserted (shared machines are noisy); see docs/slide_pipeline.md
     print(f"demo training {seconds:.0f} s (slide demo build {manifest.get('seconds')}), test metrics {metrics}")
     assert len(list((out / "demo_data" / "slides").glob("*.svs"))) == 240  # the default starts from slides
-    assert json.loads((out / "models" / "model_config.json").read_text())["input_norm"] is True
+    config = json.loads((out / "models" / "model_config.json").read_text())
+    assert config["input_norm"] is True
+    assert config["finding_classes"].get("diagnosis") == 4  # a finding head per diagnosis class of the demo
     assert metrics["diagnosis_accuracy"] >= 0.9
     assert metrics["BLEU_4"] > 0.3
 
