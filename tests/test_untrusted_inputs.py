@@ -379,8 +379,9 @@ def test_the_logged_pyfunc_refuses_paths_and_answers_one_line_errors(tmp_path, m
     monkeypatch.setenv("MLFLOW_DISABLE_TELEMETRY", "true")
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlruns.db'}")
     try:
-        mlflow.set_experiment("trust")
-        with mlflow.start_run():
+        # artifacts under tmp_path too: a sqlite store's default artifact root is ./mlruns in the cwd
+        experiment = mlflow.create_experiment("trust", artifact_location=(tmp_path / "artifacts").as_uri())
+        with mlflow.start_run(experiment_id=experiment):
             info = log_report_model(model_dir)
         model = mlflow.pyfunc.load_model(info.model_uri)
         with pytest.raises(MlflowException, match="feature_file inputs are turned off") as err:
