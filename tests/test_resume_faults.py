@@ -107,7 +107,8 @@ def test_resume_after_a_kill_matches_the_uninterrupted_run(kill, tiny, uninterru
     ref_best = json.loads((ref_out / "checkpoints" / "best.json").read_text())
     best = json.loads((out / "checkpoints" / "best.json").read_text())
     assert best["epoch"] == ref_best["epoch"]
-    assert best["val_metrics"] == pytest.approx(ref_best["val_metrics"], abs=1e-6)
+    # a finding that no validation report states scores NaN in both runs
+    assert best["val_metrics"] == pytest.approx(ref_best["val_metrics"], abs=1e-6, nan_ok=True)
     ref_weights, weights = _weights(ref_out), _weights(out)
     for name, value in ref_weights.items():
         torch.testing.assert_close(weights[name], value, rtol=1e-5, atol=1e-6)
