@@ -179,7 +179,9 @@ def test_outdated_outputs_do_not_survive_a_failed_recomputation(tmp_path, slides
     out = tmp_path / "out"
     assert FeatureExtractor(out, encoder, slides_csv=csv_path, save_pt=True, progress=False).run()[0].status == "done"
     local.write_bytes(local.read_bytes()[:200_000])  # the slide is replaced by a truncated download
-    row = FeatureExtractor(out, encoder, slides_csv=csv_path, save_pt=True, progress=False).run()[0]
+    with pytest.raises(NothingExtractedError, match="case.svs: truncated file"):  # its only slide failed
+        FeatureExtractor(out, encoder, slides_csv=csv_path, save_pt=True, progress=False).run()
+    (row,) = read_manifest(out / "manifest.csv")
     assert row.status == "failed" and "case.svs: truncated file: the first TIFF directory is at byte" in row.error
     assert not (out / "case.h5").exists() and not (out / "case.pt").exists()
 

@@ -107,7 +107,8 @@ def test_mlflow_models_serve_answers_invocations_with_a_report(registered, tmp_p
     with running_server(cmd, f"http://127.0.0.1:{port}/ping", tmp_path / "serve.log", tmp_path, env):
         first = registered["files"][0]
         status, body = post_json(f"http://127.0.0.1:{port}/invocations",
-                                 {"dataframe_records": [{"feature_file": str(first)}], "params": {"beam_size": 3}})
+                                 {"dataframe_records": [{"feature_file": str(first)}],
+                                  "params": {"beam_size": TRAIN["beam_size"]}})  # the bundle ran at the model's beam
         assert status == 200, body
         assert body["predictions"] == [{"slide_id": first.stem, "report": registered["expected"][first.stem]}]
         status, body = post_json(f"http://127.0.0.1:{port}/invocations",
