@@ -5,6 +5,10 @@ without a GPU it logs that ``libcuda.so.1`` is missing). It honours ``CUFILE_LOG
 session points it at a temporary file before any test module imports cuCIM; subprocesses inherit it. At the
 end of the session a ``cufile.log`` that appeared in the checkout fails the run.
 
+Parallel runs: with pytest-xdist (``-n auto``, as README and ``.ci/run`` use it) each worker process and the
+bundle subprocesses it starts use one intra-op thread (``OMP_NUM_THREADS=1``) unless the variable is already
+set: two workers with two OpenMP threads each on two cores spin against each other and run slower than one.
+
 Allowed skips: with ``HISTGEN_STRICT_SKIPS=1`` (set by ``.ci/run``) the run fails when a test is skipped
 for any reason outside :data:`ALLOWED_SKIPS`, so that a missing fixture, package, app install or Java
 cannot hide behind a skip. Today the only allowed skip is a test that needs a CUDA GPU (CI is CPU-only).
@@ -29,7 +33,14 @@ ALLOWED_SKIPS: dict[str, re.Pattern[str]] = {"needs CUDA": re.compile(r"\bCUDA\b
 _skips: list[tuple[str, str]] = []
 
 
+def _parallel(config: pytest.Config) -> bool:
+    workers = getattr(config.option, "numprocesses", None)
+    return bool(os.environ.get("PYTEST_XDIST_WORKER")) or (workers not in (None, 0, "0"))
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    if _parallel(config) and not os.environ.get("OMP_NUM_THREADS"):
+        os.environ["OMP_NUM_THREADS"] = "1"
     if not os.environ.get("CUFILE_LOGFILE_PATH"):
         folder = Path(tempfile.mkdtemp(prefix="histgen-tests-cufile-"))
         os.environ["CUFILE_LOGFILE_PATH"] = str(folder / "cufile.log")

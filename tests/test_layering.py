@@ -179,3 +179,21 @@ def test_the_checker_catches_a_lower_room_importing_a_higher_one(tmp_path):
     _write(tmp_path, "scripts/atomic_io.py", "from scripts.networks import Net\n")
     bad, _ = violations(import_edges(tmp_path), exceptions=exceptions)
     assert any(line.startswith("scripts/atomic_io.py:1: room 'atomic_io'") for line in bad)
+
+
+#: test folders that are not a room of scripts/: shared helpers, the benchmark scripts, the network guard
+TEST_FOLDERS_BESIDE_ROOMS = {"support": "helpers imported as tests.support.<name>",
+                             "benchmarks": "tests of benchmarks/", "no_network": "sitecustomize for subprocesses"}
+
+
+def test_tests_mirror_the_rooms():
+    """Each test folder is named after a room of scripts/ (or is a named helper folder); no bare-name helpers."""
+    tests = REPO_ROOT / "tests"
+    rooms = {p.name for p in (REPO_ROOT / "scripts").iterdir() if (p / "__init__.py").exists()}
+    folders = {p.name for p in tests.iterdir() if p.is_dir() and p.name != "__pycache__"}
+    assert folders - rooms - set(TEST_FOLDERS_BESIDE_ROOMS) == set(), "a test folder that matches no room"
+    loose = sorted(p.name for p in tests.glob("*.py") if p.name != "conftest.py" and p.name != "__init__.py"
+                   and not p.name.startswith("test_"))
+    assert loose == [], f"helper modules belong in tests/support/: {loose}"
+    for folder in folders - {"no_network"}:
+        assert (tests / folder / "__init__.py").exists(), f"tests/{folder} must be a package (imported by path)"

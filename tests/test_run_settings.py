@@ -6,10 +6,10 @@ import subprocess
 import sys
 
 import pytest
-from bundle_runs import REPO_ROOT, bundle_env, path_of
 
 from scripts.config_checks import SettingsError, check_overrides
 from scripts.error_messages import user_facing_error
+from tests.support.bundle_runs import REPO_ROOT, bundle_env, path_of
 
 DECLARED = {"max_epochs": 20, "learning_rate": 0.001, "resume": True, "run_name": None, "val_metric": "BLEU_4",
             "output_dir": "$@bundle_root", "train": {"dataset": {"max_patches": 4096}}, "metrics": ["BLEU_4"]}

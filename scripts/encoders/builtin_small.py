@@ -11,7 +11,7 @@ enough to tell H&E-like textures apart with a linear model:
   receptive fields of 5, 9 and 17 input pixels.
 
 Input: 64 x 64 (the transform resizes any patch), normalised with mean 0.5 and std 0.25 per channel.
-Output: 128-d float32. Throughput on 2 CPU cores: see ``tests/test_encoders.py`` and the report.
+Output: 128-d float32. Throughput on 2 CPU cores: see ``tests/encoders/test_encoders.py`` and the report.
 """
 
 from __future__ import annotations

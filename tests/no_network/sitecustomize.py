@@ -1,6 +1,6 @@
 """Loaded by Python at start-up when this folder is on ``PYTHONPATH``: outbound connections are refused.
 
-The test helpers (``tests/bundle_runs.py``) put this folder first on the ``PYTHONPATH`` of the bundle
+The test helpers (``tests/support/bundle_runs.py``) put this folder first on the ``PYTHONPATH`` of the bundle
 subprocesses, so a workflow that tried to download anything (weights, a tokenizer, NLTK data, telemetry)
 fails or logs instead of reaching the network. Only loopback (127.0.0.0/8, ::1) and Unix sockets are
 allowed, which keeps ``torchrun`` rendezvous and local test servers working. Name lookups are refused

@@ -1,0 +1,165 @@
+"""The grounding benchmark runner (benchmarks.bench_grounding): scoring, the ABMIL bound, the table, and
+one real ``--quick`` run through the bundle's training and evaluating workflows."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from benchmarks.grounding import FINDINGS, BenchmarkParams, make_benchmark_dataset, read_labels
+from benchmarks.grounding.abmil_bound import train_abmil
+from benchmarks.grounding.scoring import read_reports_csv, score_reports, synthetic_truth
+from benchmarks.grounding.suite import variant_name
+from benchmarks.grounding.table import COLUMNS, TableRow, markdown_table
+
+REPO = Path(__file__).resolve().parents[2]
+PARAMS = BenchmarkParams(n_diagnoses=3, n_train=45, n_val=9, n_test=24, n_patches=(40, 120), feature_dim=16,
+                         tumour_share=(0.3, 0.6), seed=9)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return make_benchmark_dataset(PARAMS, tmp_path_factory.mktemp("bench"))
+
+
+def _references(data) -> dict[str, str]:
+    annotation = json.loads(data.annotation_file.read_text())
+    return {item["id"]: item["report"] for item in annotation["test"]}
+
+
+def test_reference_reports_score_perfectly(data):
+    truth = synthetic_truth(PARAMS, data.labels_file, use_extractor=False)
+    scores = score_reports(_references(data), truth)
+    assert scores.accuracy == {f: 1.0 for f in FINDINGS}
+    assert scores.diagnoses_written == 3 and scores.num_reports == 24
+    assert set(scores.unread.values()) == {0}
+
+
+def test_one_report_for_every_slide_scores_its_share(data):
+    truth = synthetic_truth(PARAMS, data.labels_file, use_extractor=False)
+    references = _references(data)
+    first = next(iter(references))
+    scores = score_reports(dict.fromkeys(references, references[first]), truth)
+    for finding in FINDINGS:
+        share = sum(truth.values[i][finding] == truth.values[first][finding] for i in references) / len(references)
+        assert scores.accuracy[finding] == pytest.approx(share)
+    assert scores.diagnoses_written == 1
+    assert truth.chance()["diagnosis"] == max(Counter(truth.values[i]["diagnosis"] for i in references).values()) / 24
+
+
+def test_garbage_and_missing_reports(data):
+    truth = synthetic_truth(PARAMS, data.labels_file, data.annotation_file)
+    references = _references(data)
+    scores = score_reports(dict.fromkeys(references, "<unk> . . of ."), truth)
+    assert scores.accuracy == {f: 0.0 for f in FINDINGS} and scores.diagnoses_written == 0
+    with pytest.raises(ValueError, match="no generated report"):
+        score_reports(dict(list(references.items())[1:]), truth)
+
+
+def test_the_findings_extractor_reads_the_references_through_the_adapter(data):
+    truth = synthetic_truth(PARAMS, data.labels_file, data.annotation_file)
+    assert truth.reader.name.startswith("scripts.metrics.extract_findings")
+    scores = score_reports(_references(data), truth)
+    assert {f: scores.accuracy[f] for f in ("grade", "margin", "lymphovascular_invasion")} == dict.fromkeys(
+        ("grade", "margin", "lymphovascular_invasion"), 1.0)
+    # "renal cell carcinoma, clear cell type" is read as plain "renal cell carcinoma" by today's extractor
+    assert scores.accuracy["diagnosis"] >= 0.6 and scores.diagnoses_written >= 2
+
+
+def test_reports_csv_with_byte_order_mark(tmp_path):
+    path = tmp_path / "reports.csv"
+    path.write_text("\ufeffid,generated,reference\nA,some text .,ref .\n", encoding="utf-8")
+    assert read_reports_csv(path) == {"A": "some text ."}
+
+
+def test_abmil_bound_finds_the_diagnosis_and_not_shuffled_labels(data):
+    labels = read_labels(data.labels_file)
+    splits = {s: [i for i, row in labels.items() if row["split"] == s] for s in ("train", "val", "test")}
+    bags = {s: [torch.load(data.dataset_dir / f"{i}.pt", weights_only=True) for i in ids] for s, ids in splits.items()}
+
+    def score(finding, classes, shuffle=False):
+        values = {s: [labels[i][finding] for i in ids] for s, ids in splits.items()}
+        if shuffle:
+            values["train"] = list(np.random.default_rng(0).permutation(values["train"]))
+        return train_abmil(bags, values, classes, epochs=5, learning_rate=2e-3, seed=0)
+
+    diagnosis = score("diagnosis", PARAMS.diagnoses)
+    assert diagnosis.balanced_accuracy >= 0.8 and 1 <= diagnosis.best_epoch <= 5
+    assert score("diagnosis", PARAMS.diagnoses, shuffle=True).balanced_accuracy < 0.6
+
+
+def test_markdown_table_has_every_column_and_dashes():
+    rows = [TableRow("b", "model", accuracy={"diagnosis": 0.5}, bleu_4=0.25, diagnoses_written=2, diagnoses_total=4,
+                     best_epoch=3, epochs_run=9, wall_seconds=12.3, seed=1, bags="1/2/3", patches="5-9", feature_dim=8),
+            TableRow("b", "ABMIL", accuracy={"diagnosis": 0.9}, balanced_accuracy={"diagnosis": 0.8})]
+    lines = markdown_table(rows).splitlines()
+    assert lines[0] == "| " + " | ".join(COLUMNS) + " |"
+    assert all(line.count("|") == len(COLUMNS) + 1 for line in lines)
+    assert "| b | model | 0.50 | – | – | – | – | 0.250 | – | 2 of 4 | 3/9 | 12 | 1 | 1/2/3 | 5-9 | 8 |" in lines
+    assert "| b | ABMIL | 0.90 / 0.80 |" in lines[3]
+
+
+def test_variant_names():
+    assert variant_name(()) == "defaults"
+    assert variant_name(("--val_metric", "BLEU_4")) != variant_name(("--val_metric", "ROUGE_L"))
+
+
+@pytest.mark.slow
+def test_quick_suite_runs_the_bundle_and_writes_the_table(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "benchmarks.bench_grounding", "--quick", "--output_dir",
+                             str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=900, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    table = (tmp_path / "grounding_table.md").read_text()
+    assert table.splitlines()[0] == "| " + " | ".join(COLUMNS) + " |"
+    assert table in result.stdout
+    payload = json.loads((tmp_path / "grounding_table.json").read_text())
+    rows = {row["run"]: row for row in payload["rows"]}
+    assert set(rows) == {"references", "model", "control", "ABMIL", "chance"}
+    assert payload["extra_args"] == ["--max_epochs", "2"]
+    for name in ("model", "control"):
+        row = rows[name]
+        assert set(row["accuracy"]) == set(FINDINGS)
+        assert all(0.0 <= v <= 1.0 for v in row["accuracy"].values())
+        assert 0.0 <= row["bleu_4"] <= 1.0 and 0.0 < row["rouge_l"] <= 1.0
+        assert row["epochs_run"] == 2 and 0 <= row["diagnoses_written"] <= 3 and row["wall_seconds"] > 0
+        run_dir = tmp_path / "runs" / "quick" / variant_name(("--max_epochs", "2")) / name
+        assert (run_dir / "eval" / "reports.csv").is_file()
+    assert all(0.0 <= v <= 1.0 for v in rows["ABMIL"]["balanced_accuracy"].values())
+    assert rows["chance"]["accuracy"]["diagnosis"] == pytest.approx(1 / 3)
+    assert payload["readers"]["quick"].startswith("scripts.metrics.extract_findings")
+    assert rows["references"]["accuracy"]["margin"] == rows["references"]["accuracy"]["grade"] == 1.0
+    assert payload["rows"][0]["bags"] == "24/6/9" and payload["rows"][0]["seed"] == 3
+
+    model_log = tmp_path / "runs" / "quick" / variant_name(("--max_epochs", "2")) / "model" / "bundle.log"
+    written = model_log.stat().st_mtime_ns
+    again = subprocess.run([sys.executable, "-m", "benchmarks.bench_grounding", "--quick", "--output_dir",
+                            str(tmp_path), "--reuse-runs", "--findings-reader", "phrases"], cwd=REPO,
+                           capture_output=True, text=True, timeout=600, check=False)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stderr.count("reusing the finished run") == 2 and model_log.stat().st_mtime_ns == written
+    reused = {row["run"]: row for row in json.loads((tmp_path / "grounding_table.json").read_text())["rows"]}
+    assert reused["model"]["bleu_4"] == rows["model"]["bleu_4"]
+    assert reused["model"]["wall_seconds"] == rows["model"]["wall_seconds"]
+    assert reused["references"]["accuracy"] == dict.fromkeys(FINDINGS, 1.0)  # the benchmark's own phrases
+
+
+def test_extractor_values_map_onto_the_benchmark_values():
+    from benchmarks.grounding.finding_readers import benchmark_values
+
+    diagnoses = PARAMS.diagnoses
+    found = {"diagnosis": "infiltrating ductal carcinoma", "grade": "grade 2", "margin": "close",
+             "lymphovascular_invasion": "present", "lymph_node_status": "negative"}
+    assert benchmark_values(found, diagnoses) == {
+        "diagnosis": "invasive ductal carcinoma", "grade": "2", "margin": "negative",
+        "lymphovascular_invasion": "present", "lymph_nodes": "negative"}
+    other = benchmark_values({"diagnosis": "renal cell carcinoma", "grade": "poorly differentiated"}, diagnoses)
+    assert other["diagnosis"] is None and other["grade"] == "3" and other["margin"] is None
+    assert benchmark_values({"grade": "isup 1"}, diagnoses)["grade"] == "1"
+    assert benchmark_values({"grade": "gleason 7"}, diagnoses)["grade"] is None
