@@ -51,7 +51,8 @@ logger = logging.getLogger("histgen.slides")
 SLIDE_TABLE_COLUMNS = ["id", "report", "status", "error", "slide", "n_patches", "heatmap"]
 
 #: Extraction settings a model records and slide inference applies (``feature_extraction.json`` keys).
-_EXTRACTOR_KEYS = ("wsi_backend", "target_mpp", "assume_mpp", "mpp_tolerance", "patch_size", "step", "tissue_fraction")
+_EXTRACTOR_KEYS = ("wsi_backend", "target_mpp", "assume_mpp", "mpp_tolerance", "patch_size", "step", "tissue_fraction",
+                   "stain_normalization")
 
 HEATMAP_LABEL = "relative attention"
 
@@ -88,7 +89,9 @@ def slide_feature_extractor(
             (``batch_size``, ``num_workers``, ``save_thumbnails``, ``progress``).
 
     Raises:
-        ValueError: the encoder's checksum or feature size differs from the record.
+        ValueError: the encoder's checksum or feature size differs from the record, or the model was trained on
+            features of a custom preprocessing chain (only the encoder's own steps, with or without stain
+            normalisation, can be rebuilt from the record).
     """
     from scripts.encoders import build_encoder
     from scripts.wsi import FeatureExtractor, TissueMaskParams
@@ -106,6 +109,13 @@ def slide_feature_extractor(
         raise ValueError(
             f"encoder {settings['encoder_name']} gives {encoder.embed_dim}-d features; "
             f"the model expects {settings['feature_dim']}"
+        )
+    chain = settings.get("preprocessing", "encoder")
+    if chain != "encoder":
+        raise ValueError(
+            f"{record_path}: the model was trained on features of the preprocessing chain {chain!r}; slide inference "
+            "rebuilds only the encoder's own steps (with stain_normalization); extract the features with that chain "
+            "(extract_features) and run feature inference on them"
         )
     tissue = settings.get("tissue_params")
     return FeatureExtractor(
