@@ -58,12 +58,12 @@ def test_a_three_slide_entry_is_one_item_with_its_slides_concatenated(dataset):
     data = ReportBagDataset(annotation, root, "train", vocab=None, region_size=REGION_SIZE)
     assert data.ids == ["CASE-7", "single"]
     case = data[0]
-    assert case["slide_ids"] == ["C7-A", "C7-B", "C7-C"]
-    assert case["slide_bounds"].tolist() == [[0, 4], [4, 6], [6, 11]]
+    assert case["case_slides"] == ["C7-A", "C7-B", "C7-C"]
+    assert case["case_bounds"].tolist() == [[0, 4], [4, 6], [6, 11]]
     expected = torch.cat([_feats(root, s) for s in ("C7-A", "C7-B", "C7-C")])
     assert torch.equal(case["features"], expected)
     assert case["coords"].shape == (11, 2) and case["region_patches"] == REGION_SIZE - 1
-    assert "slide_bounds" not in data[1] and torch.equal(data[1]["features"], _feats(root, "single"))
+    assert "case_bounds" not in data[1] and torch.equal(data[1]["features"], _feats(root, "single"))
 
 
 def test_collate_keeps_every_region_inside_one_slide(dataset):
@@ -74,8 +74,8 @@ def test_collate_keeps_every_region_inside_one_slide(dataset):
     names = ("C7-A", "C7-B", "C7-C")
     # slides of 4, 2, 5 patches: filled up to 6 and 3, the last kept at 5 -> 14 positions
     assert batch["num_patches"].tolist() == [14, 6]
-    assert batch["slide_bounds"][0].tolist() == [[0, 4], [6, 8], [9, 14]] and batch["slide_bounds"][1] is None
-    assert batch["slide_ids"] == [["C7-A", "C7-B", "C7-C"], None]
+    assert batch["case_bounds"][0].tolist() == [[0, 4], [6, 8], [9, 14]] and batch["case_bounds"][1] is None
+    assert batch["case_slides"] == [["C7-A", "C7-B", "C7-C"], None]
     assert batch["mask"][0].all() and int(batch["mask"][1].sum()) == 6  # left-aligned, as the network needs
     rows = batch["features"][0]
     for first in range(0, 14, per_region):  # every region holds patches of one slide only
@@ -83,7 +83,7 @@ def test_collate_keeps_every_region_inside_one_slide(dataset):
                   if (_feats(root, name) == row).all(dim=1).any()}
         assert len(owners) == 1, f"region at {first} mixes slides {owners}"
     real = torch.zeros(14, dtype=torch.bool)
-    for index, (start, end) in enumerate(batch["slide_bounds"][0].tolist()):
+    for index, (start, end) in enumerate(batch["case_bounds"][0].tolist()):
         real[start:end] = True
         assert torch.equal(rows[start:end], _feats(root, names[index]))
     assert (batch["coords"][0][~real] == -1).all() and (batch["coords"][0][real] >= 0).all()
@@ -117,7 +117,7 @@ def test_feature_inference_takes_a_case_entry(dataset):
     files = [root / "C7-A.h5", root / "C7-B.h5", root / "C7-C.h5"]
     data = FeatureBagDataset([("CASE-7", files), root / "single.h5"], region_size=REGION_SIZE)
     assert data.ids == ["CASE-7", "single"]
-    assert data[0]["slide_ids"] == ["C7-A", "C7-B", "C7-C"] and data[0]["features"].shape == (11, DIM)
+    assert data[0]["case_slides"] == ["C7-A", "C7-B", "C7-C"] and data[0]["features"].shape == (11, DIM)
     assert data[0]["report"] == "" and data[0]["report_ids"] is None
 
 
@@ -136,11 +136,11 @@ def test_a_case_with_a_missing_slide_is_named(tmp_path, dataset):
         load_annotation(annotation, required_splits=("train",))
 
 
-def test_subsampled_case_keeps_its_slide_bounds(dataset):
+def test_subsampled_case_keeps_its_case_bounds(dataset):
     root, annotation = dataset
     data = ReportBagDataset(annotation, root, "train", vocab=None, max_patches=6, seed=1)
     case = data[0]
-    bounds = case["slide_bounds"]
+    bounds = case["case_bounds"]
     assert case["features"].shape[0] == 6 and int(bounds[-1, 1]) == 6
     full = torch.cat([_feats(root, s) for s in ("C7-A", "C7-B", "C7-C")])
     starts = [0, 4, 6]

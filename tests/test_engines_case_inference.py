@@ -71,7 +71,7 @@ def test_each_case_is_one_bag_and_one_row(case_csv, model_dir, tmp_path):
     rows = {row.slide_id: row for row in slides.extract()}
     sizes = [rows[s].n_patches for s in ("c7-a", "c7-b", "c7-c")]
     assert item["id"] == "CASE-7" and item["features"].shape[0] == sum(sizes) and min(sizes) > 0
-    assert collate_bags([item])["slide_ids"] == [["c7-a", "c7-b", "c7-c"]]
+    assert collate_bags([item])["case_slides"] == [["c7-a", "c7-b", "c7-c"]]
 
     table = slides.write_table({"CASE-7": "Adenocarcinoma."})
     with open(table, newline="", encoding="utf-8-sig") as handle:

@@ -13,8 +13,8 @@ Multi-slide cases: an annotation item whose ``image_path`` lists two or more sli
 the order given (*concatenated bags, per-slide region boundaries kept*, chosen over per-slide encoding and
 pooling because the model stays HistGen's own network, unchanged). The item adds::
 
-     "slide_ids": list[str] (the case's slides, in bag order),
-     "slide_bounds": LongTensor [S, 2] (start, end) rows of each slide in "features",
+     "case_slides": list[str] (the case's slides, in bag order),
+     "case_bounds": LongTensor [S, 2] (start, end) rows of each slide in "features",
      "region_patches": int (region_size - 1, when the dataset was given the model's region_size)
 
 and :func:`scripts.data.collate_bags` fills the last region of each slide but the last with repeats of that
@@ -184,8 +184,8 @@ class _BagDatasetBase(Dataset):
                 bounds = kept
         item: dict[str, Any] = {"id": record["id"], "features": feats, "coords": coords}
         if bounds is not None:
-            item["slide_ids"] = [slide["id"] for slide in record["slides"]]
-            item["slide_bounds"] = bounds
+            item["case_slides"] = [slide["id"] for slide in record["slides"]]
+            item["case_bounds"] = bounds
             if self.region_size is not None:
                 item["region_patches"] = self.region_size - 1
         return item

@@ -24,7 +24,7 @@ def _row_layout(item: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor, int, 
     outside the slide's bounds), so that no region mixes two slides while the mask stays left-aligned.
     """
     size = int(item["features"].shape[0])
-    bounds = item.get("slide_bounds")
+    bounds = item.get("case_bounds")
     if bounds is None:
         every = torch.arange(size)
         return every, every, size, None
@@ -63,13 +63,13 @@ def collate_bags(items: Sequence[dict[str, Any] | None]) -> dict[str, Any]:
                          (BOS and EOS included, as the reference), or None
             ids          list[str]; reports: list[str]
             skipped      list[{"id", "reason"}] of dropped items
-            slide_bounds (only when an item is a multi-slide case) list of LongTensor [S, 2] per item: the
+            case_bounds  (only when an item is a multi-slide case) list of LongTensor [S, 2] per item: the
                          (start, end) positions of each slide of a case in the padded row, None for other items
-            slide_ids    (idem) list of the case's slide ids per item, None for other items
+            case_slides  (idem) list of the case's slide ids per item, None for other items
 
-        A multi-slide case (items with ``slide_bounds``, see :mod:`scripts.data.bag_datasets`) with
+        A multi-slide case (items with ``case_bounds``, see :mod:`scripts.data.bag_datasets`) with
         ``region_patches`` has the last region of each slide but the last filled up with repeats of that slide's
-        own first patches (coords -1, outside its ``slide_bounds``), so that no region mixes two slides while the
+        own first patches (coords -1, outside its ``case_bounds``), so that no region mixes two slides while the
         mask stays left-aligned as the network requires; ``num_patches`` counts the filler too.
 
         When every item was dropped, B = 0 and ``features`` is ``[0, 0, 0]``: check ``len(batch["ids"])``.
@@ -123,9 +123,9 @@ def collate_bags(items: Sequence[dict[str, Any] | None]) -> dict[str, Any]:
             real = positions if bounds is None else torch.cat([torch.arange(a, b) for a, b in bounds.tolist()])
             coords[row, real] = item["coords"]  # filler rows keep COORD_PAD: they are no patch of their own
     batch.update(features=features, mask=mask, num_patches=torch.tensor(sizes, dtype=torch.long), coords=coords)
-    if any("slide_bounds" in item for item in kept):
-        batch["slide_bounds"] = [bounds for _, _, _, bounds in layouts]
-        batch["slide_ids"] = [item.get("slide_ids") for item in kept]
+    if any("case_bounds" in item for item in kept):
+        batch["case_bounds"] = [bounds for _, _, _, bounds in layouts]
+        batch["case_slides"] = [item.get("case_slides") for item in kept]
 
     if all(item.get("report_ids") is not None for item in kept):
         lengths = [int(item["report_ids"].shape[0]) for item in kept]

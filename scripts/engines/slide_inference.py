@@ -426,8 +426,8 @@ class AttentionHeatmapWriter:
             model, batch["features"].to(device), batch["mask"].to(device), output[CommonKeys.PRED].to(device)
         )
         weights = attention.relative.float().cpu().numpy()
-        case_bounds = batch.get("slide_bounds") or [None] * len(batch["ids"])
-        case_slides = batch.get("slide_ids") or [None] * len(batch["ids"])
+        case_bounds = batch.get("case_bounds") or [None] * len(batch["ids"])
+        case_slides = batch.get("case_slides") or [None] * len(batch["ids"])
         for row, slide_id in enumerate(batch["ids"]):
             n = int(batch["num_patches"][row])
             if case_bounds[row] is None:
