@@ -21,6 +21,12 @@ ratios come from the same run.
 
     python -m benchmarks.bench_patch_reading                 # 20,480 px slide, up to 3,000 tissue patches
     python -m benchmarks.bench_patch_reading --quick         # 4,096 px slide, 400 patches (smoke run)
+    python -m benchmarks.bench_patch_reading --compare_preprocessing   # MONAI chain vs the torchvision one
+
+``--compare_preprocessing`` times only ``ours (cuCIM batched)`` read + transform with three chains in
+interleaved rounds: the torchvision ``v2.Compose`` the encoders built before the patch preprocessing became a
+MONAI chain (kept here as the reference), the MONAI chain (``scripts.encoders.PatchPreprocessing``) and the
+MONAI chain with Macenko stain normalisation.
 """
 
 from __future__ import annotations
@@ -38,10 +44,10 @@ import tifffile
 import torch
 from monai.data import PatchWSIDataset
 from torch.utils.data import DataLoader, Dataset
-from torchvision.transforms import InterpolationMode
+from torchvision.transforms import InterpolationMode, v2
 from torchvision.transforms.v2 import functional as TF
 
-from scripts.encoders import build_encoder
+from scripts.encoders import PatchPreprocessing, build_encoder
 from scripts.wsi import (
     FeatureExtractor,
     PatchBatchReader,
@@ -146,8 +152,59 @@ def run_ours(
         count = 0
         with torch.inference_mode():
             for patches, _ in PatchBatchReader(slide, coords, plan, batch, workers):
-                count += encoder.transform(patches).shape[0]
+                count += extractor.preprocessing(patches).shape[0]
         return count
+
+
+def torchvision_chain(input_size: int, mean, std) -> v2.Compose:
+    """The torchvision chain the encoders built before their steps became a MONAI chain (the reference)."""
+    return v2.Compose([
+        v2.Resize((input_size, input_size), interpolation=InterpolationMode.BICUBIC, antialias=True),
+        v2.ToDtype(torch.float32, scale=True),
+        v2.Lambda(lambda x: x.clamp(0.0, 1.0)),
+        v2.Normalize(mean=list(mean), std=list(std)),
+    ])
+
+
+def run_read_transform(path: Path, coords: np.ndarray, chain: Callable, workers: int, batch: int) -> int:
+    """Read every patch (cuCIM batched) and apply ``chain`` to each batch; returns the patch count."""
+    count = 0
+    with Slide(path, "cucim") as slide, torch.inference_mode():
+        plan = plan_patch_reading(slide.name, slide.level_downsamples, slide.mpp, slide.mpp, PATCH)
+        for patches, _ in PatchBatchReader(slide, coords, plan, batch, workers):
+            count += chain(patches).shape[0]
+    return count
+
+
+def compare_preprocessing(path: Path, coords: np.ndarray, encoder, args: argparse.Namespace) -> None:
+    """Read + transform rates of the torchvision chain (before) and the MONAI chains (after), interleaved."""
+    mean, std = encoder.transform.transforms[-1].mean, encoder.transform.transforms[-1].std
+    chains = {
+        "torchvision v2.Compose (before)": torchvision_chain(encoder.input_size, mean, std),
+        "MONAI PatchPreprocessing (after)": PatchPreprocessing(encoder),
+        "MONAI PatchPreprocessing + Macenko": PatchPreprocessing(encoder, "macenko"),
+    }
+    probe = torch.randint(0, 256, (4, 3, PATCH, PATCH), dtype=torch.uint8)
+    before_chain, after_chain = chains["torchvision v2.Compose (before)"], chains["MONAI PatchPreprocessing (after)"]
+    same = torch.equal(before_chain(probe), after_chain(probe))
+    for threads in args.threads:
+        torch.set_num_threads(threads)
+        for chain in chains.values():  # warm-up
+            run_read_transform(path, coords, chain, args.workers, args.batch)
+        rates: dict[str, list[float]] = {name: [] for name in chains}
+        for _ in range(args.repeats):
+            for name, chain in chains.items():
+                rates[name].append(timed_rate(lambda c=chain: run_read_transform(path, coords, c, args.workers,
+                                                                                  args.batch)))
+        before = rates["torchvision v2.Compose (before)"]
+        print(f"\n{len(coords)} patches, {threads} torch thread(s), {args.workers} workers, "
+              f"{args.repeats} interleaved rounds; identical output before/after: {same}\n")
+        print("| chain | best (patches/s) | median (patches/s) | best / before |")
+        print("|---|---:|---:|---:|")
+        for name, values in rates.items():
+            best, median = max(values), float(np.median(values))
+            print(f"| {name} | {best:,.0f} | {median:,.0f} | {best / max(before):.2f} |")
+    print(f"1-min load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
 
 
 def run_loader(dataset: Dataset, encoder, workers: int, batch: int, encode: bool) -> int:
@@ -195,9 +252,16 @@ def main() -> None:
     )
     parser.add_argument("--slide", type=Path, default=None, help="reuse/keep the slide at this path")
     parser.add_argument("--quick", action="store_true", help="4,096 px slide, 400 patches, 1 round")
+    parser.add_argument("--compare_preprocessing", action="store_true",
+                        help="only the read + transform rate of the torchvision chain vs the MONAI chains")
     args = parser.parse_args()
     if args.quick:
         args.side, args.patches, args.repeats = 4096, 400, 1
+    if args.compare_preprocessing:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = make_slide(args.slide or Path(tmp) / f"bench_{args.side}.svs", args.side)
+            compare_preprocessing(path, tissue_coords(path, args.patches), build_encoder("builtin-small"), args)
+        return
 
     with tempfile.TemporaryDirectory() as tmp:
         path = make_slide(args.slide or Path(tmp) / f"bench_{args.side}.svs", args.side)

@@ -8,6 +8,12 @@ A HistGen annotation is one JSON object with a list of items per split::
      "test":  [...]}
 
 Only ``id`` (a non-empty string) and ``report`` (a string) are needed; other keys are kept as they are.
+
+A *case* with several slides lists them all in ``image_path`` (two or more entries: slide files such as
+``"CASE-7/A.svs"`` or feature files such as ``"CASE-7-A.h5"``); its slides' features are found by each entry's
+file name without the suffix (``A``, ``CASE-7-A``) in the dataset folder, and the case trains, evaluates and is
+reported as one item (see :mod:`scripts.data.bag_datasets`). With one entry (HistGen's layout) or none, the
+features are found by ``id`` as before.
 """
 
 from __future__ import annotations
@@ -17,12 +23,12 @@ import logging
 import os
 from collections import Counter
 from collections.abc import Sequence
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any, Literal
 
 from .errors import AnnotationError
 
-__all__ = ["HISTGEN_SPLITS", "load_annotation", "require_slides_in"]
+__all__ = ["HISTGEN_SPLITS", "case_slide_ids", "load_annotation", "require_slides_in"]
 
 logger = logging.getLogger(__name__)
 
@@ -36,8 +42,10 @@ def load_annotation(
     required_splits: Sequence[str] = HISTGEN_SPLITS,
     require_report: bool = True,
     on_duplicate: DuplicatePolicy = "raise",
+    only: Sequence[str] | None = None,
 ) -> dict[str, list[dict[str, Any]]]:
-    """Read and check a HistGen annotation JSON.
+    """Read and check a HistGen annotation JSON (the one reader of the format: training data, evaluation and the
+    vocabulary's :meth:`scripts.text.Vocabulary.from_reference_annotation` all go through it).
 
     Args:
         path: the annotation file.
@@ -46,6 +54,7 @@ def load_annotation(
         on_duplicate: what to do when an id appears twice in one split: ``"raise"`` (default), ``"keep"``
             every row (what the reference code does; a warning names the ids) or keep the ``"first"`` row
             (a warning names the dropped rows).
+        only: read and check only these splits (e.g. ``("train",)`` for the vocabulary); default every list.
 
     Returns:
         ``{split: [item, ...]}`` with items as dicts (copies of the file's items).
@@ -79,10 +88,31 @@ def load_annotation(
 
     result: dict[str, list[dict[str, Any]]] = {}
     for split, items in data.items():
-        if not isinstance(items, list):
+        if not isinstance(items, list) or (only is not None and split not in only):
             continue
         result[split] = _checked_items(path, split, items, require_report, on_duplicate)
     return result
+
+
+def case_slide_ids(item: dict[str, Any]) -> list[str] | None:
+    """The slide ids of a multi-slide case: the file names (without suffix) of an ``image_path`` list of two or
+    more entries, in the order given; None for a one-slide item (its features are named by ``id``).
+
+    Raises:
+        AnnotationError: an entry is not a non-empty string, or two entries name the same slide.
+    """
+    paths = item.get("image_path")
+    if not isinstance(paths, list) or len(paths) < 2:
+        return None
+    ids = []
+    for entry in paths:
+        if not isinstance(entry, str) or not entry.strip():
+            raise AnnotationError(f"case {item.get('id')!r}: image_path entries must be file names, got {entry!r}")
+        ids.append(PurePath(entry.strip()).stem)
+    repeated = sorted({slide_id for slide_id in ids if ids.count(slide_id) > 1})
+    if repeated:
+        raise AnnotationError(f"case {item.get('id')!r}: image_path names slide(s) {repeated} more than once")
+    return ids
 
 
 def _checked_items(
@@ -98,6 +128,10 @@ def _checked_items(
             raise AnnotationError(f"{where}: missing or empty 'id'")
         if require_report and not isinstance(item.get("report"), str):
             raise AnnotationError(f"{where} (id {slide_id!r}): missing 'report' text")
+        try:
+            case_slide_ids(item)
+        except AnnotationError as err:
+            raise AnnotationError(f"{where}: {err}") from None
         checked.append(dict(item))
 
     counts = Counter(item["id"] for item in checked)

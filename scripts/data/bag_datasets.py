@@ -8,6 +8,21 @@ Items are dicts::
      "report": str (raw text, "" when the annotation has none),
      "report_ids": LongTensor [T] ([0] + ids + [0], truncated to max_seq_length) or None without a vocabulary}
 
+Multi-slide cases: an annotation item whose ``image_path`` lists two or more slides (or a
+:class:`FeatureBagDataset` entry ``(case_id, [file, ...])``) is one item: its slides' bags are concatenated in
+the order given (*concatenated bags, per-slide region boundaries kept*, chosen over per-slide encoding and
+pooling because the model stays HistGen's own network, unchanged). The item adds::
+
+     "case_slides": list[str] (the case's slides, in bag order),
+     "case_bounds": LongTensor [S, 2] (start, end) rows of each slide in "features",
+     "region_patches": int (region_size - 1, when the dataset was given the model's region_size)
+
+and :func:`scripts.data.collate_bags` fills the last region of each slide but the last with repeats of that
+slide's own first patches, so that no region of HistGen's local-global encoder mixes patches of two slides (the
+network needs real patches first and padding only at the end of a bag, so the gap cannot be masked padding).
+Items hold only real patches (the input normalisation is fitted on them). A case with a bad slide is bad as a
+whole.
+
 Bad slides (``on_error``):
 
 - ``"raise"`` (default): construction checks every slide and raises one :class:`BagDataError` listing the
@@ -33,7 +48,7 @@ from torch.utils.data import Dataset
 
 from scripts.text import ReportTextError, Vocabulary
 
-from .annotation import load_annotation
+from .annotation import case_slide_ids, load_annotation
 from .errors import BagDataError
 from .feature_files import FEATURE_SUFFIXES, find_feature_file, read_feature_file, read_feature_header
 
@@ -65,8 +80,18 @@ def _raise_problems(problems: list[dict[str, str]], what: str) -> None:
 class _BagDatasetBase(Dataset):
     """Shared loading, subsampling and error handling. Subclasses fill ``self.records``."""
 
-    def __init__(self, feature_dim: int | None, on_error: OnError, max_patches: int | None, seed: int | None) -> None:
+    def __init__(
+        self,
+        feature_dim: int | None,
+        on_error: OnError,
+        max_patches: int | None,
+        seed: int | None,
+        region_size: int | None = None,
+    ) -> None:
         _check_on_error(on_error)
+        if region_size is not None and region_size < 2:
+            raise ValueError(f"region_size must be >= 2 or None, got {region_size}")
+        self.region_size = region_size
         if max_patches is not None and max_patches < 1:
             raise ValueError(f"max_patches must be >= 1 or None, got {max_patches}")
         self.feature_dim = feature_dim
@@ -95,6 +120,31 @@ class _BagDatasetBase(Dataset):
         """Cheap header check; returns N."""
         return read_feature_header(path, slide_id=slide_id, feature_dim=self.feature_dim).num_patches
 
+    def _case_slides(self, case_id: str, slides: Sequence[tuple[str, Path]]) -> list[dict[str, Any]]:
+        """Header-check every slide of a case: ``[{"id", "path", "num_patches"}]``; a bad slide fails the case."""
+        checked = []
+        for slide_id, path in slides:
+            try:
+                checked.append({"id": slide_id, "path": path, "num_patches": self._check_file(slide_id, path)})
+            except BagDataError as err:
+                raise BagDataError(f"case {case_id!r}: {err}") from None
+        return checked
+
+    def _read_case(self, record: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """The case's slides concatenated: ``feats [N, D]``, ``coords [N, 2]`` or None, ``bounds [S, 2]``."""
+        bags = []
+        for slide in record["slides"]:
+            try:
+                bags.append(read_feature_file(slide["path"], slide_id=slide["id"], feature_dim=self.feature_dim))
+            except BagDataError as err:
+                raise BagDataError(f"case {record['id']!r}: {err}") from None
+        sizes = torch.tensor([bag.num_patches for bag in bags])
+        ends = sizes.cumsum(0)
+        bounds = torch.stack([ends - sizes, ends], dim=1)
+        feats = torch.cat([bag.feats for bag in bags])
+        coords = torch.cat([bag.coords for bag in bags]) if all(b.coords is not None for b in bags) else None
+        return feats, coords, bounds
+
     def _subsample_rows(self, num_patches: int, index: int) -> torch.Tensor | None:
         """Sorted row indices of a random subsample (scan order kept), or None to keep every patch."""
         if self.max_patches is None or num_patches <= self.max_patches:
@@ -113,19 +163,32 @@ class _BagDatasetBase(Dataset):
 
     def _load(self, index: int) -> dict[str, Any]:
         record = self.records[index]
+        bounds = None
         try:
-            bag = read_feature_file(record["path"], slide_id=record["id"], feature_dim=self.feature_dim)
+            if "slides" in record:
+                feats, coords, bounds = self._read_case(record)
+            else:
+                bag = read_feature_file(record["path"], slide_id=record["id"], feature_dim=self.feature_dim)
+                feats, coords = bag.feats, bag.coords
         except BagDataError as err:
             if self.on_error == "raise":
                 raise
             self._skip(record["id"], str(err))
             return {"id": record["id"], SKIPPED_KEY: str(err)}
-        feats, coords = bag.feats, bag.coords
-        rows = self._subsample_rows(bag.num_patches, index)
+        rows = self._subsample_rows(int(feats.shape[0]), index)
         if rows is not None:
             feats = feats[rows]
             coords = coords[rows] if coords is not None else None
-        return {"id": record["id"], "features": feats, "coords": coords}
+            if bounds is not None:  # kept rows per slide, as new (start, end)
+                kept = torch.searchsorted(rows, bounds.flatten()).view(-1, 2)
+                bounds = kept
+        item: dict[str, Any] = {"id": record["id"], "features": feats, "coords": coords}
+        if bounds is not None:
+            item["case_slides"] = [slide["id"] for slide in record["slides"]]
+            item["case_bounds"] = bounds
+            if self.region_size is not None:
+                item["region_patches"] = self.region_size - 1
+        return item
 
 
 class ReportBagDataset(_BagDatasetBase):
@@ -145,6 +208,8 @@ class ReportBagDataset(_BagDatasetBase):
             ``(seed, epoch, index)``, so it is reproducible and changes with :meth:`set_epoch`.
         seed: see ``max_patches``.
         on_duplicate: duplicate ids in the split: ``"raise"``, ``"keep"`` or ``"first"``.
+        region_size: the model's ``region_size``: multi-slide cases are laid out so that no region mixes two
+            slides (see the module docstring); None concatenates their bags as they are.
     """
 
     def __init__(
@@ -159,8 +224,9 @@ class ReportBagDataset(_BagDatasetBase):
         max_patches: int | None = None,
         seed: int | None = None,
         on_duplicate: Literal["raise", "keep", "first"] = "raise",
+        region_size: int | None = None,
     ) -> None:
-        super().__init__(feature_dim, on_error, max_patches, seed)
+        super().__init__(feature_dim, on_error, max_patches, seed, region_size)
         self.annotation_file = Path(annotation_file)
         self.dataset_dir = Path(dataset_dir)
         self.split = split
@@ -180,14 +246,19 @@ class ReportBagDataset(_BagDatasetBase):
                         report_ids = vocab.encode(report, max_seq_length, report_id=slide_id)
                     except ReportTextError as err:
                         raise BagDataError(str(err)) from err
-                path = find_feature_file(self.dataset_dir, slide_id)
-                num_patches = self._check_file(slide_id, path)
+                record: dict[str, Any] = {"id": slide_id, "report": report, "report_ids": report_ids}
+                case_slides = case_slide_ids(item)
+                if case_slides is None:
+                    record["path"] = find_feature_file(self.dataset_dir, slide_id)
+                    record["num_patches"] = self._check_file(slide_id, record["path"])
+                else:
+                    located = [(s, self._case_file(slide_id, s)) for s in case_slides]
+                    record["slides"] = self._case_slides(slide_id, located)
+                    record["num_patches"] = sum(s["num_patches"] for s in record["slides"])
             except BagDataError as err:
                 problems.append({"id": slide_id, "reason": str(err)})
                 continue
-            self.records.append(
-                {"id": slide_id, "path": path, "num_patches": num_patches, "report": report, "report_ids": report_ids}
-            )
+            self.records.append(record)
         if problems and on_error == "raise":
             _raise_problems(problems, f"{self.annotation_file} split {split!r}")
         for problem in problems:
@@ -195,6 +266,12 @@ class ReportBagDataset(_BagDatasetBase):
         if not self.records:
             skipped = f" ({len(problems)} skipped as unusable)" if problems else ""
             raise BagDataError(f"{self.annotation_file}: split {split!r} has no usable slides{skipped}")
+
+    def _case_file(self, case_id: str, slide_id: str) -> Path:
+        try:
+            return find_feature_file(self.dataset_dir, slide_id)
+        except BagDataError as err:
+            raise BagDataError(f"case {case_id!r}: {err}") from None
 
     @property
     def ids(self) -> list[str]:
@@ -215,8 +292,9 @@ class FeatureBagDataset(_BagDatasetBase):
     """Feature files without reports, for inference.
 
     Args:
-        paths: feature files (``.h5`` or ``.pt``); the slide id is the file name without its suffix.
-        feature_dim, on_error, max_patches, seed: as in :class:`ReportBagDataset`.
+        paths: feature files (``.h5`` or ``.pt``); the slide id is the file name without its suffix. An entry
+            ``(case_id, [file, ...])`` is a multi-slide case (its slides' ids are their file names).
+        feature_dim, on_error, max_patches, seed, region_size: as in :class:`ReportBagDataset`.
         ids: slide ids to use instead of the file names (same length as ``paths``).
 
     Items: ``{"id", "features", "coords", "report": "", "report_ids": None}``.
@@ -224,26 +302,34 @@ class FeatureBagDataset(_BagDatasetBase):
 
     def __init__(
         self,
-        paths: Sequence[str | os.PathLike[str]],
+        paths: Sequence[str | os.PathLike[str] | tuple[str, Sequence[str | os.PathLike[str]]]],
         feature_dim: int | None = None,
         on_error: OnError = "raise",
         max_patches: int | None = None,
         seed: int | None = None,
         ids: Sequence[str] | None = None,
+        region_size: int | None = None,
     ) -> None:
-        super().__init__(feature_dim, on_error, max_patches, seed)
-        paths = [Path(p) for p in paths]
-        if ids is not None and len(ids) != len(paths):
-            raise ValueError(f"ids has {len(ids)} entries but paths has {len(paths)}")
-        slide_ids = list(ids) if ids is not None else [p.stem for p in paths]
+        super().__init__(feature_dim, on_error, max_patches, seed, region_size)
+        entries: list[Path | tuple[str, list[Path]]] = [
+            (str(p[0]), [Path(f) for f in p[1]]) if isinstance(p, (tuple, list)) else Path(p) for p in paths
+        ]
+        if ids is not None and len(ids) != len(entries):
+            raise ValueError(f"ids has {len(ids)} entries but paths has {len(entries)}")
+        if ids is None:
+            ids = [e[0] if isinstance(e, tuple) else e.stem for e in entries]
         problems: list[dict[str, str]] = []
-        for slide_id, path in zip(slide_ids, paths):
+        for slide_id, entry in zip(ids, entries):
             try:
-                num_patches = self._check_file(slide_id, path)
+                if isinstance(entry, tuple):
+                    slides = self._case_slides(slide_id, [(f.stem, f) for f in entry[1]])
+                    record = {"id": slide_id, "slides": slides, "num_patches": sum(s["num_patches"] for s in slides)}
+                else:
+                    record = {"id": slide_id, "path": entry, "num_patches": self._check_file(slide_id, entry)}
             except BagDataError as err:
                 problems.append({"id": slide_id, "reason": str(err)})
                 continue
-            self.records.append({"id": slide_id, "path": path, "num_patches": num_patches})
+            self.records.append(record)
         if problems and on_error == "raise":
             _raise_problems(problems, "feature files")
         for problem in problems:

@@ -35,6 +35,7 @@ __all__ = [
     "FeatureBag",
     "FeatureFileInfo",
     "find_feature_file",
+    "read_feature_attrs",
     "read_feature_file",
     "read_feature_header",
     "write_feature_file_h5",
@@ -195,6 +196,38 @@ def _decode_attr(value: Any) -> Any:
 
 
 # ---------------------------------------------------------------------------- public readers
+def read_feature_attrs(path: str | os.PathLike[str], slide_id: str | None = None) -> dict[str, Any]:
+    """The attributes of an ``.h5`` feature file, decoded, without reading the features.
+
+    Returns:
+        The file attributes (JSON text written by :func:`write_feature_file_h5` decoded back to dicts and
+        lists, numpy scalars to Python ones) plus ``n_patches`` and ``feature_dim`` from the feature dataset's
+        shape and ``has_coords``.
+
+    Raises:
+        BagDataError: missing, unreadable or not an ``.h5`` file, no feature dataset.
+    """
+    path = Path(path)
+    label = _label(path, slide_id)
+    if not path.is_file():
+        raise BagDataError(f"{label}: feature file not found")
+    handle = _open_h5(path, label)
+    try:
+        with handle:
+            shape = tuple(_h5_feature_dataset(handle, label).shape)
+            attrs = {key: _decode_attr(value) for key, value in handle.attrs.items()}
+            has_coords = "coords" in handle
+    except BagDataError:
+        raise
+    except Exception as err:
+        raise BagDataError(f"{label}: unreadable .h5 file ({type(err).__name__}: {err})") from err
+    if len(shape) != 2:
+        raise BagDataError(f"{label}: features must be [N, D], found rank {len(shape)} shape {list(shape)}")
+    attrs["n_patches"], attrs["feature_dim"] = int(shape[0]), int(shape[1])
+    attrs["has_coords"] = has_coords
+    return attrs
+
+
 def read_feature_header(
     path: str | os.PathLike[str], slide_id: str | None = None, feature_dim: int | None = None
 ) -> FeatureFileInfo:

@@ -6,7 +6,7 @@ An encoder is a ``torch.nn.Module`` with five attributes the slide-feature extra
 - ``embed_dim``: D of the output;
 - ``input_size``: side of the square image ``forward`` expects;
 - ``transform``: uint8 RGB patches ``[B, 3, H, W]`` (any H = W) -> normalised float ``[B, 3, S, S]``,
-  running on whatever device the batch is on;
+  running on whatever device the batch is on (a MONAI ``Compose``, see ``scripts.encoders.patch_preprocessing``);
 - ``checksum``: 16 hex digits of the SHA-256 of the weights file (or of a built-in's deterministic state),
   stored with the features so that a re-run with other weights is detected.
 
@@ -22,19 +22,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from torchvision.transforms import InterpolationMode, v2
+from monai.transforms import Compose
+from torchvision.transforms import InterpolationMode
+
+from scripts.encoders.patch_preprocessing import encoder_preprocessing
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "PatchEncoder", "make_patch_transform"]
 
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
-
-
-class _ClampUnitRange(torch.nn.Module):
-    """Clamp to [0, 1]: bicubic resizing overshoots, a uint8 image (as PIL would give) cannot."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.clamp(0.0, 1.0)
 
 
 def make_patch_transform(
@@ -43,14 +39,14 @@ def make_patch_transform(
     std: Sequence[float] = IMAGENET_STD,
     crop_pct: float = 1.0,
     interpolation: InterpolationMode = InterpolationMode.BICUBIC,
-) -> v2.Compose:
-    """uint8 ``[B, 3, H, W]`` RGB -> float ``[B, 3, input_size, input_size]``, normalised.
+) -> Compose:
+    """uint8 ``[B, 3, H, W]`` RGB -> float ``[B, 3, input_size, input_size]``, normalised: an encoder's own steps.
 
     Steps: resize (antialiased) to ``input_size / crop_pct``; centre-crop ``input_size`` when
     ``crop_pct < 1``; scale to [0, 1]; clamp; subtract ``mean`` and divide by ``std`` per channel. Resizing
     happens on the uint8 image, as PIL does in the reference pipelines (and several times faster on the CPU
-    than resizing floats). Every step is a torchvision transform that runs on the batch's device. Float input
-    is taken as already in [0, 1].
+    than resizing floats). The result is a MONAI ``Compose`` of batch transforms that run on the batch's device
+    (:func:`scripts.encoders.patch_preprocessing.encoder_preprocessing`). Float input is taken as already in [0, 1].
 
     Args:
         input_size: output side in pixels.
@@ -58,18 +54,7 @@ def make_patch_transform(
         crop_pct: fraction of the resized image kept by the centre crop (1.0: no crop).
         interpolation: resize interpolation.
     """
-    if not 0.0 < crop_pct <= 1.0:
-        raise ValueError(f"crop_pct must be in (0, 1], got {crop_pct}")
-    resized = int(round(input_size / crop_pct))
-    steps: list = [v2.Resize((resized, resized), interpolation=interpolation, antialias=True)]
-    if resized != input_size:
-        steps.append(v2.CenterCrop(input_size))
-    steps += [
-        v2.ToDtype(torch.float32, scale=True),
-        _ClampUnitRange(),
-        v2.Normalize(mean=list(mean), std=list(std)),
-    ]
-    return v2.Compose(steps)
+    return encoder_preprocessing(input_size, mean, std, crop_pct, interpolation)
 
 
 class PatchEncoder(torch.nn.Module):

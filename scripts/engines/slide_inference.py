@@ -16,6 +16,12 @@
    heatmap`` and one column per finding of the report (``diagnosis, grade, margin, ...``, see
    :data:`scripts.engines.report_outputs.FINDING_COLUMNS`).
 
+Cases of several slides (``--case_csv``, see :mod:`scripts.engines.slide_cases`): every slide is extracted as
+above, each case's slides are decoded as one bag (concatenated, as in training) and written as one report,
+``<case_id>.txt``, and one ``reports.csv`` row (``slide``: the case's slide paths joined by ``;``, ``n_patches``:
+their sum, ``heatmap``: one heatmap per slide joined by ``;``). A case with a slide that could not be extracted
+is reported as failed, naming that slide.
+
 Without slides the workflow is plain feature inference (``reports.csv`` = ``id, report`` and the finding
 columns).
 """
@@ -41,6 +47,7 @@ from .model_files import EXTRACTION_FILE, extraction_settings, unwrap
 from .patch_attention import patch_attention
 from .report_data import feature_file_list
 from .report_outputs import FINDING_COLUMNS, ReportWriter, _csv_text
+from .slide_cases import read_case_csv
 
 __all__ = ["SLIDE_TABLE_COLUMNS", "AttentionHeatmapWriter", "SlideInference", "SlideReportWriter",
            "slide_feature_extractor"]
@@ -51,7 +58,8 @@ logger = logging.getLogger("histgen.slides")
 SLIDE_TABLE_COLUMNS = ["id", "report", "status", "error", "slide", "n_patches", "heatmap"]
 
 #: Extraction settings a model records and slide inference applies (``feature_extraction.json`` keys).
-_EXTRACTOR_KEYS = ("wsi_backend", "target_mpp", "assume_mpp", "mpp_tolerance", "patch_size", "step", "tissue_fraction")
+_EXTRACTOR_KEYS = ("wsi_backend", "target_mpp", "assume_mpp", "mpp_tolerance", "patch_size", "step", "tissue_fraction",
+                   "stain_normalization")
 
 HEATMAP_LABEL = "relative attention"
 
@@ -88,7 +96,9 @@ def slide_feature_extractor(
             (``batch_size``, ``num_workers``, ``save_thumbnails``, ``progress``).
 
     Raises:
-        ValueError: the encoder's checksum or feature size differs from the record.
+        ValueError: the encoder's checksum or feature size differs from the record, or the model was trained on
+            features of a custom preprocessing chain (only the encoder's own steps, with or without stain
+            normalisation, can be rebuilt from the record).
     """
     from scripts.encoders import build_encoder
     from scripts.wsi import FeatureExtractor, TissueMaskParams
@@ -106,6 +116,13 @@ def slide_feature_extractor(
         raise ValueError(
             f"encoder {settings['encoder_name']} gives {encoder.embed_dim}-d features; "
             f"the model expects {settings['feature_dim']}"
+        )
+    chain = settings.get("preprocessing", "encoder")
+    if chain != "encoder":
+        raise ValueError(
+            f"{record_path}: the model was trained on features of the preprocessing chain {chain!r}; slide inference "
+            "rebuilds only the encoder's own steps (with stain_normalization); extract the features with that chain "
+            "(extract_features) and run feature inference on them"
         )
     tissue = settings.get("tissue_params")
     return FeatureExtractor(
@@ -128,6 +145,8 @@ class SlideInference:
         slide: one slide path or a list of them.
         slides_dir: a folder scanned recursively for slides.
         slides_csv: a CSV with ``path`` (and optional ``slide_id``) columns.
+        case_csv: a CSV with ``case_id`` and ``path`` columns (:func:`scripts.engines.slide_cases.read_case_csv`):
+            one report per case of several slides; not combined with ``slide``, ``slides_dir`` or ``slides_csv``.
         device: where the patch encoder runs (default CUDA when available).
         encoder_checkpoint: local weights of the encoder named in the record (all but ``builtin-small``).
         extraction_overrides: settings that replace the recorded ones, e.g. ``{"assume_mpp": 0.25}`` for
@@ -155,6 +174,7 @@ class SlideInference:
         num_workers: int = 2,
         save_thumbnails: bool = True,
         progress: bool = True,
+        case_csv: str | os.PathLike | None = None,
     ) -> None:
         self.model_dir = Path(model_dir)
         self.features_dir = Path(features_dir)
@@ -162,6 +182,10 @@ class SlideInference:
         self.slide = _as_list(slide)
         self.slides_dir = slides_dir or None
         self.slides_csv = slides_csv or None
+        self.case_csv = case_csv or None
+        if self.case_csv and (self.slide or self.slides_dir or self.slides_csv):
+            raise ValueError("give case_csv or slides (slide / slides_dir / slides_csv), not both")
+        self._cases: dict[str, list[tuple[str, str]]] | None = None
         self.device = device
         self.encoder_checkpoint = encoder_checkpoint
         self.extraction_overrides = dict(extraction_overrides or {})
@@ -180,7 +204,13 @@ class SlideInference:
     @property
     def active(self) -> bool:
         """True when slides were given (slide mode)."""
-        return bool(self.slide or self.slides_dir or self.slides_csv)
+        return bool(self.slide or self.slides_dir or self.slides_csv or self.case_csv)
+
+    def cases(self) -> dict[str, list[tuple[str, str]]]:
+        """``{case_id: [(slide_id, path), ...]}`` of ``case_csv``; empty without one."""
+        if self._cases is None:
+            self._cases = read_case_csv(self.case_csv) if self.case_csv else {}
+        return self._cases
 
     def sources(self) -> list[Any]:
         """The slides of the run (:class:`scripts.wsi.SlideSource`), in the order given."""
@@ -188,6 +218,7 @@ class SlideInference:
 
         if self._sources is None:
             sources = [SlideSource(Path(p).stem, str(p)) for p in self.slide]
+            sources += [SlideSource(slide_id, path) for slides in self.cases().values() for slide_id, path in slides]
             if self.slides_dir or self.slides_csv:
                 sources += list_slides(self.slides_dir, self.slides_csv)
             seen: dict[str, str] = {}
@@ -249,10 +280,14 @@ class SlideInference:
         if not self.active:
             return feature_file_list(feature_files, dataset_dir)
         if feature_files or dataset_dir:
-            raise ValueError("give slides (slide / slides_dir / slides_csv) or feature files (feature_files / "
-                             "dataset_dir), not both")
+            raise ValueError("give slides (slide / slides_dir / slides_csv / case_csv) or feature files "
+                             "(feature_files / dataset_dir), not both")
+        done = {row.slide_id for row in self.extract() if row.status != "failed"}
+        if self.case_csv:  # one (case_id, [feature file, ...]) entry per case whose every slide was extracted
+            return [(case_id, [output_file(self.features_dir, s, ".h5", "slide id") for s, _ in slides])
+                    for case_id, slides in self.cases().items() if all(s in done for s, _ in slides)]
         return [output_file(self.features_dir, row.slide_id, ".h5", "slide id") for row in self.extract()
-                if row.status != "failed"]
+                if row.slide_id in done]
 
     # ------------------------------------------------------------------ heatmaps
     def write_heatmap(self, slide_id: str, coords: np.ndarray, values: np.ndarray, label: str = HEATMAP_LABEL) -> Path:
@@ -282,6 +317,8 @@ class SlideInference:
         :data:`SLIDE_TABLE_COLUMNS` (empty for slides without a report).
         """
         skipped = skipped or {}
+        if self.case_csv:
+            return self._write_case_table(reports, skipped, findings)
         table = []
         for row in self.extract():
             report = reports.get(row.slide_id)
@@ -308,6 +345,40 @@ class SlideInference:
         failed = [r["id"] for r in table if r["status"] == "failed"]
         logger.info("%d of %d slides reported (%s)%s", len(table) - len(failed), len(table), path,
                     f"; failed: {', '.join(failed)}" if failed else "")
+        return path
+
+    def _write_case_table(self, reports: dict[str, str], skipped: dict[str, str],
+                          findings: dict[str, dict[str, Any]] | None) -> Path:
+        """``reports.csv`` with one row per case of ``case_csv``."""
+        rows = {row.slide_id: row for row in self.extract()}
+        table = []
+        for case_id, slides in self.cases().items():
+            mine = [rows[slide_id] for slide_id, _ in slides]
+            failed = [f"{row.slide_id}: {row.error}" for row in mine if row.status == "failed"]
+            report = reports.get(case_id)
+            if failed:
+                status, error = "failed", "; ".join(failed)
+            elif report is None:
+                status, error = "failed", skipped.get(case_id, "no report was generated (features not decoded)")
+            else:
+                status = "done"
+                error = "; ".join(self.heatmap_errors[s] for s, _ in slides if s in self.heatmap_errors)
+            table.append({
+                "id": case_id,
+                "report": report or "",
+                "status": status,
+                "error": error,
+                "slide": ";".join(row.path for row in mine),
+                "n_patches": sum(row.n_patches for row in mine),
+                "heatmap": ";".join(self.heatmaps[s] for s, _ in slides if s in self.heatmaps),
+                **(findings or {}).get(case_id, {}),
+            })
+        path = self.reports_dir / "reports.csv"
+        columns = SLIDE_TABLE_COLUMNS + (FINDING_COLUMNS if findings is not None else [])
+        atomic_write_text(path, _csv_text(table, columns))
+        failed_cases = [r["id"] for r in table if r["status"] == "failed"]
+        logger.info("%d of %d cases reported (%s)%s", len(table) - len(failed_cases), len(table), path,
+                    f"; failed: {', '.join(failed_cases)}" if failed_cases else "")
         return path
 
     def run(self, evaluator: Engine) -> None:
@@ -355,15 +426,22 @@ class AttentionHeatmapWriter:
             model, batch["features"].to(device), batch["mask"].to(device), output[CommonKeys.PRED].to(device)
         )
         weights = attention.relative.float().cpu().numpy()
+        case_bounds = batch.get("case_bounds") or [None] * len(batch["ids"])
+        case_slides = batch.get("case_slides") or [None] * len(batch["ids"])
         for row, slide_id in enumerate(batch["ids"]):
             n = int(batch["num_patches"][row])
-            coords = batch["coords"][row, :n].numpy()
-            try:
-                self.slides.write_heatmap(slide_id, coords, weights[row, :n])
-            except Exception as err:  # a heatmap never costs the slide its report
-                message = f"heatmap: {type(err).__name__}: {err}"
-                self.slides.heatmap_errors[slide_id] = message
-                logger.warning("%s: %s", slide_id, message)
+            if case_bounds[row] is None:
+                parts = [(slide_id, 0, n)]
+            else:  # a case: one heatmap per slide, from that slide's own rows (the filler between is left out)
+                parts = [(s, a, b) for s, (a, b) in zip(case_slides[row], case_bounds[row].tolist())]
+            for part_id, start, end in parts:
+                coords = batch["coords"][row, start:end].numpy()
+                try:
+                    self.slides.write_heatmap(part_id, coords, weights[row, start:end])
+                except Exception as err:  # a heatmap never costs the slide its report
+                    message = f"heatmap: {type(err).__name__}: {err}"
+                    self.slides.heatmap_errors[part_id] = message
+                    logger.warning("%s: %s", part_id, message)
 
 
 class SlideReportWriter(ReportWriter):

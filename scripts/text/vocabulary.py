@@ -102,22 +102,16 @@ class Vocabulary:
 
         The file looks like ``{"train": [{"id": ..., "report": ...}, ...], "val": [...], "test": [...]}``.
         """
-        path = Path(annotation_path)
+        # the one annotation reader lives in the data room; imported here, at call time, because that room
+        # imports this one (its datasets encode reports with a Vocabulary)
+        from scripts.data.annotation import load_annotation
+        from scripts.data.errors import AnnotationError
+
         try:
-            with path.open("r", encoding="utf-8") as handle:
-                annotation = json.load(handle)
-        except FileNotFoundError as err:
-            raise ReportTextError(f"{path}: annotation file not found") from err
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-            raise ReportTextError(f"{path}: cannot read annotation JSON ({err})") from err
-        if not isinstance(annotation, dict) or not isinstance(annotation.get(split), list):
-            raise ReportTextError(f"{path}: no list under split {split!r}")
-        reports = []
-        for position, item in enumerate(annotation[split]):
-            report = item.get("report") if isinstance(item, dict) else None
-            if not isinstance(report, str):
-                raise ReportTextError(f"{path}: {split}[{position}] has no 'report' text")
-            reports.append(report)
+            annotation = load_annotation(annotation_path, required_splits=(split,), on_duplicate="keep", only=(split,))
+        except AnnotationError as err:
+            raise ReportTextError(str(err)) from err
+        reports = [item["report"] for item in annotation[split]]
         return cls.build(reports, threshold)
 
     # ------------------------------------------------------------------ lookup

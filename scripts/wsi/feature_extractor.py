@@ -2,7 +2,9 @@
 
 For each slide: open it (cuCIM or OpenSlide), plan the read level for ``target_mpp``, compute the
 tissue mask on a low-resolution image, keep grid patches with enough tissue, read them in batches,
-apply the encoder's transform and the encoder, and write ``<slide_id>.h5`` (plus ``.pt`` on
+apply the patch preprocessing (a MONAI transform chain, by default
+:class:`scripts.encoders.PatchPreprocessing`: optional stain normalisation, then the encoder's own resize and
+normalisation) on the batch's device and the encoder, and write ``<slide_id>.h5`` (plus ``.pt`` on
 request) and ``<slide_id>_thumb.png``. Each slide's outcome goes to ``manifest.csv``; one bad slide
 never stops the run.
 """
@@ -14,6 +16,7 @@ import glob
 import logging
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +25,7 @@ import torch
 from torchvision.transforms.v2 import functional as TF
 from tqdm.auto import tqdm
 
+from scripts.encoders.patch_preprocessing import STAIN_NORMALIZATIONS, PatchPreprocessing, describe_preprocessing
 from scripts.ids import UnsafeIdError, check_file_id
 
 from .cucim_decode_errors import watch_cucim_decode_errors
@@ -95,6 +99,12 @@ class FeatureExtractor:
         torch_threads: torch intra-op threads while patches are encoded on the CPU. None: the
             available cores minus the ``num_workers`` decoding alongside (at least 1); on a 2-core
             machine two OpenMP threads competing with two decode threads run 2-4x slower.
+        stain_normalization: ``"none"`` or ``"macenko"`` (MONAI's ``NormalizeHEStains`` before the encoder's
+            steps); recorded in every feature file (``stain_normalization`` attribute).
+        preprocessing: the MONAI transform chain ``uint8 [B, 3, H, W] -> float [B, 3, S, S]`` (a config's
+            ``preprocessing``); None builds ``PatchPreprocessing(encoder, stain_normalization)``. A chain that
+            is not a :class:`scripts.encoders.PatchPreprocessing` is recorded as ``custom: <transform names>``
+            in the ``preprocessing`` attribute.
 
     Note:
         A config runs it with ``"extract_features": "$@extractor.run()"``; in Python:
@@ -127,6 +137,8 @@ class FeatureExtractor:
         save_thumbnails: bool = True,
         progress: bool = True,
         torch_threads: int | None = None,
+        stain_normalization: str = "none",
+        preprocessing: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ):
         self.output_dir = Path(output_dir)
         self.encoder = encoder
@@ -151,6 +163,17 @@ class FeatureExtractor:
         self.save_thumbnails = bool(save_thumbnails)
         self.progress = bool(progress)
         self.torch_threads = torch_threads
+        if stain_normalization not in STAIN_NORMALIZATIONS:
+            raise ValueError(f"stain_normalization must be one of {STAIN_NORMALIZATIONS}, got {stain_normalization!r}")
+        if preprocessing is None:
+            preprocessing = PatchPreprocessing(encoder, stain_normalization)
+        elif isinstance(preprocessing, PatchPreprocessing) and preprocessing.stain_normalization != stain_normalization:
+            raise ValueError(
+                f"preprocessing normalises stains with {preprocessing.stain_normalization!r} but "
+                f"stain_normalization is {stain_normalization!r}; give the same value to both"
+            )
+        self.stain_normalization = stain_normalization
+        self.preprocessing = preprocessing
         self._encoder_ready = False
 
     # ------------------------------------------------------------------ run
@@ -236,6 +259,8 @@ class FeatureExtractor:
             "step": self.step,
             "tissue_fraction": self.tissue_fraction,
             "tissue_params": self.tissue_params.as_dict(),
+            "stain_normalization": self.stain_normalization,
+            "preprocessing": describe_preprocessing(self.preprocessing),
         }
 
     def extract_slide(self, source: SlideSource) -> ManifestRow:
@@ -359,7 +384,7 @@ class FeatureExtractor:
                 batch = patches.to(self.device, non_blocking=True)
                 if plan.resized:
                     batch = resize_patches(batch, plan.patch_size)
-                out = self.encoder(self.encoder.transform(batch))
+                out = self.encoder(self.preprocessing(batch))
                 if out.ndim != 2 or out.shape[1] != feats.shape[1]:
                     raise RuntimeError(
                         f"{slide.name}: encoder {self.encoder.name} returned {list(out.shape)}, "
@@ -367,6 +392,10 @@ class FeatureExtractor:
                     )
                 feats[index.numpy()] = out.float().cpu().numpy()
                 bar.update(len(index))
+        unchanged = self.preprocessing.pop_unchanged() if hasattr(self.preprocessing, "pop_unchanged") else 0
+        if unchanged:
+            logger.warning("%s: stain normalisation kept %d of %d patches as they were (too little stain to "
+                           "estimate it)", slide.name, unchanged, len(coords))
         return feats
 
     def _attrs(

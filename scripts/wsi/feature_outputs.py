@@ -5,8 +5,11 @@
 - ``<slide_id>.pt`` (``save_pt``): HistGen's layout, a float32 tensor ``[N, D]``, also atomic.
 
 A finished ``.h5`` is *current* when the attributes listed in :data:`RUN_KEYS` equal those the run
-would write: the slide file's size and mtime, the encoder's name and checksum and every patch and
-tissue parameter. Temporary files are named ``.<output file name>.<random>.tmp`` (e.g.
+would write: the slide file's size and mtime, the encoder's name and checksum, every patch and
+tissue parameter, the stain normalisation (``stain_normalization``: ``none`` or ``macenko``) and the
+patch preprocessing chain (``preprocessing``: ``encoder`` for the encoder's own steps, else
+``custom: <transform names>``). Files written before the last two existed count as ``none`` / ``encoder``
+(:data:`RUN_KEY_DEFAULTS`). Temporary files are named ``.<output file name>.<random>.tmp`` (e.g.
 ``.CASE-1.h5.k2x9.tmp``); those left by a killed run are removed before the slide is processed again.
 """
 
@@ -21,13 +24,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from monai.utils import optional_import
 
 from scripts.atomic_io import atomic_path
-from scripts.data.feature_files import write_feature_file_h5
+from scripts.data.errors import BagDataError
+from scripts.data.feature_files import read_feature_attrs, read_feature_file, write_feature_file_h5
 from scripts.ids import output_file
-
-h5py, _ = optional_import("h5py")
 
 #: Bumped when the meaning of the stored features or attributes changes.
 FORMAT_VERSION = 1
@@ -47,7 +48,11 @@ RUN_KEYS = (
     "step",
     "tissue_fraction",
     "tissue_params",
+    "stain_normalization",
+    "preprocessing",
 )
+#: Values taken for run keys that files written before the key existed lack (the settings those files were made with).
+RUN_KEY_DEFAULTS = {"stain_normalization": "none", "preprocessing": "encoder"}
 #: The slide file's own attributes among :data:`RUN_KEYS` (they change when the file is copied or touched).
 SLIDE_FILE_KEYS = ("slide_file_size", "slide_mtime")
 #: The run keys a model's inputs depend on: the extraction settings, saved with a model trained on the files.
@@ -88,22 +93,27 @@ def _canonical(value: Any) -> Any:
 
 
 def read_h5_attrs(path: str | os.PathLike) -> dict[str, Any] | None:
-    """Attributes of a finished ``.h5`` (without reading the features), or None if unreadable."""
+    """Attributes of a finished ``.h5`` (without reading the features), or None if unreadable.
+
+    A thin view of :func:`scripts.data.read_feature_attrs` (the one h5 reader): a file is finished when it holds
+    ``feats`` and ``coords``; ``n_patches`` and ``feature_dim`` come from the features' shape.
+    """
     try:
-        with h5py.File(path, "r") as handle:
-            if "feats" not in handle or "coords" not in handle:
-                return None
-            attrs = {key: handle.attrs[key] for key in handle.attrs}
-            attrs["n_patches"], attrs["feature_dim"] = (int(n) for n in handle["feats"].shape)
-            return attrs
-    except Exception:  # missing, truncated or foreign file: not current
+        attrs = read_feature_attrs(path)
+    except BagDataError:  # missing, truncated or foreign file: not current
         return None
+    if not attrs.pop("has_coords"):
+        return None
+    return attrs
 
 
 def extraction_record(path: str | os.PathLike) -> dict[str, Any] | None:
     """The :data:`EXTRACTION_KEYS` (decoded) and ``feature_dim`` of an extractor ``.h5``; None for other files."""
     attrs = read_h5_attrs(path)
-    if attrs is None or any(key not in attrs for key in EXTRACTION_KEYS):
+    if attrs is None:
+        return None
+    attrs = {**RUN_KEY_DEFAULTS, **attrs}
+    if any(key not in attrs for key in EXTRACTION_KEYS):
         return None
     return {**{key: _canonical(attrs[key]) for key in EXTRACTION_KEYS}, "feature_dim": attrs["feature_dim"]}
 
@@ -112,6 +122,7 @@ def stale_reasons(stored: dict[str, Any] | None, expected: dict[str, Any]) -> li
     """Why a stored file is not current (empty list = current)."""
     if stored is None:
         return ["no readable feature file"]
+    stored = {**RUN_KEY_DEFAULTS, **stored}
     reasons = []
     for key in RUN_KEYS:
         if key not in stored:
@@ -152,5 +163,4 @@ def write_features_pt(path: Path, feats: np.ndarray | torch.Tensor) -> Path:
 
 def read_h5_feats(path: Path) -> np.ndarray:
     """``feats [N, D]`` of a finished ``.h5`` (to rebuild a missing ``.pt``)."""
-    with h5py.File(path, "r") as handle:
-        return np.asarray(handle["feats"][()], dtype=np.float32)
+    return read_feature_file(path, check_finite=False).feats.numpy()

@@ -294,3 +294,27 @@ def test_one_slide_by_path_and_a_run_where_every_slide_fails(trained, slide_run,
     assert proc.returncode != 0 and "none of the 1 slide(s) could be processed" in proc.stdout + proc.stderr
     (failed,) = _read_table(tmp_path / "none" / "reports.csv")
     assert failed["id"] == "unreadable" and failed["status"] == "failed" and "Bogus marker" in failed["error"]
+
+
+@pytest.mark.slow
+def test_a_case_of_three_slides_gets_one_report(trained, tmp_path):
+    """``--case_csv``: three demo slides as one case and one slide alone; one report and one row per case."""
+    slides = trained / "demo_data" / "slides"
+    table = tmp_path / "cases.csv"
+    table.write_text("case_id,path\n" + "".join(f"CASE-3,{slides / f'SYNTH-test-000{i}.svs'}\n" for i in range(3))
+                     + f"SOLO,{slides / 'SYNTH-test-0003.svs'}\n")
+    reports = tmp_path / "reports"
+    run_bundle("inference", "inference.json", output_dir=path_of(trained), case_csv=path_of(table),
+               reports_dir=path_of(reports), beam_size=2, progress=False)
+    rows = {r["id"]: r for r in _read_table(reports / "reports.csv")}
+    assert list(rows) == ["CASE-3", "SOLO"]
+    case = rows["CASE-3"]
+    assert case["status"] == "done" and case["report"] != "" and len(case["slide"].split(";")) == 3
+    assert (reports / "CASE-3.txt").read_text(encoding="utf-8").strip() == case["report"]
+    assert case["heatmap"].split(";") == [f"SYNTH-test-000{i}_heatmap.png" for i in range(3)]
+    patches = 0
+    for i in range(3):
+        with h5py.File(reports / "features" / f"SYNTH-test-000{i}.h5", "r") as handle:
+            patches += handle["feats"].shape[0]
+    assert int(case["n_patches"]) == patches
+    assert not (reports / "SYNTH-test-0000.txt").exists()  # no per-slide report for a case's slides
