@@ -22,6 +22,7 @@ import torch
 from torchvision.transforms.v2 import functional as TF
 from tqdm.auto import tqdm
 
+from scripts import runtime_threads
 from scripts.ids import UnsafeIdError, check_file_id
 
 from .cucim_decode_errors import watch_cucim_decode_errors
@@ -93,8 +94,10 @@ class FeatureExtractor:
         save_thumbnails: write ``<slide_id>_thumb.png``.
         progress: show tqdm bars (over the run and per slide).
         torch_threads: torch intra-op threads while patches are encoded on the CPU. None: the
-            available cores minus the ``num_workers`` decoding alongside (at least 1); on a 2-core
-            machine two OpenMP threads competing with two decode threads run 2-4x slower.
+            workflow's :func:`scripts.runtime_threads.apply_thread_choice` if it ran, else
+            :func:`scripts.runtime_threads.choose_threads` (``OMP_NUM_THREADS``, else the usable cores
+            minus the ``num_workers`` decoding alongside and minus other runnable jobs, at least 1);
+            on a 2-core machine two OpenMP threads competing with two decode threads run 2-4x slower.
 
     Note:
         A config runs it with ``"extract_features": "$@extractor.run()"``; in Python:
@@ -331,8 +334,10 @@ class FeatureExtractor:
             return max(1, int(self.torch_threads))
         if self.device.type != "cpu":
             return None
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        return max(1, cores - self.num_workers)
+        applied = runtime_threads.applied_choice()  # the workflow's choice, made once per process
+        if applied is not None:
+            return applied.intra_op
+        return runtime_threads.choose_threads(None, None, self.num_workers).intra_op
 
     def encode_patches(self, slide: Slide, coords: np.ndarray, plan: ReadPlan) -> np.ndarray:
         """Features ``[N, D]`` float32 of the patches at ``coords [N, 2]`` (level-0 x, y)."""
