@@ -19,9 +19,10 @@ defaults: 256 px at 0.5 um/px, tissue fraction 0.5, batch 64, 2 read workers):
 Slides/hour = 3600 / seconds for the whole slide (mask + grid + every tissue patch + write). When
 ``--max-patches`` limits the patches timed, the per-patch time is scaled to the slide's tissue patch
 count (the table says so). Read + transform of ours is set against the raw tile-decode rate of the
-level read (``bench_patch_reading.raw_tile_decode``; target >= 80 %).
+level read (``bench_patch_reading.raw_tile_decode``, every tile of the level, in patch equivalents; target
+>= 80 %), each the best of passes repeated for 2 s.
 
-    python -m benchmarks.bench_slide_pipeline --quick   # 4,096 px synthetic slide + CMU, 1 round (~2 min)
+    python -m benchmarks.bench_slide_pipeline --quick   # 4,096 px synthetic slide + CMU, 64 patches timed (~2 min)
     python -m benchmarks.bench_slide_pipeline           # 20,480 px slide + CMU, up to 1,500 patches timed
 """
 
@@ -176,20 +177,34 @@ def run_clam_style(path: Path, encoder: PatchEncoder, limit: int, out: Path) -> 
     return timing
 
 
-def read_transform_rate(path: Path, encoder: PatchEncoder, limit: int) -> tuple[float, float]:
-    """Patches/s of ours read + transform (no encoder) and of the raw tile decode of the level read."""
+def read_transform_rate(path: Path, encoder: PatchEncoder, limit: int, min_seconds: float = 2.0) -> tuple[float, float]:
+    """Patches/s of ours read + transform (no encoder) and of the raw tile decode of the level read.
+
+    Each is repeated for at least ``min_seconds`` and the best pass kept (a small slide's single pass is
+    mostly start-up: opening the slide, starting cuCIM's threads).
+    """
     plan, coords, _ = slide_grid(path)
     coords = coords[:limit]
-    start = time.perf_counter()
-    count = 0
-    with Slide(path) as slide, torch.inference_mode():
-        for patches, _ in PatchBatchReader(slide, coords, plan, BATCH, WORKERS):
-            if plan.resized:
-                patches = resize_patches(patches, plan.patch_size)
-            count += encoder.transform(patches).shape[0]
-    ours = count / (time.perf_counter() - start)
-    decode, _ = raw_tile_decode(path, WORKERS, level=plan.level, patch=plan.read_size)
-    return ours, decode
+
+    def one_pass() -> float:
+        start = time.perf_counter()
+        count = 0
+        with Slide(path) as slide, torch.inference_mode():
+            for patches, _ in PatchBatchReader(slide, coords, plan, BATCH, WORKERS):
+                if plan.resized:
+                    patches = resize_patches(patches, plan.patch_size)
+                count += encoder.transform(patches).shape[0]
+        return count / (time.perf_counter() - start)
+
+    best = {"ours": 0.0, "decode": 0.0}
+    for name, run in (
+        ("ours", one_pass),
+        ("decode", lambda: raw_tile_decode(path, WORKERS, level=plan.level, patch=plan.read_size)[0]),
+    ):
+        start = time.perf_counter()
+        while time.perf_counter() - start < min_seconds:
+            best[name] = max(best[name], run())
+    return best["ours"], best["decode"]
 
 
 def main() -> None:
@@ -199,10 +214,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (both pipelines)")
     parser.add_argument("--encoders", nargs="+", default=["builtin-small", f"timm:{VIT_S}"])
     parser.add_argument("--slide", type=Path, default=None, help="reuse/keep the synthetic slide at this path")
-    parser.add_argument("--quick", action="store_true", help="4,096 px synthetic slide, up to 200 patches")
+    parser.add_argument("--quick", action="store_true", help="4,096 px synthetic slide, up to 64 patches timed")
     args = parser.parse_args()
     if args.quick:
-        args.side, args.max_patches = 4096, 200
+        args.side, args.max_patches = 4096, 64
     torch.set_num_threads(args.threads)
 
     with tempfile.TemporaryDirectory() as tmp_name:

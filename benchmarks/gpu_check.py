@@ -106,10 +106,13 @@ def write_resnet50_checkpoint(path: Path) -> Path:
 # ------------------------------------------------------------------------------------------ stages
 def slide_and_coords(folder: Path, sizes: Sizes):
     """The synthetic slide, its read plan and tissue coordinates (the extractor's defaults, native mpp)."""
-    from benchmarks.bench_patch_reading import make_slide
+    from scripts.demo.synthetic_slides import write_synthetic_slide
     from scripts.wsi import Slide, TissueMaskParams, build_patch_grid, plan_patch_reading, slide_tissue_mask
 
-    path = make_slide(folder / f"gpu_check_{sizes.slide_side}.svs", sizes.slide_side)
+    path = folder / f"gpu_check_{sizes.slide_side}.svs"
+    if not path.is_file():  # the benchmark slide of bench_patch_reading (same writer, seed and settings)
+        side = sizes.slide_side
+        write_synthetic_slide(path, "adenocarcinoma", seed=7, size=(side, side), pen_marks=False)
     with Slide(path) as slide:
         plan = plan_patch_reading(slide.name, slide.level_downsamples, slide.mpp, slide.mpp, 256)
         tissue = slide_tissue_mask(slide, TissueMaskParams())
