@@ -335,6 +335,8 @@ class FeatureExtractor:
         if self.device.type != "cpu":
             return None
         applied = runtime_threads.applied_choice()  # the workflow's choice, made once per process
+        if applied is not None and applied.source != "automatic":  # OMP_NUM_THREADS or num_threads: as given
+            return applied.intra_op
         if applied is not None:  # leave room for this extractor's decode workers too
             return max(1, min(applied.intra_op, applied.cores - self.num_workers))
         return runtime_threads.choose_threads(None, None, self.num_workers).intra_op
