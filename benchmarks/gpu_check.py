@@ -284,7 +284,8 @@ def main(argv: list[str] | None = None) -> list[tuple[str, str, str]]:
         for n in sizes.train_sizes:
             seconds, peak = train_step(sizes, n, device)
             memory = f", peak {peak:.2f} GiB" if peak is not None else ""
-            row("train", f"released-size step, N = {n:,}", f"{seconds:.2f} s{memory}")
+            size = "tiny-model" if args.dry_run else "released-size"
+            row("train", f"{size} training step, N = {n:,}", f"{seconds:.2f} s{memory}")
         row(
             "decode", f"beam 3, {sizes.tokens} tokens, N = {sizes.decode_size:,}", f"{decode_time(sizes, device):.2f} s"
         )

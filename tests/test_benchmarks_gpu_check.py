@@ -31,7 +31,7 @@ def test_gpu_check_dry_run_prints_every_stage(tmp_path):
         value = next(v for k, v in values.items() if k.startswith(label))
         rate, per_hour = re.match(r"([\d,.]+) patches/s = ([\d,.]+) slides/h", value).groups()
         assert float(rate.replace(",", "")) > 0 and float(per_hour.replace(",", "")) > 0
-    assert re.fullmatch(r"[\d.]+ s", next(v for k, v in values.items() if k.startswith("released-size")))
+    assert re.fullmatch(r"[\d.]+ s", next(v for k, v in values.items() if k.startswith("tiny-model training step")))
     assert re.fullmatch(r"[\d.]+ s", next(v for k, v in values.items() if k.startswith("beam 3")))
     assert (tmp_path / "dinov2.pth").is_file() and (tmp_path / "resnet50.pth").is_file()  # local random weights
     assert "gpu_check:" in out.stdout and "commit" in out.stdout
