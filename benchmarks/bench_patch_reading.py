@@ -218,16 +218,20 @@ def run_loader(dataset: Dataset, encoder, workers: int, batch: int, encode: bool
     return count
 
 
-def raw_tile_decode(path: Path, workers: int) -> tuple[float, int]:
-    """Patch equivalents per second for decoding every JPEG tile of level 0."""
+def raw_tile_decode(path: Path, workers: int, level: int = 0, patch: int = PATCH) -> tuple[float, int]:
+    """``patch`` x ``patch`` equivalents per second for decoding every JPEG tile of pyramid ``level``.
+
+    Returns:
+        rate, number of tiles decoded.
+    """
     with tifffile.TiffFile(path) as tif:
-        page = tif.pages[0]
+        page = tif.series[0].levels[level].keyframe
         start = time.perf_counter()
         pixels = 0
         for tile, _, _ in page.segments(maxworkers=workers):
             pixels += tile.size // 3
         seconds = time.perf_counter() - start
-    return pixels / (PATCH * PATCH) / seconds, len(page.dataoffsets)
+    return pixels / (patch * patch) / seconds, len(page.dataoffsets)
 
 
 def timed_rate(fn: Callable[[], int]) -> float:

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from scripts.engines.model_files import save_report_model
+from scripts.engines.report_data import build_vocabulary
 from scripts.networks import HistGen
 from scripts.text import Vocabulary
 
@@ -44,7 +45,7 @@ def import_reference_checkpoint(
     if vocab_file:
         vocab = Vocabulary.load(vocab_file)
     elif annotation:
-        vocab = Vocabulary.from_reference_annotation(annotation, threshold)
+        vocab = build_vocabulary(annotation, threshold)
     else:
         raise ValueError("give --annotation (to rebuild the reference vocabulary) or --vocab_file")
     model = HistGen.from_reference_checkpoint(checkpoint, config, compat=compat)

@@ -16,7 +16,8 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 #: Single-file modules of ``scripts/`` that every room may use; they import only one another.
-BASE = frozenset({"__init__", "atomic_io", "config_checks", "error_messages", "flags", "ids", "safe_load"})
+BASE = frozenset({"__init__", "atomic_io", "config_checks", "error_messages", "flags", "ids", "runtime_threads",
+                  "safe_load"})
 
 #: room -> the rooms it may import (besides itself and :data:`BASE`). Lowest first. ``apps`` is ``apps/``;
 #: every other room is a sub-package (or top-level script) of ``scripts/``.
@@ -27,7 +28,7 @@ ALLOWED: dict[str, frozenset[str]] = {
     "networks": frozenset(),
     "packaging": frozenset(),
     "metrics": frozenset({"data", "text"}),
-    "wsi": frozenset({"data"}),
+    "wsi": frozenset({"encoders", "data"}),
     "demo": frozenset({"wsi", "encoders", "data", "text"}),
     "engines": frozenset({"networks", "metrics", "wsi", "encoders", "data", "text"}),
     "transfer": frozenset({"engines", "networks", "metrics", "wsi", "encoders", "data", "text"}),

@@ -1,6 +1,6 @@
 """Data: HistGen annotations, per-slide feature files, bag datasets and padded batches."""
 
-from .annotation import HISTGEN_SPLITS, load_annotation, require_slides_in
+from .annotation import HISTGEN_SPLITS, load_annotation, require_slides_in, vocabulary_from_annotation
 from .bag_datasets import SKIPPED_KEY, FeatureBagDataset, ReportBagDataset
 from .collate import COORD_PAD, collate_bags
 from .errors import AnnotationError, BagDataError
@@ -29,6 +29,7 @@ __all__ = [
     "collate_bags",
     "find_feature_file",
     "load_annotation",
+    "vocabulary_from_annotation",
     "require_slides_in",
     "read_feature_attrs",
     "read_feature_file",

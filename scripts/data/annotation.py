@@ -26,6 +26,8 @@ from collections.abc import Sequence
 from pathlib import Path, PurePath
 from typing import Any, Literal
 
+from scripts.text import ReportTextError, Vocabulary
+
 from .errors import AnnotationError
 
 __all__ = ["HISTGEN_SPLITS", "case_slide_ids", "load_annotation", "require_slides_in"]
@@ -45,7 +47,7 @@ def load_annotation(
     only: Sequence[str] | None = None,
 ) -> dict[str, list[dict[str, Any]]]:
     """Read and check a HistGen annotation JSON (the one reader of the format: training data, evaluation and the
-    vocabulary's :meth:`scripts.text.Vocabulary.from_reference_annotation` all go through it).
+    vocabulary's :func:`vocabulary_from_annotation` all go through it).
 
     Args:
         path: the annotation file.
@@ -183,3 +185,21 @@ def require_slides_in(
             raise AnnotationError(
                 f"{annotation_file}: split {split!r} is empty; {workflow} needs it ({purpose.get(split, 'its slides')})"
             )
+
+
+def vocabulary_from_annotation(
+    annotation_path: str | os.PathLike[str], threshold: int = 10, split: str = "train"
+) -> Vocabulary:
+    """The vocabulary of the ``split`` (default ``train``) reports of a HistGen annotation JSON (HistGen's rule).
+
+    The file looks like ``{"train": [{"id": ..., "report": ...}, ...], "val": [...], "test": [...]}``; it is
+    read by :func:`load_annotation` (the one annotation reader), checking only ``split``.
+
+    Raises:
+        ReportTextError: the file is missing, not JSON, or its ``split`` is absent or malformed.
+    """
+    try:
+        annotation = load_annotation(annotation_path, required_splits=(split,), on_duplicate="keep", only=(split,))
+    except AnnotationError as err:
+        raise ReportTextError(str(err)) from err
+    return Vocabulary.build([item["report"] for item in annotation[split]], threshold)

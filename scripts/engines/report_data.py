@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from scripts.data import FEATURE_SUFFIXES, load_annotation, read_feature_header
+from scripts.data import FEATURE_SUFFIXES, load_annotation, read_feature_header, vocabulary_from_annotation
 from scripts.text import Vocabulary
 
 logger = logging.getLogger(__name__)
@@ -172,7 +172,7 @@ def build_vocabulary(
     """The vocabulary of the train split (HistGen's rule), or the one saved in ``vocab_file`` if given."""
     if vocab_file:
         return Vocabulary.load(vocab_file)
-    return Vocabulary.from_reference_annotation(annotation_file, threshold)
+    return vocabulary_from_annotation(annotation_file, threshold)
 
 
 def default_key_phrases(data: ReportData) -> dict[str, list[str]] | None:

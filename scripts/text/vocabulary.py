@@ -94,26 +94,6 @@ class Vocabulary:
         kept.add(UNK_TOKEN)
         return cls(sorted(kept), threshold=threshold)
 
-    @classmethod
-    def from_reference_annotation(
-        cls, annotation_path: str | os.PathLike[str], threshold: int = 10, split: str = "train"
-    ) -> Vocabulary:
-        """Build from the ``split`` (default ``train``) reports of a HistGen annotation JSON.
-
-        The file looks like ``{"train": [{"id": ..., "report": ...}, ...], "val": [...], "test": [...]}``.
-        """
-        # the one annotation reader lives in the data room; imported here, at call time, because that room
-        # imports this one (its datasets encode reports with a Vocabulary)
-        from scripts.data.annotation import load_annotation
-        from scripts.data.errors import AnnotationError
-
-        try:
-            annotation = load_annotation(annotation_path, required_splits=(split,), on_duplicate="keep", only=(split,))
-        except AnnotationError as err:
-            raise ReportTextError(str(err)) from err
-        reports = [item["report"] for item in annotation[split]]
-        return cls.build(reports, threshold)
-
     # ------------------------------------------------------------------ lookup
     def __len__(self) -> int:
         """Number of tokens (``<unk>`` included, id 0 excluded)."""

@@ -25,6 +25,7 @@ import torch
 from torchvision.transforms.v2 import functional as TF
 from tqdm.auto import tqdm
 
+from scripts import runtime_threads
 from scripts.encoders.patch_preprocessing import STAIN_NORMALIZATIONS, PatchPreprocessing, describe_preprocessing
 from scripts.ids import UnsafeIdError, check_file_id
 
@@ -97,8 +98,10 @@ class FeatureExtractor:
         save_thumbnails: write ``<slide_id>_thumb.png``.
         progress: show tqdm bars (over the run and per slide).
         torch_threads: torch intra-op threads while patches are encoded on the CPU. None: the
-            available cores minus the ``num_workers`` decoding alongside (at least 1); on a 2-core
-            machine two OpenMP threads competing with two decode threads run 2-4x slower.
+            workflow's :func:`scripts.runtime_threads.apply_thread_choice` if it ran, else
+            :func:`scripts.runtime_threads.choose_threads` (``OMP_NUM_THREADS``, else the usable cores
+            minus the ``num_workers`` decoding alongside and minus other runnable jobs, at least 1);
+            on a 2-core machine two OpenMP threads competing with two decode threads run 2-4x slower.
         stain_normalization: ``"none"`` or ``"macenko"`` (MONAI's ``NormalizeHEStains`` before the encoder's
             steps); recorded in every feature file (``stain_normalization`` attribute).
         preprocessing: the MONAI transform chain ``uint8 [B, 3, H, W] -> float [B, 3, S, S]`` (a config's
@@ -356,8 +359,12 @@ class FeatureExtractor:
             return max(1, int(self.torch_threads))
         if self.device.type != "cpu":
             return None
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        return max(1, cores - self.num_workers)
+        applied = runtime_threads.applied_choice()  # the workflow's choice, made once per process
+        if applied is not None and applied.source != "automatic":  # OMP_NUM_THREADS or num_threads: as given
+            return applied.intra_op
+        if applied is not None:  # leave room for this extractor's decode workers too
+            return max(1, min(applied.intra_op, applied.cores - self.num_workers))
+        return runtime_threads.choose_threads(None, None, self.num_workers).intra_op
 
     def encode_patches(self, slide: Slide, coords: np.ndarray, plan: ReadPlan) -> np.ndarray:
         """Features ``[N, D]`` float32 of the patches at ``coords [N, 2]`` (level-0 x, y)."""

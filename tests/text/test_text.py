@@ -14,6 +14,7 @@ import torch
 
 import scripts.text.report_cleaning
 import scripts.text.vocabulary
+from scripts.data import vocabulary_from_annotation
 from scripts.text import ReportTextError, Vocabulary, clean_report, read_report_text
 
 SHARED = Path(__file__).resolve().parents[2].parent / "shared"
@@ -66,7 +67,7 @@ def test_from_reference_annotation_uses_train_split(tmp_path, reference):
     }
     path = tmp_path / "annotation.json"
     path.write_text(json.dumps(annotation), encoding="utf-8")
-    vocab = Vocabulary.from_reference_annotation(path, threshold=reference["threshold"])
+    vocab = vocabulary_from_annotation(path, threshold=reference["threshold"])
     assert vocab.tokens == reference["vocab"]
 
 

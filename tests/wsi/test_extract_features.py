@@ -225,7 +225,11 @@ def test_config_declares_the_documented_keys():
         "extractor",
     ):
         assert key in parser.config, key
-    assert parser["extract_features"] == ["$scripts.config_checks.check_settings()", "$@extractor.run()"]
+    assert parser["extract_features"] == [
+        "$scripts.config_checks.check_settings()",
+        "$scripts.runtime_threads.apply_thread_choice(@num_threads, None, @num_workers)",
+        "$@extractor.run()",
+    ]
     assert parser.get_parsed_content("device").type in ("cpu", "cuda")
     merged = ConfigParser()
     merged.read_config([str(CONFIG), str(MULTI_GPU)])

@@ -1,8 +1,8 @@
 """Slide inference by case (``--case_csv``): slides extracted, each case's slides one bag, one row per case.
 
 Real slides (crops of the CMU H&E slide written as pyramids), the real extractor and builtin-small encoder,
-the real dataset; the network's part is covered by tests/test_data_cases.py and, end to end through
-``monai.bundle run``, by the slow case test of tests/test_slide_inference.py.
+the real dataset; the network's part is covered by tests/data/test_data_cases.py and, end to end through
+``monai.bundle run``, by the slow case test of tests/engines/test_slide_inference.py.
 """
 
 from __future__ import annotations
@@ -13,12 +13,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_wsi_slide_files import cmu_rgb, write_pyramid_tiff
 
 from scripts.data import FeatureBagDataset, collate_bags
 from scripts.encoders import build_encoder
 from scripts.engines import SlideInference
 from scripts.engines.slide_cases import read_case_csv
+from tests.wsi.test_wsi_slide_files import cmu_rgb, write_pyramid_tiff
 
 
 @pytest.fixture(scope="module")

@@ -12,15 +12,15 @@ import numpy as np
 import pytest
 import torch
 from monai.transforms import Compose
-from test_wsi_slide_files import cmu_rgb, write_pyramid_tiff
 from torchvision.transforms import InterpolationMode, v2
 
 from scripts.data import read_feature_file
 from scripts.encoders import PatchPreprocessing, build_encoder, describe_preprocessing, make_patch_transform
 from scripts.wsi import FeatureExtractor, stale_reasons
 from scripts.wsi.feature_outputs import extraction_record, read_h5_attrs
+from tests.wsi.test_wsi_slide_files import cmu_rgb, write_pyramid_tiff
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

@@ -18,10 +18,11 @@ from scripts.data import (
     collate_bags,
     load_annotation,
     read_feature_attrs,
+    vocabulary_from_annotation,
     write_feature_file_h5,
 )
 from scripts.networks import HistGen, HistGenConfig
-from scripts.text import ReportTextError, Vocabulary
+from scripts.text import ReportTextError
 
 DIM = 8
 REGION_SIZE = 4  # 3 patches per region
@@ -92,7 +93,7 @@ def test_collate_keeps_every_region_inside_one_slide(dataset):
 
 def test_the_case_trains_and_decodes_as_one_report(dataset):
     root, annotation = dataset
-    vocab = Vocabulary.from_reference_annotation(annotation, threshold=1)
+    vocab = vocabulary_from_annotation(annotation, threshold=1)
     data = ReportBagDataset(annotation, root, "train", vocab=vocab, max_seq_length=12, region_size=REGION_SIZE)
     batch = collate_bags([data[0], data[1]])
     torch.manual_seed(0)
@@ -154,12 +155,12 @@ def test_one_annotation_reader_serves_the_vocabulary(tmp_path):
     """The vocabulary reads the annotation through load_annotation: only its split is checked."""
     path = tmp_path / "a.json"
     path.write_text(json.dumps({"train": [{"id": "a", "report": "Tumour ."}], "val": [{"id": "b"}]}))
-    assert Vocabulary.from_reference_annotation(path, threshold=1).tokens == [".", "<unk>", "tumour"]
+    assert vocabulary_from_annotation(path, threshold=1).tokens == [".", "<unk>", "tumour"]
     path.write_text(json.dumps({"train": [{"id": "a"}]}))
     with pytest.raises(ReportTextError, match=r"train\[0\].*missing 'report'"):
-        Vocabulary.from_reference_annotation(path, threshold=1)
+        vocabulary_from_annotation(path, threshold=1)
     with pytest.raises(ReportTextError, match="not found"):
-        Vocabulary.from_reference_annotation(tmp_path / "none.json", threshold=1)
+        vocabulary_from_annotation(tmp_path / "none.json", threshold=1)
 
 
 def test_one_h5_reader_serves_the_extractor_view(tmp_path):
