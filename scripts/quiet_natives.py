@@ -8,7 +8,7 @@ slides are then read through the CPU, as intended.
 - :func:`point_cufile_log` (run when ``scripts`` is imported, before anything imports cuCIM) sends the
   log to ``<temp dir>/histgen-cufile-<user>.log`` unless the user set ``CUFILE_LOGFILE_PATH``;
 - :func:`import_cucim_quietly` imports cuCIM with the process's stdout and stderr captured (cuFile prints
-  to stdout) and replaces those lines with one explained log line (debug level; the captured text is kept in the log file).
+  to stdout) and replaces those lines with one debug-level log line that quotes them and says what they mean.
 """
 
 from __future__ import annotations
