@@ -113,9 +113,10 @@ def list_settings(config_file: str | Sequence[str]) -> list[Setting]:
             settings.append(Setting(key, value, "object", None))
         else:
             nested = []
-            if isinstance(value, Mapping):
+            description = describe(key, bundle)
+            if isinstance(value, Mapping) and not (description or "").startswith("(derived)"):
                 nested = [(f"{key}#{k}", v) for k, v in value.items()]
-            settings.append(Setting(key, value, "setting", describe(key, bundle), nested))
+            settings.append(Setting(key, value, "setting", description, nested))
     return settings
 
 
