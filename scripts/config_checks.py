@@ -15,6 +15,9 @@ config files declare:
 - ``null``/``none`` is None where the declared value is ``null`` or the key is in :data:`NULLABLE`;
 - ``$``/``@``/``%`` values (expressions, references, macros) are left to MONAI.
 
+``--help`` among the overrides prints the settings listing of :mod:`scripts.settings` and ends the run
+(exit code 0) before the workflow does anything.
+
 Declared values that are ``null`` or expressions have no known type: any override is accepted. The check
 reads the overrides from MONAI's ``run``/``run_workflow`` call on the stack; a workflow built in Python
 (``ConfigWorkflow(...)``) is not checked.
@@ -39,6 +42,8 @@ logger = logging.getLogger("histgen.settings")
 _EXPRESSION_PREFIXES = ("$", "@", "%")
 _NULL_WORDS = ("null", "none")
 #: numeric settings whose ``null`` means "no limit" / "off" (the other numbers must stay numbers)
+#: overrides that ask for the settings listing instead of a run (``--help``, ``--h``)
+HELP_KEYS = frozenset({"help", "h"})
 NULLABLE = frozenset({"max_patches", "clip_value", "max_norm", "torch_threads", "assume_mpp", "step"})
 
 
@@ -166,11 +171,22 @@ def _workflow_on_stack() -> Any:
     return None
 
 
+def _print_help_and_exit(config_file: Any, workflow: Any) -> None:
+    """``--help``: print the config's settings (:mod:`scripts.settings`) and end the run with exit code 0."""
+    from scripts.settings import format_settings
+
+    print(format_settings(config_file, workflow=getattr(workflow, "run_id", None)), flush=True)
+    raise SystemExit(0)
+
+
 def check_settings() -> dict[str, Any]:
     """Check this run's command-line overrides against its config files (first step of every workflow list).
 
     Converted values (``"false"`` for a yes/no key, ``5`` for a text key) replace the parser's copy before
     anything reads them.
+
+    ``--help`` prints every key of the config with its default and description and exits with code 0
+    before anything else runs.
 
     Returns:
         The checked overrides (empty when the workflow was not started by ``monai.bundle run``).
@@ -190,6 +206,8 @@ def check_settings() -> dict[str, Any]:
     run_args |= {"workflow_name", "args_file", "config_file", "meta_file", "logging_file", "init_id", "run_id",
                  "final_id", "tracking", "workflow_type", "properties_path"}
     overrides = {k: v for k, v in overrides.items() if k not in run_args}
+    if config_file is not None and any(k in HELP_KEYS for k in overrides):
+        _print_help_and_exit(config_file, workflow)
     checked: dict[str, Any] = {}
     if overrides and config_file is not None:
         files = [str(f) for f in (config_file if isinstance(config_file, (list, tuple)) else [config_file])]

@@ -29,6 +29,23 @@ def find_mlflow_handler(engine: Engine) -> Any | None:
     return None
 
 
+def skip_mlflow_run(engine: Engine, reason: str) -> bool:
+    """Detach MONAI's ``MLFlowHandler`` from ``engine`` before it starts a run: the run trains nothing.
+
+    Called by :class:`scripts.engines.TrainingCheckpoint` on ``Events.STARTED`` (it is attached before the
+    tracking handler) when the checkpoint already finished ``max_epochs``, so a re-run leaves no empty
+    MLflow run beside the real one. Returns True when a handler was detached (and logs why).
+    """
+    handler = find_mlflow_handler(engine)
+    if handler is None or handler.cur_run is not None:
+        return False
+    for handlers in engine._event_handlers.values():
+        # in place: the STARTED list is being fired right now, and the tracking handler comes after the caller
+        handlers[:] = [entry for entry in handlers if getattr(entry[0], "__self__", None) is not handler]
+    logger.info("no MLflow run logged: %s", reason)
+    return True
+
+
 def flatten_params(prefix: str, value: Any, out: dict[str, str]) -> None:
     """Flatten nested params into ``out`` with dotted keys; values as text of at most 500 characters."""
     if isinstance(value, dict):

@@ -23,6 +23,7 @@ from scripts.metrics import FindingsVocabulary, selection_score
 from scripts.safe_load import UnsafeFileError, load_plain
 from scripts.text import Vocabulary
 
+from .mlflow_extras import skip_mlflow_run
 from .model_files import CONFIG_FILE, EXTRACTION_FILE, FINDINGS_VOCAB_FILE, MODEL_FILE, VOCAB_FILE, save_report_model
 from .progress import engine_loss
 
@@ -307,6 +308,7 @@ class TrainingCheckpoint:
         logger.info("resumed from %s at epoch %d", path, engine.state.epoch)
         if engine.state.epoch >= engine.state.max_epochs:
             logger.info("the checkpoint already finished max_epochs=%d: nothing to train", engine.state.max_epochs)
+            skip_mlflow_run(engine, f"{path} already finished max_epochs={engine.state.max_epochs}, nothing trained")
             engine.terminate()
 
     def _earlier_run_files(self) -> list[Path]:
