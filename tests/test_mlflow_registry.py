@@ -95,7 +95,8 @@ def test_fresh_process_loads_the_registered_model_and_matches_the_bundle(registe
     assert proc.returncode == 0, proc.stderr[-3000:]
     got = json.loads(result.read_text())
     assert {r["slide_id"]: r["report_tokens"] for r in got["by_file"]} == registered["expected"]
-    assert [r["report_tokens"] for r in got["by_array"]] == [registered["expected"][f.stem] for f in registered["files"]]
+    expected = [registered["expected"][f.stem] for f in registered["files"]]
+    assert [r["report_tokens"] for r in got["by_array"]] == expected
     # prose beside the tokens, and the research-use notice on every row (the demo bags here are given as a
     # dataset_dir, so the model does not count as trained on the synthetic demo)
     assert all(r["report"] == report_prose(r["report_tokens"]) for r in got["by_file"])
