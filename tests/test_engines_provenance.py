@@ -106,7 +106,7 @@ def test_report_files_and_table_carry_prose_tokens_and_the_synthetic_warning(mod
     assert lines[0].startswith(SYNTHETIC_WARNING)
     assert lines[1] == "Diagnosis: carcinoma. Margins: free."
     assert "Tokens (the form the metrics score): diagnosis carcinoma . margins free ." in lines
-    assert RESEARCH_NOTICE in lines and any(line.startswith("Model: model trained on") for line in lines)
+    assert RESEARCH_NOTICE in lines and any(line.startswith("Provenance: model trained on") for line in lines)
     (row,) = _read_csv(tmp_path / "reports.csv")
     assert list(row)[:4] == REPORT_TABLE_COLUMNS
     assert row["report"] == lines[1] and row["report_tokens"] == "diagnosis carcinoma . margins free ."

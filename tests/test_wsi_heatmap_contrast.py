@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from scripts.engines.slide_inference import HEATMAP_LABEL, HEATMAP_NOTES
+from scripts.engines.slide_inference import HEATMAP_ALPHA, HEATMAP_LABEL, HEATMAP_NOTES
 from scripts.wsi import TissueMask
 from scripts.wsi.attention_heatmap import render_value_heatmap
 from scripts.wsi.slide_thumbnail import NO_PATCHES_NOTE, render_thumbnail
@@ -40,13 +40,13 @@ def _centres(image, coords: np.ndarray) -> np.ndarray:
 def test_the_top_decile_of_a_narrow_attention_map_stands_out_and_the_tissue_shows_elsewhere():
     tissue, (coords, weights) = _tissue(), _patches()
     image = render_value_heatmap(tissue, coords, 64, weights, label=HEATMAP_LABEL, scale="percentile",
-                                 notes=HEATMAP_NOTES)
+                                 notes=HEATMAP_NOTES, alpha=HEATMAP_ALPHA)  # as slide inference draws it
     colours = _centres(image, coords)
     top = weights >= 1.04  # the top decile
     assert top.sum() == len(weights) // 10
     middle = np.abs(weights - np.median(weights)) <= np.quantile(np.abs(weights - np.median(weights)), 0.2)
     # the top-decile patches are red and far from every other patch's colour on average
-    assert np.all(colours[top, 0] - colours[top, 2] > 50), colours[top]
+    assert np.all(colours[top, 0] - colours[top, 2] > 40), colours[top]
     contrast = np.linalg.norm(colours[top].mean(axis=0) - colours[~top].mean(axis=0))
     assert contrast > 80, contrast
     # patches near the slide's median weight leave the tissue visible

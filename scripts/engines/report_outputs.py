@@ -66,7 +66,7 @@ def report_file_text(tokens: str, provenance: dict[str, Any] | None = None) -> s
     tokens, the research-use notice and the model's one-line provenance."""
     lines = [f"{SYNTHETIC_WARNING} (trained only on synthetic slides)"] if is_synthetic(provenance) else []
     lines += [report_prose(tokens), "", f"Tokens (the form the metrics score): {tokens}", "", RESEARCH_NOTICE,
-              f"Model: {provenance_summary(provenance)}"]
+              f"Provenance: {provenance_summary(provenance)}"]
     return "\n".join(lines) + "\n"
 
 

@@ -60,6 +60,8 @@ _EXTRACTOR_KEYS = ("wsi_backend", "target_mpp", "assume_mpp", "mpp_tolerance", "
 HEATMAP_LABEL = "Model attention (this slide)"
 #: What the heatmap's colours mean, under its legend title.
 HEATMAP_NOTES = ("red: relied on most", "blue: least; clear: typical", "scale: this slide's 2-98th pct")
+#: Opacity of the most extreme patches (the tissue stays visible under them).
+HEATMAP_ALPHA = 0.6
 
 
 def _as_list(value: str | os.PathLike | Sequence[str | os.PathLike] | None) -> list[str]:
@@ -284,7 +286,7 @@ class SlideInference:
             tissue = slide_tissue_mask(slide, params or TissueMaskParams())
         path = output_file(self.reports_dir, slide_id, "_heatmap.png", "slide id")
         save_value_heatmap(path, tissue, coords, int(attrs["patch_size_level0"]), values, label=label,
-                           scale="percentile", notes=HEATMAP_NOTES)
+                           scale="percentile", notes=HEATMAP_NOTES, alpha=HEATMAP_ALPHA)
         self.heatmaps[slide_id] = path.name
         return path
 
