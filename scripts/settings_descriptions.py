@@ -68,6 +68,11 @@ DESCRIPTIONS: dict[str, str] = {
     "num_workers": "DataLoader worker processes (0 = load in the main process)",
     "num_threads": "torch intra-op threads (null: automatic from the usable cores, other running jobs and the "
                    "work size, logged once; OMP_NUM_THREADS wins)",
+    "provenance": _DERIVED + "what the model was trained on (dataset, synthetic or not, slides, extraction, date, "
+                  "code version), saved as models/provenance.json",
+    "model_provenance": _DERIVED + "the model folder's provenance.json, logged as one line at load",
+    "allow_feature_mismatch": "decode feature files whose extraction settings differ from the model's "
+                              "feature_extraction.json (logged as a warning; default false refuses them)",
     "case_csv": "CSV of case_id,path (one slide per row or paths joined by ;): one report per case of several slides",
     "stain_normalization": "none or macenko (MONAI NormalizeHEStains before the encoder steps; recorded in the "
                            "feature files)",

@@ -93,9 +93,9 @@ def demo_truth(annotation_file: str | os.PathLike[str]) -> BenchmarkTruth:
 
 
 def read_reports_csv(path: str | os.PathLike[str]) -> dict[str, str]:
-    """``eval/reports.csv`` -> ``{id: generated}``."""
+    """``eval/reports.csv`` -> ``{id: generated tokens}`` (``generated_tokens``; ``generated`` in older tables)."""
     with Path(path).open(newline="", encoding="utf-8-sig") as handle:
-        return {row["id"]: row["generated"] for row in csv.DictReader(handle)}
+        return {row["id"]: row.get("generated_tokens", row["generated"]) for row in csv.DictReader(handle)}
 
 
 def score_reports(generated: dict[str, str], truth: BenchmarkTruth, split: str = "test") -> ReportScores:

@@ -2,6 +2,7 @@
 
 import warnings
 
+from .feature_checks import CHECKED_KEYS, FeatureMismatchError, check_feature_files
 from .grounding import ReportFindingLabeler, TeacherForcingBatches, finding_labeler
 from .input_normalisation import fit_input_norm
 from .mlflow_extras import MLflowRunExtras, find_mlflow_handler
@@ -10,6 +11,7 @@ from .model_files import (
     DEFAULT_EXTRACTION,
     EXTRACTION_FILE,
     FINDINGS_VOCAB_FILE,
+    ModelNotFoundError,
     VocabularyMismatchError,
     decoding_settings,
     extraction_settings,
@@ -18,8 +20,19 @@ from .model_files import (
     load_model_config,
     load_model_vocabulary,
     load_report_model,
+    require_model_dir,
     save_report_model,
     unwrap,
+)
+from .model_provenance import (
+    PROVENANCE_FILE,
+    RESEARCH_NOTICE,
+    SYNTHETIC_WARNING,
+    load_provenance,
+    log_model_provenance,
+    output_notice,
+    provenance_summary,
+    training_provenance,
 )
 from .patch_attention import PatchAttention, patch_attention
 from .progress import EngineProgressBar
@@ -53,6 +66,19 @@ from .training_handlers import (
 warnings.filterwarnings("ignore", message="Key metric is not a scalar value")
 
 __all__ = [
+    "CHECKED_KEYS",
+    "PROVENANCE_FILE",
+    "RESEARCH_NOTICE",
+    "SYNTHETIC_WARNING",
+    "FeatureMismatchError",
+    "ModelNotFoundError",
+    "check_feature_files",
+    "load_provenance",
+    "log_model_provenance",
+    "output_notice",
+    "provenance_summary",
+    "require_model_dir",
+    "training_provenance",
     "DEFAULT_BEAM_SIZE",
     "DEFAULT_EXTRACTION",
     "DEMO_SOURCES",

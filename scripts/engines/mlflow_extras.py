@@ -110,7 +110,7 @@ class MLflowRunExtras:
         if run is None:
             return
         client, run_id = run
-        for name in ("model.pt", "vocab.json", "model_config.json"):
+        for name in ("model.pt", "vocab.json", "model_config.json", "provenance.json"):
             path = self.model_dir / name
             if path.is_file():
                 client.log_artifact(run_id, str(path), artifact_path="best_model")

@@ -4,6 +4,10 @@
 training reports, :class:`scripts.metrics.FindingsVocabulary`): evaluation and inference of that model
 read its findings with the same classes.
 
+``provenance.json`` joins them when training knows its data (:mod:`scripts.engines.model_provenance`): the
+dataset's name, whether it is synthetic, the number of slides per split, the extraction settings, the date
+and the code version; readers log it as one line and every output carries its notice.
+
 ``feature_extraction.json`` joins them when the training features came from ``scripts.wsi.FeatureExtractor``:
 the encoder and patch settings that slide inference must use to give the model the same kind of input.
 
@@ -30,6 +34,8 @@ from scripts.metrics import FindingsVocabulary
 from scripts.networks import HistGen, HistGenConfig
 from scripts.safe_load import load_plain
 from scripts.text import Vocabulary
+
+from .model_provenance import PROVENANCE_FILE, stamped
 
 MODEL_FILE = "model.pt"
 VOCAB_FILE = "vocab.json"
@@ -59,6 +65,7 @@ def save_report_model(
     vocab: Vocabulary,
     extraction: dict[str, Any] | None = None,
     findings_vocabulary: FindingsVocabulary | None = None,
+    provenance: dict[str, Any] | None = None,
 ) -> Path:
     """Write ``model.pt`` (state dict), ``vocab.json`` and ``model_config.json`` atomically into ``model_dir``.
 
@@ -71,6 +78,8 @@ def save_report_model(
             removes an old one (the model was trained on features of unknown origin).
         findings_vocabulary: the training reports' finding classes, written to ``findings_vocabulary.json``
             (None leaves an existing file as it is).
+        provenance: what the model was trained on (:func:`scripts.engines.training_provenance`), written
+            with the save time as ``provenance.json``; None removes an old one (the data is unknown).
     """
     model_dir = Path(model_dir)
     model = unwrap(network)
@@ -83,6 +92,10 @@ def save_report_model(
         (model_dir / EXTRACTION_FILE).unlink(missing_ok=True)
     if findings_vocabulary is not None:
         findings_vocabulary.save(model_dir / FINDINGS_VOCAB_FILE)
+    if provenance is not None:
+        atomic_write_json(model_dir / PROVENANCE_FILE, stamped(provenance))
+    else:
+        (model_dir / PROVENANCE_FILE).unlink(missing_ok=True)
     atomic_torch_save(model_dir / MODEL_FILE, state)
     return model_dir / MODEL_FILE
 
@@ -133,6 +146,30 @@ def load_model_vocabulary(
     vocab = Vocabulary.load(path)
     check_vocabulary(model_dir, vocab, path)
     return vocab
+
+
+class ModelNotFoundError(FileNotFoundError):
+    """``model_dir`` holds no trained model."""
+
+
+def require_model_dir(model_dir: str | os.PathLike[str]) -> Path:
+    """``model_dir`` when it holds ``model.pt`` and ``model_config.json``; else a clear error.
+
+    ``configs/inference.json``'s ``model_dir`` is ``<output_dir>/models`` unless given, so a run with an
+    ``--output_dir`` of its own needs ``--model_dir`` too: the message says so.
+
+    Raises:
+        ModelNotFoundError: naming the folder, what is missing and the ``--model_dir`` override.
+    """
+    folder = Path(model_dir)
+    missing = [name for name in (MODEL_FILE, CONFIG_FILE) if not (folder / name).is_file()]
+    if missing:
+        raise ModelNotFoundError(
+            f"{folder}: no trained model here (missing {', '.join(missing)}); model_dir is <output_dir>/models "
+            "unless given, so when --output_dir names a new folder for the reports, give the model's folder "
+            "too, e.g. --model_dir models (the demo model trained in the bundle root)"
+        )
+    return folder
 
 
 def load_model_config(model_dir: str | os.PathLike[str], **overrides: Any) -> HistGenConfig:

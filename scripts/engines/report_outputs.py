@@ -1,5 +1,13 @@
 """Handlers that write what a person reads: ``eval/metrics.json``, ``eval/reports.csv``, ``eval/findings.csv``,
-per-slide reports and their findings (``<id>.txt``, ``<id>.findings.json``)."""
+per-slide reports and their findings (``<id>.txt``, ``<id>.findings.json``).
+
+Reports are written twice: as prose (``report`` / ``generated``: sentence case, punctuation attached,
+:func:`scripts.text.prose.report_prose`) for a person, and as the model's tokens (``report_tokens`` /
+``generated_tokens``) that the metrics and the findings reader use. ``reference`` is the annotation's own
+text; ``reference_tokens`` is the tokenised form the scores compare against. Every report file and
+``reports.csv`` carry the model's notice (:func:`scripts.engines.model_provenance.output_notice`): the
+research-use notice, and ``SYNTHETIC-DATA MODEL — NOT FOR DIAGNOSIS`` for a model trained on synthetic data.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +25,9 @@ from scripts.atomic_io import atomic_write_json, atomic_write_text
 from scripts.ids import UnsafeIdError, output_file
 from scripts.metrics import CATEGORICAL_FINDINGS, FindingsVocabulary, ReportFindings, extract_findings
 from scripts.metrics.findings_scores import findings_comparison
+from scripts.text.prose import report_prose
+
+from .model_provenance import RESEARCH_NOTICE, SYNTHETIC_WARNING, is_synthetic, output_notice, provenance_summary
 
 logger = logging.getLogger("histgen.outputs")
 
@@ -42,6 +53,21 @@ def finding_cells(findings: ReportFindings | None) -> dict[str, Any]:
     """``{column: value}`` for :data:`FINDING_COLUMNS` (empty cells where the report does not say)."""
     values = findings.to_dict() if findings is not None else {}
     return {name: "" if values.get(name) is None else values[name] for name in FINDING_COLUMNS}
+
+
+#: ``reports.csv`` columns of inference before the finding columns (feature mode).
+REPORT_TABLE_COLUMNS = ["id", "report", "report_tokens", "notice"]
+#: ``eval/reports.csv`` columns.
+EVALUATION_TABLE_COLUMNS = ["id", "generated", "generated_tokens", "reference", "reference_tokens", "notice"]
+
+
+def report_file_text(tokens: str, provenance: dict[str, Any] | None = None) -> str:
+    """The text of ``<id>.txt``: the synthetic-data warning first (when it applies), the report as prose, its
+    tokens, the research-use notice and the model's one-line provenance."""
+    lines = [f"{SYNTHETIC_WARNING} (trained only on synthetic slides)"] if is_synthetic(provenance) else []
+    lines += [report_prose(tokens), "", f"Tokens (the form the metrics score): {tokens}", "", RESEARCH_NOTICE,
+              f"Provenance: {provenance_summary(provenance)}"]
+    return "\n".join(lines) + "\n"
 
 
 def write_findings_json(output_dir: Path, slide_id: str, findings: ReportFindings) -> Path:
@@ -82,13 +108,19 @@ class _CollectReports(EpochRowCollector):
     """Collects ids, generated and reference texts from an evaluator's iterations."""
 
     def rows_from(self, output: Any) -> list[dict[str, Any]]:
-        refs = output.get("references") or [None] * len(output["hypotheses"])
-        return [{"id": slide_id, "generated": hyp, "reference": ref}
-                for slide_id, hyp, ref in zip(output["slide_ids"], output["hypotheses"], refs)]
+        count = len(output["hypotheses"])
+        refs = output.get("references") or [None] * count
+        raw = output.get("raw_reports") or [None] * count
+        return [{"id": slide_id, "generated": hyp, "reference": ref, "raw_reference": text}
+                for slide_id, hyp, ref, text in zip(output["slide_ids"], output["hypotheses"], refs, raw)]
 
 
 class EvaluationWriter(_CollectReports):
-    """Writes ``metrics.json``, ``reports.csv`` (``id, generated, reference``) and ``findings.csv``.
+    """Writes ``metrics.json``, ``reports.csv`` (:data:`EVALUATION_TABLE_COLUMNS`) and ``findings.csv``.
+
+    ``reports.csv``: ``generated`` is the report as prose, ``generated_tokens`` the model's tokens (scored),
+    ``reference`` the annotation's own text, ``reference_tokens`` its tokenised form (scored), ``notice``
+    the model's notice.
 
     ``findings.csv`` has one row per report: ``id``, then per categorical finding its reference value, its
     generated value and ``yes``/``no`` (empty where the reference does not state it), then ``all_correct``
@@ -100,15 +132,26 @@ class EvaluationWriter(_CollectReports):
         findings_vocabulary: known diagnoses for reading the findings (the model's
             ``findings_vocabulary.json``); None reads rule-based phrases.
         write_findings: False skips ``findings.csv``.
+        provenance: the model's ``provenance.json`` record (its notice goes into ``reports.csv``).
     """
 
     def __init__(self, output_dir: str | os.PathLike[str], info: dict[str, Any] | None = None,
-                 findings_vocabulary: FindingsVocabulary | None = None, write_findings: bool = True) -> None:
+                 findings_vocabulary: FindingsVocabulary | None = None, write_findings: bool = True,
+                 provenance: dict[str, Any] | None = None) -> None:
         super().__init__()
         self.output_dir = Path(output_dir)
         self.info = info or {}
         self.findings_vocabulary = findings_vocabulary
         self.write_findings = write_findings
+        self.provenance = provenance
+
+    def table_rows(self) -> list[dict[str, Any]]:
+        """Rows of ``reports.csv``: prose and tokens of the generated and the reference report."""
+        notice = output_notice(self.provenance)
+        return [{"id": row["id"], "generated": report_prose(row["generated"]), "generated_tokens": row["generated"],
+                 "reference": row["raw_reference"] if row.get("raw_reference") else "",
+                 "reference_tokens": row["reference"] if row["reference"] is not None else "", "notice": notice}
+                for row in self.rows]
 
     def findings_rows(self) -> list[dict[str, Any]]:
         rows = []
@@ -121,7 +164,7 @@ class EvaluationWriter(_CollectReports):
 
     def __call__(self, engine: Engine) -> None:
         metrics = {k: float(v) for k, v in engine.state.metrics.items() if isinstance(v, (int, float))}
-        atomic_write_text(self.output_dir / "reports.csv", _csv_text(self.rows, ["id", "generated", "reference"]))
+        atomic_write_text(self.output_dir / "reports.csv", _csv_text(self.table_rows(), EVALUATION_TABLE_COLUMNS))
         if self.write_findings:
             table = self.findings_rows()
             atomic_write_text(self.output_dir / "findings.csv", _csv_text(table, FINDINGS_TABLE_COLUMNS))
@@ -137,20 +180,40 @@ class EvaluationWriter(_CollectReports):
 class ReportWriter(_CollectReports):
     """Inference: ``<id>.txt`` and ``<id>.findings.json`` per slide plus ``reports.csv`` in ``output_dir``.
 
-    ``reports.csv`` = ``id, report`` and one column per finding (:data:`FINDING_COLUMNS`).
+    ``reports.csv`` = :data:`REPORT_TABLE_COLUMNS` (``id, report`` as prose, ``report_tokens`` as the model
+    wrote it, ``notice``) and one column per finding (:data:`FINDING_COLUMNS`, read from the tokens).
+    ``<id>.txt`` is :func:`report_file_text`.
 
     Args:
         output_dir: the reports folder.
         findings_vocabulary: known diagnoses for reading the findings; None reads rule-based phrases.
         write_findings: False writes neither the findings files nor their columns.
+        provenance: the model's ``provenance.json`` record (:func:`scripts.engines.log_model_provenance`);
+            None: unknown (the research-use notice only).
     """
 
     def __init__(self, output_dir: str | os.PathLike[str], findings_vocabulary: FindingsVocabulary | None = None,
-                 write_findings: bool = True) -> None:
+                 write_findings: bool = True, provenance: dict[str, Any] | None = None) -> None:
         super().__init__()
         self.output_dir = Path(output_dir)
         self.findings_vocabulary = findings_vocabulary
         self.write_findings = write_findings
+        self.provenance = provenance
+
+    @property
+    def notice(self) -> str:
+        """The ``notice`` cell of every row (:func:`scripts.engines.model_provenance.output_notice`)."""
+        return output_notice(self.provenance)
+
+    def report_cells(self, tokens: str) -> dict[str, str]:
+        """``report`` (prose), ``report_tokens`` and ``notice`` cells of one report."""
+        return {"report": report_prose(tokens) if tokens else "", "report_tokens": tokens, "notice": self.notice}
+
+    def log_written(self, count: int) -> None:
+        logger.info("wrote %d reports to %s", count, self.output_dir)
+        if is_synthetic(self.provenance):
+            logger.warning("%s: these %d reports come from a model trained only on synthetic slides", SYNTHETIC_WARNING,
+                           count)
 
     def write_reports(self) -> dict[str, dict[str, Any]]:
         """``<id>.txt`` (and ``<id>.findings.json``) per row; returns ``{id: finding cells}``."""
@@ -161,7 +224,7 @@ class ReportWriter(_CollectReports):
             except UnsafeIdError as err:
                 logger.error("%s; its report is only in reports.csv", err)
                 continue
-            atomic_write_text(path, row["generated"] + "\n")
+            atomic_write_text(path, report_file_text(row["generated"], self.provenance))
             if self.write_findings:
                 findings = extract_findings(row["generated"], self.findings_vocabulary)
                 write_findings_json(self.output_dir, row["id"], findings)
@@ -174,6 +237,7 @@ class ReportWriter(_CollectReports):
 
     def __call__(self, engine: Engine) -> None:
         cells = self.write_reports()
-        table = [{"id": r["id"], "report": r["generated"], **cells.get(r["id"], {})} for r in self.rows]
-        atomic_write_text(self.output_dir / "reports.csv", _csv_text(table, ["id", "report", *self.finding_columns]))
-        logger.info("wrote %d reports to %s", len(self.rows), self.output_dir)
+        table = [{"id": r["id"], **self.report_cells(r["generated"]), **cells.get(r["id"], {})} for r in self.rows]
+        atomic_write_text(self.output_dir / "reports.csv",
+                          _csv_text(table, [*REPORT_TABLE_COLUMNS, *self.finding_columns]))
+        self.log_written(len(self.rows))

@@ -10,11 +10,12 @@
    feature files are reused). A slide that cannot be read or holds no tissue is recorded and skipped.
 2. The usual inference evaluator reads the new ``.h5`` files and decodes the reports.
 3. :class:`AttentionHeatmapWriter` draws ``<reports_dir>/<slide_id>_heatmap.png``: each patch's relative
-   attention of the model (:mod:`scripts.engines.patch_attention`) over the slide thumbnail.
+   attention of the model (:mod:`scripts.engines.patch_attention`) over the slide thumbnail, coloured by
+   where it falls between the slide's own 2nd and 98th percentiles (``scale="percentile"``), with a legend.
 4. :class:`SlideReportWriter` writes ``<slide_id>.txt`` and ``<slide_id>.findings.json`` per slide and
-   ``reports.csv`` with one row per slide: ``id, report, status (done | failed), error, slide, n_patches,
-   heatmap`` and one column per finding of the report (``diagnosis, grade, margin, ...``, see
-   :data:`scripts.engines.report_outputs.FINDING_COLUMNS`).
+   ``reports.csv`` with one row per slide: ``id, report (prose), report_tokens, notice, status (done |
+   failed), error, slide, n_patches, heatmap`` and one column per finding of the report (``diagnosis, grade,
+   margin, ...``, see :data:`scripts.engines.report_outputs.FINDING_COLUMNS`).
 
 Cases of several slides (``--case_csv``, see :mod:`scripts.engines.slide_cases`): every slide is extracted as
 above, each case's slides are decoded as one bag (concatenated, as in training) and written as one report,
@@ -22,8 +23,9 @@ above, each case's slides are decoded as one bag (concatenated, as in training) 
 their sum, ``heatmap``: one heatmap per slide joined by ``;``). A case with a slide that could not be extracted
 is reported as failed, naming that slide.
 
-Without slides the workflow is plain feature inference (``reports.csv`` = ``id, report`` and the finding
-columns).
+Without slides the workflow is plain feature inference (``reports.csv`` = ``id, report, report_tokens,
+notice`` and the finding columns); the feature files' extraction attributes are first checked against the
+model's ``feature_extraction.json`` (:func:`scripts.engines.feature_checks.check_feature_files`).
 """
 
 from __future__ import annotations
@@ -43,7 +45,9 @@ from scripts.atomic_io import atomic_write_text
 from scripts.ids import output_file
 from scripts.metrics import FindingsVocabulary
 
+from .feature_checks import check_feature_files
 from .model_files import EXTRACTION_FILE, extraction_settings, unwrap
+from .model_provenance import load_provenance, output_notice
 from .patch_attention import patch_attention
 from .report_data import feature_file_list
 from .report_outputs import FINDING_COLUMNS, ReportWriter, _csv_text
@@ -55,13 +59,17 @@ __all__ = ["SLIDE_TABLE_COLUMNS", "AttentionHeatmapWriter", "SlideInference", "S
 logger = logging.getLogger("histgen.slides")
 
 #: Columns of ``reports.csv`` in slide mode.
-SLIDE_TABLE_COLUMNS = ["id", "report", "status", "error", "slide", "n_patches", "heatmap"]
+SLIDE_TABLE_COLUMNS = ["id", "report", "report_tokens", "notice", "status", "error", "slide", "n_patches", "heatmap"]
 
 #: Extraction settings a model records and slide inference applies (``feature_extraction.json`` keys).
 _EXTRACTOR_KEYS = ("wsi_backend", "target_mpp", "assume_mpp", "mpp_tolerance", "patch_size", "step", "tissue_fraction",
                    "stain_normalization")
 
-HEATMAP_LABEL = "relative attention"
+HEATMAP_LABEL = "Model attention (this slide)"
+#: What the heatmap's colours mean, under its legend title.
+HEATMAP_NOTES = ("red: relied on most", "blue: least; clear: typical", "scale: this slide's 2-98th pct")
+#: Opacity of the most extreme patches (the tissue stays visible under them).
+HEATMAP_ALPHA = 0.6
 
 
 def _as_list(value: str | os.PathLike | Sequence[str | os.PathLike] | None) -> list[str]:
@@ -154,6 +162,8 @@ class SlideInference:
             the model has no ``feature_extraction.json``.
         batch_size, num_workers, save_thumbnails, progress: :class:`scripts.wsi.FeatureExtractor` options
             that do not change the features.
+        allow_feature_mismatch: feature mode: decode feature files whose extraction attributes differ from
+            the model's ``feature_extraction.json`` (logged as a warning) instead of refusing them.
 
     Without ``slide``, ``slides_dir`` and ``slides_csv`` it is inactive and :meth:`feature_paths` returns the
     given feature files, so one config serves both kinds of input.
@@ -175,8 +185,10 @@ class SlideInference:
         save_thumbnails: bool = True,
         progress: bool = True,
         case_csv: str | os.PathLike | None = None,
+        allow_feature_mismatch: bool = False,
     ) -> None:
         self.model_dir = Path(model_dir)
+        self.allow_feature_mismatch = bool(allow_feature_mismatch)
         self.features_dir = Path(features_dir)
         self.reports_dir = Path(reports_dir)
         self.slide = _as_list(slide)
@@ -276,9 +288,12 @@ class SlideInference:
         feature_files: str | os.PathLike | list[str] | None = None,
         dataset_dir: str | os.PathLike | None = None,
     ) -> list[Path]:
-        """The feature files to decode: those of the slides that were extracted, else the given feature files."""
+        """The feature files to decode: those of the slides that were extracted, else the given feature files
+        (checked against the model's ``feature_extraction.json``, see :func:`check_feature_files`)."""
         if not self.active:
-            return feature_file_list(feature_files, dataset_dir)
+            paths = feature_file_list(feature_files, dataset_dir)
+            check_feature_files(paths, self.model_dir, self.allow_feature_mismatch)
+            return paths
         if feature_files or dataset_dir:
             raise ValueError("give slides (slide / slides_dir / slides_csv / case_csv) or feature files "
                              "(feature_files / dataset_dir), not both")
@@ -291,7 +306,8 @@ class SlideInference:
 
     # ------------------------------------------------------------------ heatmaps
     def write_heatmap(self, slide_id: str, coords: np.ndarray, values: np.ndarray, label: str = HEATMAP_LABEL) -> Path:
-        """Draw ``values [N]`` at the patches ``coords [N, 2]`` over the slide's thumbnail -> ``<id>_heatmap.png``."""
+        """Draw ``values [N]`` at the patches ``coords [N, 2]`` over the slide's thumbnail -> ``<id>_heatmap.png``
+        (colours scaled to this slide's own percentiles, legend notes :data:`HEATMAP_NOTES`)."""
         from scripts.wsi import Slide, TissueMaskParams, read_h5_attrs, slide_tissue_mask
         from scripts.wsi.attention_heatmap import save_value_heatmap
 
@@ -304,18 +320,25 @@ class SlideInference:
         with Slide(source.path, extractor.wsi_backend, extractor.assume_mpp, name=Path(source.path).name) as slide:
             tissue = slide_tissue_mask(slide, params or TissueMaskParams())
         path = output_file(self.reports_dir, slide_id, "_heatmap.png", "slide id")
-        save_value_heatmap(path, tissue, coords, int(attrs["patch_size_level0"]), values, label=label, scale="ratio")
+        save_value_heatmap(path, tissue, coords, int(attrs["patch_size_level0"]), values, label=label,
+                           scale="percentile", notes=HEATMAP_NOTES, alpha=HEATMAP_ALPHA)
         self.heatmaps[slide_id] = path.name
         return path
 
     # ------------------------------------------------------------------ outputs
     def write_table(self, reports: dict[str, str], skipped: dict[str, str] | None = None,
-                    findings: dict[str, dict[str, Any]] | None = None) -> Path:
+                    findings: dict[str, dict[str, Any]] | None = None,
+                    provenance: dict[str, Any] | None = None) -> Path:
         """``reports.csv`` with one row per slide (done or failed, with the reason), in the order given.
 
+        ``reports``: ``{slide_id: tokenised report}`` (``report`` holds its prose, ``report_tokens`` the tokens).
         ``findings``: ``{slide_id: {finding column: value}}``; when given, the finding columns follow
         :data:`SLIDE_TABLE_COLUMNS` (empty for slides without a report).
+        ``provenance``: the model's record, for the ``notice`` column.
         """
+        from scripts.text.prose import report_prose
+
+        notice = output_notice(provenance if provenance is not None else load_provenance(self.model_dir))
         skipped = skipped or {}
         if self.case_csv:
             return self._write_case_table(reports, skipped, findings)
@@ -331,7 +354,9 @@ class SlideInference:
                 status, error = "done", self.heatmap_errors.get(row.slide_id, "")
             table.append({
                 "id": row.slide_id,
-                "report": report or "",
+                "report": report_prose(report) if report else "",
+                "report_tokens": report or "",
+                "notice": notice,
                 "status": status,
                 "error": error,
                 "slide": row.path,
@@ -458,11 +483,13 @@ class SlideReportWriter(ReportWriter):
         findings_vocabulary: known diagnoses for reading the findings (the model's
             ``findings_vocabulary.json``); None reads rule-based phrases.
         write_findings: False writes neither ``<id>.findings.json`` nor the finding columns.
+        provenance: the model's ``provenance.json`` record (the notices of every output).
     """
 
     def __init__(self, output_dir: str | os.PathLike[str], slides: SlideInference | None = None,
-                 findings_vocabulary: FindingsVocabulary | None = None, write_findings: bool = True) -> None:
-        super().__init__(output_dir, findings_vocabulary, write_findings)
+                 findings_vocabulary: FindingsVocabulary | None = None, write_findings: bool = True,
+                 provenance: dict[str, Any] | None = None) -> None:
+        super().__init__(output_dir, findings_vocabulary, write_findings, provenance)
         self.slides = slides
 
     def __call__(self, engine: Engine) -> None:
@@ -473,4 +500,5 @@ class SlideReportWriter(ReportWriter):
         dataset = getattr(engine.data_loader, "dataset", None)
         skipped = {s["id"]: s["reason"] for s in getattr(dataset, "skipped", [])}
         self.slides.write_table({row["id"]: row["generated"] for row in self.rows}, skipped,
-                                cells if self.write_findings else None)
+                                cells if self.write_findings else None, self.provenance)
+        self.log_written(len(self.rows))

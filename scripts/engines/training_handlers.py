@@ -85,6 +85,8 @@ class BestModelSaver:
         extraction: feature-extraction settings of the training data, saved as ``feature_extraction.json``
             (see :func:`scripts.engines.save_report_model`).
         findings_vocabulary: the training reports' finding classes, saved as ``findings_vocabulary.json``.
+        provenance: what the model is trained on (:func:`scripts.engines.training_provenance`), saved as
+            ``provenance.json``.
     """
 
     def __init__(
@@ -96,9 +98,11 @@ class BestModelSaver:
         metric: str = "BLEU_4",
         extraction: dict[str, Any] | None = None,
         findings_vocabulary: FindingsVocabulary | None = None,
+        provenance: dict[str, Any] | None = None,
     ) -> None:
         self.network = network
         self.vocab = vocab
+        self.provenance = provenance
         self.extraction = extraction
         self.findings_vocabulary = findings_vocabulary
         self.model_dir = Path(model_dir)
@@ -126,7 +130,7 @@ class BestModelSaver:
                                "no model saved yet", self.metric, engine.state.epoch)
             return
         path = save_report_model(self.model_dir, self.network, self.vocab, self.extraction,
-                                 self.findings_vocabulary)
+                                 self.findings_vocabulary, self.provenance)
         record = {"metric": self.metric, "score": score, "epoch": engine.state.epoch, "model": str(path),
                   "val_metrics": {k: v for k, v in engine.state.metrics.items() if isinstance(v, (int, float))}}
         atomic_write_json(self.state_file, record)

@@ -7,7 +7,9 @@ Input: a pandas DataFrame, one row per slide, with ``slide_id`` and either ``fea
 Params (optional): ``beam_size`` (-1 = the model's ``beam_size``), ``max_len`` (-1 = the model's
 ``max_seq_length``), ``batch_size`` (default 4): as ``configs/inference.json``, the decoding defaults are the
 model's own (``model_config.json``); an override that differs is logged.
-Output: a DataFrame with ``slide_id`` and ``report``.
+Output: a DataFrame with ``slide_id``, ``report`` (sentence-case prose), ``report_tokens`` (the model's tokens,
+what the metrics score) and ``notice`` (the research-use notice; it starts with ``SYNTHETIC-DATA MODEL — NOT
+FOR DIAGNOSIS`` for a model trained on synthetic data, whose load also logs that warning).
 
 A list of ``[N, D]`` arrays can be given as ``bags_frame(arrays)``.
 
@@ -55,7 +57,8 @@ REPORT_PIP_REQUIREMENTS = [
 
 
 def report_model_signature() -> ModelSignature:
-    """Input columns ``slide_id``, ``feature_file``, ``features``; output ``slide_id``, ``report``; three params."""
+    """Input columns ``slide_id``, ``feature_file``, ``features``; output ``slide_id``, ``report``,
+    ``report_tokens``, ``notice``; three params."""
     inputs = Schema(
         [
             ColSpec("string", "slide_id", required=False),
@@ -63,7 +66,8 @@ def report_model_signature() -> ModelSignature:
             ColSpec(Array(Array("double")), "features", required=False),
         ]
     )
-    outputs = Schema([ColSpec("string", "slide_id"), ColSpec("string", "report")])
+    outputs = Schema([ColSpec("string", "slide_id"), ColSpec("string", "report"), ColSpec("string", "report_tokens"),
+                      ColSpec("string", "notice")])
     params = ParamSchema(
         [
             ParamSpec("beam_size", "long", MODEL_DEFAULT),
@@ -116,7 +120,9 @@ with warnings.catch_warnings():
                 reports = self.predictor.predict_bags(bags, ids, **settings)
             except Exception as err:  # one line to the client; the traceback stays in the server log
                 raise one_line_error(err) from None
-            return pd.DataFrame({"slide_id": [r.slide_id for r in reports], "report": [r.report for r in reports]})
+            notice = self.predictor.notice
+            return pd.DataFrame({"slide_id": [r.slide_id for r in reports], "report": [r.prose for r in reports],
+                                 "report_tokens": [r.report for r in reports], "notice": [notice] * len(reports)})
 
 
 def scripts_dir() -> Path:

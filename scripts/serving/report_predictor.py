@@ -3,6 +3,10 @@
 It does what ``configs/inference.json`` does (read and check each feature file, pad bags into
 batches of ``batch_size`` in the given order, ``HistGen.generate``, decode with the vocabulary), so
 the same files give the same reports as ``python -m monai.bundle run inference``.
+
+Loading logs the model's one-line provenance (``provenance.json``) and, for a model trained on synthetic
+data, the ``SYNTHETIC-DATA MODEL — NOT FOR DIAGNOSIS`` warning; :attr:`ReportPredictor.notice` is the line
+its outputs carry, :attr:`SlideReport.prose` the readable form of a report.
 """
 
 from __future__ import annotations
@@ -17,6 +21,8 @@ import torch
 
 from scripts.data import collate_bags, read_feature_file
 from scripts.engines.model_files import decoding_settings, load_report_model
+from scripts.engines.model_provenance import log_model_provenance, output_notice
+from scripts.text.prose import report_prose
 
 from .bag_rows import bag_tensor
 
@@ -30,7 +36,7 @@ class SlideReport:
 
     Attributes:
         slide_id: the bag's id (file name without suffix, or the id given).
-        report: the generated text.
+        report: the generated text, as the model's tokens (what the metrics score).
         ids: token ids ``[L]`` (0-padded after the end token).
         patch_weights: attentive-pooling weight of each real patch ``[N]`` (input order), for heatmaps.
     """
@@ -39,6 +45,11 @@ class SlideReport:
     report: str
     ids: list[int]
     patch_weights: list[float] | None = None
+
+    @property
+    def prose(self) -> str:
+        """The report as sentence-case prose (:func:`scripts.text.prose.report_prose`)."""
+        return report_prose(self.report)
 
 
 def default_device() -> torch.device:
@@ -68,6 +79,7 @@ class ReportPredictor:
         self.model_dir = Path(model_dir)
         self.device = torch.device(device) if device is not None else default_device()
         self.model, self.vocab = load_report_model(self.model_dir, self.device)
+        self.provenance = log_model_provenance(self.model_dir)
         self.beam_size, self.max_len = decoding_settings(None, beam_size, max_len, recorded=self.recorded)
         self.batch_size = batch_size
 
@@ -75,6 +87,11 @@ class ReportPredictor:
     def recorded(self) -> dict[str, Any]:
         """The model's ``model_config.json`` (as loaded): the source of the decoding defaults."""
         return self.model.config.to_dict()
+
+    @property
+    def notice(self) -> str:
+        """The notice the model's outputs carry (research use; synthetic-data warning when it applies)."""
+        return output_notice(self.provenance)
 
     @property
     def feature_dim(self) -> int:

@@ -80,10 +80,12 @@ def test_evaluate_writes_metrics_and_reports_table(trained_run, small_demo, tmp_
     assert set(metrics["metrics"]) >= {"BLEU_1", "BLEU_2", "BLEU_3", "BLEU_4", "ROUGE_L", "CIDEr"}
     with open(out / "eval" / "reports.csv", encoding="utf-8-sig", newline="") as handle:
         rows = list(csv.DictReader(handle))
-    assert [list(r) for r in rows[:1]] == [["id", "generated", "reference"]]
-    test_ids = {item["id"] for item in json.loads(small_demo.annotation_file.read_text())["test"]}
-    assert {r["id"] for r in rows} == test_ids
-    assert all(r["reference"] for r in rows)
+    assert [list(r) for r in rows[:1]] == [["id", "generated", "generated_tokens", "reference", "reference_tokens",
+                                            "notice"]]
+    test_items = {item["id"]: item for item in json.loads(small_demo.annotation_file.read_text())["test"]}
+    assert {r["id"] for r in rows} == set(test_items)
+    # the reference is the annotation's own text; its tokens (what BLEU scores) beside it
+    assert all(r["reference"] == test_items[r["id"]]["report"] and r["reference_tokens"] for r in rows)
 
 
 def test_inference_writes_one_report_per_feature_file(trained_run, small_demo, tmp_path):

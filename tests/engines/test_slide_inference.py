@@ -21,6 +21,8 @@ from PIL import Image
 
 from scripts.engines import (
     EXTRACTION_FILE,
+    RESEARCH_NOTICE,
+    SYNTHETIC_WARNING,
     load_feature_extraction,
     patch_attention,
     save_report_model,
@@ -31,6 +33,7 @@ from scripts.engines.slide_inference import SLIDE_TABLE_COLUMNS
 from scripts.metrics import FindingsVocabulary, extract_findings
 from scripts.networks import HistGen, HistGenConfig
 from scripts.text import Vocabulary
+from scripts.text.prose import report_prose
 from scripts.wsi import TissueMask
 from scripts.wsi.attention_heatmap import render_value_heatmap
 from scripts.wsi.slide_thumbnail import render_thumbnail
@@ -204,10 +207,11 @@ def slide_run(trained, tmp_path_factory):
     for name in ("SYNTH-test-0000.svs", "SYNTH-test-0001.svs"):
         shutil.copy2(trained / "demo_data" / "slides" / name, folder / name)
     shutil.copy(UNREADABLE, folder / "unreadable.svs")
-    reports = tmp_path_factory.mktemp("reports")
-    run_bundle("inference", "inference.json", output_dir=path_of(trained), slides_dir=path_of(folder),
-               reports_dir=path_of(reports), beam_size=2, progress=False)
-    return folder, reports
+    # README's form: a new output_dir for the reports, the model named by model_dir
+    out = tmp_path_factory.mktemp("runs") / "demo"
+    run_bundle("inference", "inference.json", slides_dir=path_of(folder), model_dir=path_of(trained / "models"),
+               output_dir=path_of(out), beam_size=2, progress=False)
+    return folder, out / "reports"
 
 
 @pytest.mark.slow
@@ -219,6 +223,10 @@ def test_training_on_the_slide_demo_records_the_extraction_settings(trained):
         assert record[key] == attrs[key], key
     assert record["tissue_params"] == json.loads(attrs["tissue_params"])
     assert record["checked_files"] == TRAIN_DEMO["n_train"] and record["feature_dim"] == 128
+    provenance = json.loads((trained / "models" / "provenance.json").read_text())
+    assert provenance["synthetic"] is True and provenance["extraction"] == record
+    assert provenance["slides"] == {"train": TRAIN_DEMO["n_train"], "val": TRAIN_DEMO["n_val"],
+                                    "test": TRAIN_DEMO["n_test"]}
 
 
 @pytest.mark.slow
@@ -232,8 +240,13 @@ def test_slide_inference_writes_reports_heatmaps_and_lists_the_bad_slide(trained
     for slide_id in ("SYNTH-test-0000", "SYNTH-test-0001"):
         row = rows[slide_id]
         assert row["status"] == "done" and row["error"] == "" and int(row["n_patches"]) > 5
-        assert (reports / f"{slide_id}.txt").read_text(encoding="utf-8").strip() == row["report"] != ""
-        assert row["report"].startswith("diagnosis")
+        text = (reports / f"{slide_id}.txt").read_text(encoding="utf-8").splitlines()
+        # the demo model saw only synthetic slides: the warning first, then the report as prose, then its tokens
+        assert text[0].startswith(SYNTHETIC_WARNING) and text[1] == row["report"] != ""
+        assert row["report_tokens"].startswith("diagnosis") and row["report"].startswith("Diagnosis: ")
+        assert row["report"] == report_prose(row["report_tokens"]) and f"Tokens (the form the metrics score): " \
+            f"{row['report_tokens']}" in text
+        assert row["notice"].startswith(SYNTHETIC_WARNING) and RESEARCH_NOTICE in row["notice"]
         with Image.open(reports / row["heatmap"]) as heatmap, \
                 Image.open(reports / "features" / f"{slide_id}_thumb.png") as thumb:
             heatmap.load()
@@ -244,7 +257,7 @@ def test_slide_inference_writes_reports_heatmaps_and_lists_the_bad_slide(trained
     vocab = FindingsVocabulary.load(trained / "models" / "findings_vocabulary.json")
     for slide_id in ("SYNTH-test-0000", "SYNTH-test-0001"):
         saved = json.loads((reports / f"{slide_id}.findings.json").read_text(encoding="utf-8"))
-        expected = extract_findings(rows[slide_id]["report"], vocab).to_dict()
+        expected = extract_findings(rows[slide_id]["report_tokens"], vocab).to_dict()
         assert saved == {"id": slide_id, "findings": expected}
         assert {c: rows[slide_id][c] for c in FINDING_COLUMNS} == {
             c: "" if v is None else str(v) for c, v in expected.items()}
@@ -283,7 +296,9 @@ def test_one_slide_by_path_and_a_run_where_every_slide_fails(trained, slide_run,
                slide=path_of(folder / "SYNTH-test-0001.svs"), reports_dir=path_of(single), beam_size=2, heatmaps=False)
     (row,) = _read_table(single / "reports.csv")
     assert row["id"] == "SYNTH-test-0001" and row["status"] == "done" and row["heatmap"] == ""
-    assert row["report"] == (reports / "SYNTH-test-0001.txt").read_text(encoding="utf-8").strip()
+    assert (reports / "SYNTH-test-0001.txt").read_text(encoding="utf-8") == (
+        single / "SYNTH-test-0001.txt").read_text(encoding="utf-8")
+    assert row["report"] == (single / "SYNTH-test-0001.txt").read_text(encoding="utf-8").splitlines()[1]
     assert (single / "SYNTH-test-0001.findings.json").read_bytes() == (
         reports / "SYNTH-test-0001.findings.json").read_bytes()
 
@@ -294,6 +309,7 @@ def test_one_slide_by_path_and_a_run_where_every_slide_fails(trained, slide_run,
     assert proc.returncode != 0 and "none of the 1 slide(s) could be processed" in proc.stdout + proc.stderr
     (failed,) = _read_table(tmp_path / "none" / "reports.csv")
     assert failed["id"] == "unreadable" and failed["status"] == "failed" and "Bogus marker" in failed["error"]
+    assert failed["notice"].startswith(SYNTHETIC_WARNING)
 
 
 @pytest.mark.slow
@@ -310,7 +326,7 @@ def test_a_case_of_three_slides_gets_one_report(trained, tmp_path):
     assert list(rows) == ["CASE-3", "SOLO"]
     case = rows["CASE-3"]
     assert case["status"] == "done" and case["report"] != "" and len(case["slide"].split(";")) == 3
-    assert (reports / "CASE-3.txt").read_text(encoding="utf-8").strip() == case["report"]
+    assert case["report"] in (reports / "CASE-3.txt").read_text(encoding="utf-8")
     assert case["heatmap"].split(";") == [f"SYNTH-test-000{i}_heatmap.png" for i in range(3)]
     patches = 0
     for i in range(3):

@@ -13,6 +13,8 @@ import mlflow
 import pytest
 
 from scripts.demo.feature_bags import make_demo_dataset
+from scripts.engines import RESEARCH_NOTICE
+from scripts.text.prose import report_prose
 from tests.support.bundle_runs import bundle_env, path_of, run_bundle
 from tests.support.local_servers import free_port, post_json, running_server
 
@@ -60,7 +62,7 @@ def registered(tmp_path_factory):
     run_bundle("inference", "inference.json", feature_files=listing, output_dir=path_of(out),
                reports_dir=path_of(root / "bundle_reports"))
     with open(root / "bundle_reports" / "reports.csv", encoding="utf-8-sig") as handle:
-        expected = {row["id"]: row["report"] for row in csv.DictReader(handle)}
+        expected = {row["id"]: row["report_tokens"] for row in csv.DictReader(handle)}
     return {"root": root, "out": out, "db": out / "eval" / "mlruns.db", "files": files, "expected": expected,
             "demo": demo}
 
@@ -92,10 +94,15 @@ def test_fresh_process_loads_the_registered_model_and_matches_the_bundle(registe
                           timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     got = json.loads(result.read_text())
-    assert {r["slide_id"]: r["report"] for r in got["by_file"]} == registered["expected"]
-    assert [r["report"] for r in got["by_array"]] == [registered["expected"][f.stem] for f in registered["files"]]
+    assert {r["slide_id"]: r["report_tokens"] for r in got["by_file"]} == registered["expected"]
+    expected = [registered["expected"][f.stem] for f in registered["files"]]
+    assert [r["report_tokens"] for r in got["by_array"]] == expected
+    # prose beside the tokens, and the research-use notice on every row (the demo bags here are given as a
+    # dataset_dir, so the model does not count as trained on the synthetic demo)
+    assert all(r["report"] == report_prose(r["report_tokens"]) for r in got["by_file"])
+    assert {r["notice"] for r in got["by_file"]} == {RESEARCH_NOTICE}
     assert [r["slide_id"] for r in got["by_array"]] == ["a", "b", "c"]
-    assert len(got["greedy"][0]["report"].split()) <= 5
+    assert len(got["greedy"][0]["report_tokens"].split()) <= 5
     assert set(got["signature"]) == {"slide_id", "feature_file", "features"}
 
 
@@ -110,7 +117,9 @@ def test_mlflow_models_serve_answers_invocations_with_a_report(registered, tmp_p
                                  {"dataframe_records": [{"feature_file": str(first)}],
                                   "params": {"beam_size": TRAIN["beam_size"]}})  # the bundle ran at the model's beam
         assert status == 200, body
-        assert body["predictions"] == [{"slide_id": first.stem, "report": registered["expected"][first.stem]}]
+        tokens = registered["expected"][first.stem]
+        assert body["predictions"] == [{"slide_id": first.stem, "report": report_prose(tokens), "report_tokens": tokens,
+                                        "notice": RESEARCH_NOTICE}]
         status, body = post_json(f"http://127.0.0.1:{port}/invocations",
                                  {"dataframe_records": [{"features": [[0.5, 0.25]]}]})
         assert status == 400 and "feature dimension 2, the model expects 32" in json.dumps(body)
