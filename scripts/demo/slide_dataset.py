@@ -61,7 +61,7 @@ import numpy as np
 
 from scripts.atomic_io import atomic_write_bytes, atomic_write_json
 
-from .reports import make_report, share_band
+from .reports import DEMO_KEY_PHRASES, make_report, share_band
 from .synthetic_slides import write_synthetic_slide
 from .tissue_classes import COMPONENT_IDS, DIAGNOSIS_CLASSES
 
@@ -452,6 +452,8 @@ def _annotation(items: dict[str, list[dict[str, Any]]], params: dict[str, Any], 
             "not real patients. Do not use for any clinical or scientific claim."
         ),
         "synthetic": True,
+        # the clinical key phrases of the demo's reports: evaluation scores them (any dataset may declare its own)
+        "key_phrases": {group: list(phrases) for group, phrases in DEMO_KEY_PHRASES.items()},
         "shuffled_pairs": shuffled,
         "generator": {"module": "scripts.demo.slide_dataset", **params},
         **items,
