@@ -4,12 +4,15 @@ The workflows never import this package; a bundle config declares :class:`DemoPr
 workflow calls it when the user gives no data (see :mod:`scripts.demo.producer`).
 """
 
-# The feature-bag demo imports torch and the slide demo scipy/tifffile: loaded on first use, which also keeps
-# ``python -m scripts.demo.<module>`` free of runpy warnings.
-from .producer import DEMO_FOLDER, DEMO_TASKS, DemoProducer
+# The producer and the feature-bag demo import torch (through scripts.data) and the slide demo scipy/tifffile:
+# loaded on first use, so that writing slides stays light (a slide-writer process holds no torch) and
+# ``python -m scripts.demo.<module>`` runs free of runpy warnings.
 from .reports import DEMO_KEY_PHRASES, DIAGNOSIS_PHRASES, diagnoses_in_text, make_report, share_band
 
 _LAZY = {
+    "DEMO_FOLDER": "producer",
+    "DEMO_TASKS": "producer",
+    "DemoProducer": "producer",
     "DemoDataset": "feature_bags",
     "make_demo_dataset": "feature_bags",
     "SlideDemoDataset": "slide_dataset",

@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
-
-from scripts.data import ProducedDataset
+from typing import TYPE_CHECKING, Any
 
 from .label_tables import make_subtyping_demo, make_survival_demo
 from .sources import DEMO_SOURCES
+
+if TYPE_CHECKING:
+    from scripts.data import ProducedDataset
 
 __all__ = ["DEMO_FOLDER", "DEMO_TASKS", "DemoProducer"]
 
@@ -59,6 +60,8 @@ class DemoProducer:
 
     def __call__(self, output_dir: str | os.PathLike[str]) -> ProducedDataset:
         """Write (or reuse) the demo under ``output_dir`` and say where its files are."""
+        from scripts.data import ProducedDataset  # imports torch: not at module level (see the package)
+
         output_dir = Path(output_dir)
         if self.task in _TABLE_BUILDERS:
             table = _TABLE_BUILDERS[self.task](output_dir / DEMO_FOLDER, dict(self.options), self.report_demo_dir)
