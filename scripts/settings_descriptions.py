@@ -73,6 +73,8 @@ DESCRIPTIONS: dict[str, str] = {
     "model_provenance": _DERIVED + "the model folder's provenance.json, logged as one line at load",
     "allow_feature_mismatch": "decode feature files whose extraction settings differ from the model's "
                               "feature_extraction.json (logged as a warning; default false refuses them)",
+    "demo_producer": _DERIVED + "writes the SYNTHETIC demo dataset folder (options: demo) when no data is given; "
+                     "the workflow then reads it like any user's data",
     "case_csv": "CSV of case_id,path (one slide per row or paths joined by ;): one report per case of several slides",
     "stain_normalization": "none or macenko (MONAI NormalizeHEStains before the encoder steps; recorded in the "
                            "feature files)",

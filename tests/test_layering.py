@@ -38,13 +38,7 @@ ALLOWED: dict[str, frozenset[str]] = {
 }
 
 #: (importing file, imported room) -> why it is allowed for now.
-EXCEPTIONS: dict[tuple[str, str], str] = {
-    ("scripts/engines/report_data.py", "demo"):
-        "the training/evaluation workflows build the demo dataset themselves; issue 12 item 3 turns the demo "
-        "into a data producer that writes a dataset folder, and this import goes",
-    ("scripts/transfer/demo_sources.py", "demo"):
-        "the transfer workflows build their demo slides themselves; goes with issue 12 item 3",
-}
+EXCEPTIONS: dict[tuple[str, str], str] = {}
 
 
 @dataclass(frozen=True)

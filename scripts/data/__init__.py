@@ -14,6 +14,7 @@ from .feature_files import (
     read_feature_header,
     write_feature_file_h5,
 )
+from .produced import DatasetProducer, ProducedDataset
 
 __all__ = [
     "COORD_PAD",
@@ -22,9 +23,11 @@ __all__ = [
     "SKIPPED_KEY",
     "AnnotationError",
     "BagDataError",
+    "DatasetProducer",
     "FeatureBag",
     "FeatureBagDataset",
     "FeatureFileInfo",
+    "ProducedDataset",
     "ReportBagDataset",
     "collate_bags",
     "find_feature_file",

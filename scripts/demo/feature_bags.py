@@ -51,7 +51,7 @@ import torch
 from scripts.atomic_io import atomic_write_bytes
 from scripts.data.feature_files import write_feature_file_h5
 
-from .reports import make_report
+from .reports import DEMO_KEY_PHRASES, make_report
 from .tissue_classes import DIAGNOSIS_CLASSES
 
 __all__ = [
@@ -70,7 +70,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 #: Bump when the generator's output changes, so that old demo folders are rebuilt.
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # 2: the annotation declares its key phrases
 MANIFEST_NAME = "demo_manifest.json"
 ANNOTATION_NAME = "annotation.json"
 FEATURES_DIR_NAME = "features"
@@ -360,6 +360,8 @@ def make_demo_dataset(
             "reports, not real patients. Do not use for any clinical or scientific claim."
         ),
         "synthetic": True,
+        # the clinical key phrases of the demo's reports: evaluation scores them (any dataset may declare its own)
+        "key_phrases": {group: list(phrases) for group, phrases in DEMO_KEY_PHRASES.items()},
         "generator": {"module": "scripts.demo.feature_bags", **params},
     }
     class_balance: dict[str, dict[str, int]] = {}

@@ -44,11 +44,13 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import dataclasses
 import io
 import json
 import logging
 import multiprocessing
 import os
+import shutil
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -59,7 +61,7 @@ import numpy as np
 
 from scripts.atomic_io import atomic_write_bytes, atomic_write_json
 
-from .reports import make_report, share_band
+from .reports import DEMO_KEY_PHRASES, make_report, share_band
 from .synthetic_slides import write_synthetic_slide
 from .tissue_classes import COMPONENT_IDS, DIAGNOSIS_CLASSES
 
@@ -68,6 +70,7 @@ __all__ = [
     "SHUFFLED_ANNOTATION_NAME",
     "SLIDE_DEMO_VERSION",
     "SlideDemoDataset",
+    "SlideDemoParams",
     "make_slide_demo_dataset",
     "sampled_lesion_share",
     "slide_demo_params",
@@ -76,12 +79,13 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 #: Bump when the slides, the extraction or the reports change meaning, so old demo folders are rebuilt.
-SLIDE_DEMO_VERSION = 1
+SLIDE_DEMO_VERSION = 2
 MANIFEST_NAME = "demo_manifest.json"
 ANNOTATION_NAME = "annotation.json"
 SHUFFLED_ANNOTATION_NAME = "annotation_shuffled.json"
 SLIDES_DIR_NAME = "slides"
 TRUTH_DIR_NAME = "truth"
+TEXTURES_DIR_NAME = "textures"  # the shared texture bank while slides are written (removed afterwards)
 FEATURES_DIR_NAME = "features"
 SPLITS = ("train", "val", "test")
 
@@ -187,7 +191,7 @@ def _truth_matches(out_dir: Path, job: _SlideJob) -> bool:
 
 
 # ---------------------------------------------------------------------------- slides
-def _write_slide(out_dir: str, job: _SlideJob) -> tuple[str, float]:
+def _write_slide(out_dir: str, job: _SlideJob, encode_threads: int | None = None) -> tuple[str, float]:
     """Write one slide, then its ground truth (the truth file marks a finished slide); returns (id, seconds)."""
     folder = Path(out_dir)
     p = job.params
@@ -202,6 +206,10 @@ def _write_slide(out_dir: str, job: _SlideJob) -> tuple[str, float]:
         pen_marks=p["pen_marks"],
         downsample=p["downsample"],
         jpeg_quality=p["jpeg_quality"],
+        texture_variants=p["texture_variants"],
+        texture_cache=folder / TEXTURES_DIR_NAME,
+        layout_side=p["layout_side"],
+        encode_threads=encode_threads,
     )
     buffer = io.BytesIO()
     np.savez_compressed(
@@ -220,20 +228,69 @@ def _default_workers() -> int:
     return max(1, min(cores, 8))
 
 
+class _Progress:
+    """Log lines ``slides 48/240 (20 %), 31 s, ~124 s left`` at most every ``every`` seconds (and at the end)."""
+
+    def __init__(self, what: str, total: int, every: float = 10.0) -> None:
+        self.what, self.total, self.every = what, total, every
+        self.done, self.start, self.last = 0, time.perf_counter(), time.perf_counter()
+
+    def step(self) -> None:
+        self.done += 1
+        now = time.perf_counter()
+        if self.done < self.total and now - self.last < self.every:
+            return
+        self.last = now
+        elapsed = now - self.start
+        left = elapsed / self.done * (self.total - self.done)
+        logger.info("%s %d/%d (%d %%), %.0f s, ~%.0f s left", self.what, self.done, self.total,
+                    100 * self.done // self.total, elapsed, left)
+
+
+def _bank_entries_used(jobs: list[_SlideJob]) -> list[tuple[str, int, int, float]]:
+    """``(component, variant, period, mpp)`` of the texture bank the slides of ``jobs`` read."""
+    from .synthetic_slides import SWATCH_PERIOD, bank_entries
+
+    keys = {(job.params["texture_variants"], job.params["mpp"]) for job in jobs if job.params["texture_variants"]}
+    return [(name, v, SWATCH_PERIOD, mpp) for variants, mpp in sorted(keys) for name, v in bank_entries(variants)]
+
+
+def _render_bank_entry(out_dir: str, entry: tuple[str, int, int, float]) -> None:
+    from .synthetic_slides import bank_swatch
+
+    bank_swatch(*entry, cache_dir=str(Path(out_dir) / TEXTURES_DIR_NAME))
+
+
+def _run_all(pool: concurrent.futures.Executor | None, calls: list[tuple[Any, ...]], progress: _Progress) -> None:
+    """Run ``fn(*args)`` for every ``(fn, *args)`` in ``calls``, in ``pool`` or here; the first failure stops."""
+    if pool is None:
+        for fn, *args in calls:
+            fn(*args)
+            progress.step()
+        return
+    futures = [pool.submit(fn, *args) for fn, *args in calls]
+    for future in concurrent.futures.as_completed(futures):
+        future.result()  # a failed slide stops the build with its exception
+        progress.step()
+
+
 def _write_slides(out_dir: Path, jobs: list[_SlideJob], workers: int) -> None:
-    """Write ``jobs`` with ``workers`` processes (fork where available: the workers need no torch)."""
+    """Render the shared texture bank, then write ``jobs``, with ``workers`` processes (fork where available:
+    the workers need no torch), logging progress every few seconds."""
     if not jobs:
         return
+    bank = [(_render_bank_entry, str(out_dir), entry) for entry in _bank_entries_used(jobs)]
     if workers <= 1 or len(jobs) == 1:
-        for job in jobs:
-            _write_slide(str(out_dir), job)
+        _run_all(None, bank, _Progress("texture bank swatches", len(bank)))
+        _run_all(None, [(_write_slide, str(out_dir), job) for job in jobs], _Progress("slides", len(jobs)))
         return
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
     context = multiprocessing.get_context(method)
     with concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        futures = [pool.submit(_write_slide, str(out_dir), job) for job in jobs]
-        for future in concurrent.futures.as_completed(futures):
-            future.result()  # a failed slide stops the build with its exception
+        _run_all(pool, bank, _Progress("texture bank swatches", len(bank)))
+        # one JPEG thread per process: the processes already fill the cores
+        calls = [(_write_slide, str(out_dir), job, 1) for job in jobs]
+        _run_all(pool, calls, _Progress("slides", len(jobs)))
 
 
 def _split_diagnoses(n: int, rng: np.random.Generator) -> list[str]:
@@ -262,6 +319,8 @@ def _plan_slides(counts: dict[str, int], params: dict[str, Any]) -> list[_SlideJ
                 "mpp": slide["mpp"],
                 "downsample": slide["downsample"],
                 "jpeg_quality": slide["jpeg_quality"],
+                "texture_variants": slide["texture_variants"],
+                "layout_side": slide["layout_side"],
                 "report_seed": [params["seed"], split_index, i + 1],
             }
             jobs.append(_SlideJob(f"SYNTH-{split}-{i:04d}", split, diagnosis, job_params))
@@ -393,6 +452,8 @@ def _annotation(items: dict[str, list[dict[str, Any]]], params: dict[str, Any], 
             "not real patients. Do not use for any clinical or scientific claim."
         ),
         "synthetic": True,
+        # the clinical key phrases of the demo's reports: evaluation scores them (any dataset may declare its own)
+        "key_phrases": {group: list(phrases) for group, phrases in DEMO_KEY_PHRASES.items()},
         "shuffled_pairs": shuffled,
         "generator": {"module": "scripts.demo.slide_dataset", **params},
         **items,
@@ -424,102 +485,13 @@ def _dataset(out_dir: Path, manifest: dict[str, Any], shuffle_pairs: bool, gener
     )
 
 
-def slide_demo_params(
-    n_train: int = 160,
-    n_val: int = 32,
-    n_test: int = 48,
-    seed: int = 0,
-    slide_size: int = 2048,
-    mpp: float = 0.5,
-    downsample: int = 2,
-    tile: int = 256,
-    jpeg_quality: int = 80,
-    tumour_fraction_range: Sequence[float] = (0.1, 0.9),
-    pen_mark_probability: float = 0.5,
-    encoder_name: str = "builtin-small",
-    target_mpp: float = 0.5,
-    patch_size: int = 128,
-    tissue_fraction: float = 0.5,
-    wsi_backend: str = "auto",
-    batch_size: int = 64,
-    num_workers: int = 2,
-    save_thumbnails: bool = False,
-) -> dict[str, Any]:
-    """The parameter record of a slide demo (``demo_manifest.json``'s ``params``): what identifies its files.
+@dataclass(frozen=True)
+class SlideDemoParams:
+    """What identifies a slide demo's files; :meth:`record` is its manifest's ``params``.
 
-    Arguments as :func:`make_slide_demo_dataset`'s; another tool can tell whether a finished demo folder was made
-    with given arguments by comparing its manifest's ``params`` with this.
-
-    Raises:
-        ValueError: negative or all-zero split sizes, or a bad ``tumour_fraction_range``.
-    """
-    counts = {"train": int(n_train), "val": int(n_val), "test": int(n_test)}
-    if any(n < 0 for n in counts.values()) or sum(counts.values()) == 0:
-        raise ValueError(f"split sizes must be >= 0 and not all 0, got {counts}")
-    low, high = (float(v) for v in tumour_fraction_range)
-    if not 0.0 <= low <= high <= 1.0:
-        raise ValueError(f"tumour_fraction_range must be (low, high) within [0, 1], got {tumour_fraction_range}")
-    return {
-        "version": SLIDE_DEMO_VERSION,
-        "n_train": counts["train"],
-        "n_val": counts["val"],
-        "n_test": counts["test"],
-        "seed": int(seed),
-        "control": "class-balanced shuffle",
-        "slide": {
-            "size": int(slide_size),
-            "mpp": float(mpp),
-            "downsample": int(downsample),
-            "tile": int(tile),
-            "jpeg_quality": int(jpeg_quality),
-            "tumour_fraction_range": [low, high],
-            "pen_mark_probability": float(pen_mark_probability),
-        },
-        "extraction": {
-            "encoder_name": str(encoder_name),
-            "target_mpp": float(target_mpp),
-            "patch_size": int(patch_size),
-            "tissue_fraction": float(tissue_fraction),
-            "wsi_backend": str(wsi_backend),
-            "batch_size": int(batch_size),
-            "num_workers": int(num_workers),
-            "save_thumbnails": bool(save_thumbnails),
-        },
-    }
-
-
-def make_slide_demo_dataset(
-    out_dir: str | os.PathLike[str],
-    n_train: int = 160,
-    n_val: int = 32,
-    n_test: int = 48,
-    seed: int = 0,
-    shuffle_pairs: bool = False,
-    slide_size: int = 2048,
-    mpp: float = 0.5,
-    downsample: int = 2,
-    tile: int = 256,
-    jpeg_quality: int = 80,
-    tumour_fraction_range: Sequence[float] = (0.1, 0.9),
-    pen_mark_probability: float = 0.5,
-    encoder_name: str = "builtin-small",
-    target_mpp: float = 0.5,
-    patch_size: int = 128,
-    tissue_fraction: float = 0.5,
-    wsi_backend: str = "auto",
-    batch_size: int = 64,
-    num_workers: int = 2,
-    save_thumbnails: bool = False,
-    workers: int | None = None,
-    progress: bool = False,
-) -> SlideDemoDataset:
-    """Write (or reuse) the SYNTHETIC slide demo in ``out_dir`` (see the module docstring).
-
-    Args:
-        out_dir: folder to write into (created).
+    Attributes:
         n_train, n_val, n_test: slides per split (classes balanced within each split).
         seed: one seed for the slides, their classes, the reports and the shuffle.
-        shuffle_pairs: return the shuffled annotation (both are always written).
         slide_size: level-0 side of every slide in pixels.
         mpp: level-0 micrometres per pixel of the slides.
         downsample: factor between pyramid levels (2: a 2048 px slide has levels 2048, 1024, 512, 256).
@@ -528,24 +500,115 @@ def make_slide_demo_dataset(
         tumour_fraction_range: (low, high) of each slide's lesion share of the tissue in its layout; the
             report states the share measured inside the extracted patches.
         pen_mark_probability: chance that a slide carries marker-pen strokes.
+        texture_variants: texture swatches per tissue component shared by all slides (each slide picks one
+            and shifts it); 0 renders every slide's own swatches (~4x slower).
+        layout_side: cells on the longer side of each slide's layout grid (its ground-truth label map).
         encoder_name: patch encoder (``scripts.encoders.build_encoder``; only weight-free encoders make sense
             for a demo).
         target_mpp, patch_size, tissue_fraction, wsi_backend, batch_size, num_workers, save_thumbnails:
             :class:`scripts.wsi.FeatureExtractor` settings.
+    """
+
+    n_train: int = 160
+    n_val: int = 32
+    n_test: int = 48
+    seed: int = 0
+    slide_size: int = 2048
+    mpp: float = 0.5
+    downsample: int = 2
+    tile: int = 256
+    jpeg_quality: int = 80
+    tumour_fraction_range: Sequence[float] = (0.1, 0.9)
+    pen_mark_probability: float = 0.5
+    texture_variants: int = 3
+    layout_side: int = 256
+    encoder_name: str = "builtin-small"
+    target_mpp: float = 0.5
+    patch_size: int = 128
+    tissue_fraction: float = 0.5
+    wsi_backend: str = "auto"
+    batch_size: int = 64
+    num_workers: int = 2
+    save_thumbnails: bool = False
+
+    def record(self) -> dict[str, Any]:
+        """The parameter record (``demo_manifest.json``'s ``params``), checked.
+
+        Raises:
+            ValueError: negative or all-zero split sizes, or a bad ``tumour_fraction_range``.
+        """
+        counts = {"train": int(self.n_train), "val": int(self.n_val), "test": int(self.n_test)}
+        if any(n < 0 for n in counts.values()) or sum(counts.values()) == 0:
+            raise ValueError(f"split sizes must be >= 0 and not all 0, got {counts}")
+        low, high = (float(v) for v in self.tumour_fraction_range)
+        if not 0.0 <= low <= high <= 1.0:
+            raise ValueError(
+                f"tumour_fraction_range must be (low, high) within [0, 1], got {self.tumour_fraction_range}"
+            )
+        return {
+            "version": SLIDE_DEMO_VERSION,
+            "n_train": counts["train"],
+            "n_val": counts["val"],
+            "n_test": counts["test"],
+            "seed": int(self.seed),
+            "control": "class-balanced shuffle",
+            "slide": {
+                "size": int(self.slide_size),
+                "mpp": float(self.mpp),
+                "downsample": int(self.downsample),
+                "tile": int(self.tile),
+                "jpeg_quality": int(self.jpeg_quality),
+                "tumour_fraction_range": [low, high],
+                "pen_mark_probability": float(self.pen_mark_probability),
+                "texture_variants": int(self.texture_variants),
+                "layout_side": int(self.layout_side),
+            },
+            "extraction": {
+                "encoder_name": str(self.encoder_name),
+                "target_mpp": float(self.target_mpp),
+                "patch_size": int(self.patch_size),
+                "tissue_fraction": float(self.tissue_fraction),
+                "wsi_backend": str(self.wsi_backend),
+                "batch_size": int(self.batch_size),
+                "num_workers": int(self.num_workers),
+                "save_thumbnails": bool(self.save_thumbnails),
+            },
+        }
+
+
+def slide_demo_params(**options: Any) -> dict[str, Any]:
+    """The parameter record of a slide demo made with ``options`` (:class:`SlideDemoParams` fields).
+
+    Another tool can tell whether a finished demo folder was made with given options by comparing its
+    manifest's ``params`` with this.
+    """
+    return SlideDemoParams(**options).record()
+
+
+def make_slide_demo_dataset(
+    out_dir: str | os.PathLike[str],
+    params: SlideDemoParams | None = None,
+    *,
+    shuffle_pairs: bool = False,
+    workers: int | None = None,
+    progress: bool = False,
+    **options: Any,
+) -> SlideDemoDataset:
+    """Write (or reuse) the SYNTHETIC slide demo in ``out_dir`` (see the module docstring).
+
+    Args:
+        out_dir: folder to write into (created).
+        params: the demo's parameters (default: :class:`SlideDemoParams` ()).
+        shuffle_pairs: return the shuffled annotation (both are always written).
         workers: processes writing slides (default: available cores, at most 8). Not part of the cache key.
-        progress: show the extractor's progress bars.
+        progress: show the extractor's progress bars (slide writing always logs its progress).
+        **options: :class:`SlideDemoParams` fields that replace those of ``params``.
 
     Returns:
         A :class:`SlideDemoDataset`.
     """
     start = time.perf_counter()
-    params = slide_demo_params(
-        n_train=n_train, n_val=n_val, n_test=n_test, seed=seed, slide_size=slide_size, mpp=mpp,
-        downsample=downsample, tile=tile, jpeg_quality=jpeg_quality, tumour_fraction_range=tumour_fraction_range,
-        pen_mark_probability=pen_mark_probability, encoder_name=encoder_name, target_mpp=target_mpp,
-        patch_size=patch_size, tissue_fraction=tissue_fraction, wsi_backend=wsi_backend, batch_size=batch_size,
-        num_workers=num_workers, save_thumbnails=save_thumbnails,
-    )
+    params = dataclasses.replace(params or SlideDemoParams(), **options).record()
     counts = {split: params[f"n_{split}"] for split in SPLITS}
     out_dir = Path(out_dir)
     jobs = _plan_slides(counts, params)
@@ -574,6 +637,7 @@ def make_slide_demo_dataset(
     tick = time.perf_counter()
     _write_slides(out_dir, todo, n_workers)
     seconds["slides"] = time.perf_counter() - tick
+    shutil.rmtree(out_dir / TEXTURES_DIR_NAME, ignore_errors=True)  # the slides hold what it was for
 
     tick = time.perf_counter()
     _extract(extractor, out_dir, jobs)
@@ -636,12 +700,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--slide_size", type=int, default=2048)
     parser.add_argument("--patch_size", type=int, default=128)
+    parser.add_argument("--texture_variants", type=int, default=SlideDemoParams.texture_variants)
     parser.add_argument("--workers", type=int, default=None)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     demo = make_slide_demo_dataset(
         args.out_dir, n_train=args.n_train, n_val=args.n_val, n_test=args.n_test, seed=args.seed,
-        slide_size=args.slide_size, patch_size=args.patch_size, workers=args.workers,
+        slide_size=args.slide_size, patch_size=args.patch_size, texture_variants=args.texture_variants,
+        workers=args.workers,
     )
     summary = {
         "annotation_file": str(demo.annotation_file),

@@ -46,15 +46,21 @@ from scripts.demo.tissue_classes import (
 from scripts.demo.tissue_textures import downsample_swatch, periodic_noise, render_swatch
 
 __all__ = [
+    "EDGE_NOISE",
     "MANIFEST_COLUMNS",
+    "SWATCH_PERIOD",
     "SlideInfo",
     "SyntheticSlide",
+    "bank_entries",
+    "bank_swatch",
+    "bank_swatch_path",
     "make_demo_slides",
     "read_manifest",
     "write_synthetic_slide",
 ]
 
-_LAYOUT_SIDE = 768  # longest side of the layout grid in cells
+_LAYOUT_SIDE = 768  # default longest side of the layout grid in cells
+SWATCH_PERIOD = 1024  # default side of the texture swatches in level-0 pixels
 _GRAIN_PERIOD = 251  # prime, so the sensor grain never lines up with tiles or swatches
 _APERIO_HEADER = "Aperio Image Library v12.0.16"
 
@@ -190,10 +196,11 @@ def _pen_strokes(rng, shape: tuple[int, int], around: np.ndarray, width_cells: f
 
 
 def _make_layout(
-    diagnosis: str, seed: int, size: tuple[int, int], tumour_fraction: float, pen_marks: bool, blank: bool
+    diagnosis: str, seed: int, size: tuple[int, int], tumour_fraction: float, pen_marks: bool, blank: bool,
+    layout_side: int = _LAYOUT_SIDE,
 ) -> _Layout:
     width, height = size
-    scale = max(1.0, math.ceil(max(width, height) / _LAYOUT_SIDE))
+    scale = max(1.0, math.ceil(max(width, height) / layout_side))
     shape = (max(1, math.ceil(height / scale)), max(1, math.ceil(width / scale)))
     rng = np.random.default_rng([seed, 7919])
     if blank:
@@ -258,20 +265,93 @@ class _TileSampler:
         return by_rows[:, self.c0] * (1.0 - fc) + by_rows[:, self.c1] * fc
 
 
+def _wrapped_range(array: np.ndarray, axis: int, start: int, length: int) -> np.ndarray:
+    """``array`` indexed by ``(start + i) % period`` for ``i < length`` along ``axis``, built from slices."""
+    period = array.shape[axis]
+    start %= period
+    index = [slice(None)] * array.ndim
+    if start + length <= period:
+        index[axis] = slice(start, start + length)
+        return array[tuple(index)]
+    pieces, done = [], 0
+    while done < length:
+        stop = min(period, start + length - done)
+        index[axis] = slice(start, stop)
+        pieces.append(array[tuple(index)])
+        done += stop - start
+        start = 0
+    return np.concatenate(pieces, axis=axis)
+
+
 def _periodic_take(swatch: np.ndarray, y: int, x: int, height: int, width: int) -> np.ndarray:
-    """swatch[(y + i) % P, (x + j) % P] for a height x width window; plain slicing when it does not wrap."""
-    period = swatch.shape[0]
-    y0, x0 = y % period, x % period
-    if y0 + height <= period and x0 + width <= period:
-        return swatch[y0 : y0 + height, x0 : x0 + width]
-    rows = (y0 + np.arange(height)) % period
-    cols = (x0 + np.arange(width)) % period
-    return swatch[np.ix_(rows, cols)]
+    """swatch[(y + i) % P, (x + j) % P] for a height x width window (copies of slices, no fancy indexing)."""
+    return _wrapped_range(_wrapped_range(swatch, 0, y, height), 1, x, width)
 
 
 @functools.lru_cache(maxsize=32)
 def _swatch(component: str, period: int, mpp: float, seed: int) -> np.ndarray:
     return render_swatch(COMPONENTS[component], period, mpp, seed)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# the texture bank: swatches shared by many slides
+# ----------------------------------------------------------------------------------------------------------
+#: Pseudo-component of the bank: the noise that roughens region edges.
+EDGE_NOISE = "<edge>"
+
+
+def bank_entries(variants: int) -> list[tuple[str, int]]:
+    """Every ``(component, variant)`` of a texture bank of ``variants`` swatches per component (+ edge noise)."""
+    return [(name, v) for name in (*COMPONENTS, EDGE_NOISE) for v in range(int(variants))]
+
+
+def _bank_seed(component: str, variant: int) -> int:
+    component_id = COMPONENT_IDS.get(component, len(COMPONENT_IDS))
+    return int(np.random.SeedSequence([int(variant), component_id, 0x7E47]).generate_state(1)[0])
+
+
+def _render_bank_swatch(component: str, variant: int, period: int, mpp: float) -> np.ndarray:
+    """[P, P, 3] uint8 texture, or [P, P] float32 edge noise (zero mean, max |value| <= a few)."""
+    if component == EDGE_NOISE:
+        rng = np.random.default_rng(_bank_seed(component, variant))
+        return 0.65 * periodic_noise(rng, period, 6.0 / mpp) + 0.35 * periodic_noise(rng, period, 2.0 / mpp)
+    return render_swatch(COMPONENTS[component], period, mpp, _bank_seed(component, variant))
+
+
+def bank_swatch_path(cache_dir: str | os.PathLike, component: str, variant: int, period: int, mpp: float) -> Path:
+    """The ``.npy`` file of one bank swatch in ``cache_dir``."""
+    name = "edge" if component == EDGE_NOISE else _slug(component)
+    return Path(cache_dir) / f"{name}-v{int(variant)}-p{int(period)}-mpp{float(mpp):g}.npy"
+
+
+@functools.lru_cache(maxsize=96)
+def bank_swatch(
+    component: str, variant: int, period: int, mpp: float, cache_dir: str | None = None, factor: int = 1
+) -> np.ndarray:
+    """One bank swatch at ``1 / factor`` of its resolution, rendered once per process (and per ``cache_dir``).
+
+    With ``cache_dir`` the full-resolution swatch is read from (or written to, atomically) a ``.npy`` file
+    there, so the processes that write a demo's slides render each bank swatch once between them.
+    """
+    if factor > 1:
+        full = bank_swatch(component, variant, period, mpp, cache_dir)
+        if component == EDGE_NOISE:
+            return downsample_swatch(full[..., None], factor)[..., 0]
+        return downsample_swatch(full, factor)
+    if cache_dir is None:
+        return _render_bank_swatch(component, variant, period, mpp)
+    path = bank_swatch_path(cache_dir, component, variant, period, mpp)
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError):
+        pass
+    swatch = _render_bank_swatch(component, variant, period, mpp)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as handle:
+        np.save(handle, swatch, allow_pickle=False)
+    os.replace(tmp, path)
+    return swatch
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -293,6 +373,13 @@ class SyntheticSlide:
             longer side).
         period: side of the texture swatches in level-0 pixels (a multiple of ``downsample ** (levels - 1)``
             keeps lower levels exact).
+        texture_variants: 0 (default): the slide renders its own swatches from its seed (~60 % of the
+            time of a 2048 px slide). ``V > 0``: each component's swatch is one of ``V`` shared bank
+            swatches (:func:`bank_swatch`), picked and shifted by a random offset per slide; the
+            statistics of every texture are the same, the rendering is paid once per bank, not per slide.
+        texture_cache: folder where bank swatches are kept as ``.npy`` files (shared by processes).
+        layout_side: longest side of the layout grid (label map) in cells; its cost grows with the square.
+            Region edges keep level-0 detail through the edge noise whatever the grid.
     """
 
     def __init__(
@@ -306,7 +393,10 @@ class SyntheticSlide:
         blank: bool = False,
         downsample: int = 4,
         levels: int | str = "auto",
-        period: int = 1024,
+        period: int = SWATCH_PERIOD,
+        texture_variants: int = 0,
+        texture_cache: str | os.PathLike | None = None,
+        layout_side: int = _LAYOUT_SIDE,
     ) -> None:
         if diagnosis not in DIAGNOSES:
             raise ValueError(f"unknown diagnosis {diagnosis!r}; expected one of {DIAGNOSIS_CLASSES}")
@@ -323,13 +413,32 @@ class SyntheticSlide:
         self.tumour_fraction, self.pen_marks, self.blank = float(tumour_fraction), bool(pen_marks), bool(blank)
         self.downsample, self.period = downsample, int(period)
         self.level_dimensions = self._pyramid(width, height, downsample, levels)
-        self.layout = _make_layout(diagnosis, self.seed, (width, height), tumour_fraction, pen_marks, blank)
+        if layout_side < 16:
+            raise ValueError(f"layout_side must be at least 16 cells, got {layout_side}")
+        self.layout = _make_layout(
+            diagnosis, self.seed, (width, height), tumour_fraction, pen_marks, blank, int(layout_side)
+        )
         self._level_swatches: dict[tuple[str, int], np.ndarray] = {}
         grain_rng = np.random.default_rng([self.seed, 104729])
         self._grain = (1.6 * grain_rng.standard_normal((_GRAIN_PERIOD, _GRAIN_PERIOD))).astype(np.float32)
-        self._edge = 0.65 * periodic_noise(grain_rng, self.period, 6.0 / self.mpp) + 0.35 * periodic_noise(
-            grain_rng, self.period, 2.0 / self.mpp
-        )
+        self.texture_variants = max(0, int(texture_variants))
+        self._texture_cache = None if texture_cache is None else str(texture_cache)
+        # bank mode: per component, (variant, level-0 offset); offsets are multiples of the coarsest level's
+        # downsample so every level shows the same shifted texture
+        self._bank: dict[str, tuple[int, int, int]] = {}
+        if self.texture_variants:
+            bank_rng = np.random.default_rng([self.seed, 15485863])
+            unit = self.downsample ** (len(self.level_dimensions) - 1)
+            steps = max(1, self.period // unit)
+            for name in (*COMPONENTS, EDGE_NOISE):
+                variant = int(bank_rng.integers(self.texture_variants))
+                oy, ox = (int(v) * unit for v in bank_rng.integers(steps, size=2))
+                self._bank[name] = (variant, oy, ox)
+            self._edge = bank_swatch(EDGE_NOISE, self._bank[EDGE_NOISE][0], self.period, self.mpp, self._texture_cache)
+        else:
+            self._edge = 0.65 * periodic_noise(grain_rng, self.period, 6.0 / self.mpp) + 0.35 * periodic_noise(
+                grain_rng, self.period, 2.0 / self.mpp
+            )
         self._edge_max = float(np.abs(self._edge).max())
 
     @staticmethod
@@ -364,15 +473,36 @@ class SyntheticSlide:
     def _texture(self, component: str, level: int) -> np.ndarray:
         key = (component, level)
         if key not in self._level_swatches:
-            base = _swatch(component, self.period, self.mpp, self._component_seed(component))
-            self._level_swatches[key] = downsample_swatch(base, self.downsample**level)
+            if self.texture_variants:
+                variant = self._bank[component][0]
+                self._level_swatches[key] = bank_swatch(
+                    component, variant, self.period, self.mpp, self._texture_cache, self.downsample**level
+                )
+            else:
+                base = _swatch(component, self.period, self.mpp, self._component_seed(component))
+                self._level_swatches[key] = downsample_swatch(base, self.downsample**level)
         return self._level_swatches[key]
 
     def _edge_noise(self, level: int) -> np.ndarray:
-        key = ("<edge>", level)
+        key = (EDGE_NOISE, level)
         if key not in self._level_swatches:
-            self._level_swatches[key] = downsample_swatch(self._edge[..., None], self.downsample**level)[..., 0]
+            if self.texture_variants:
+                variant = self._bank[EDGE_NOISE][0]
+                self._level_swatches[key] = bank_swatch(
+                    EDGE_NOISE, variant, self.period, self.mpp, self._texture_cache, self.downsample**level
+                )
+            else:
+                self._level_swatches[key] = downsample_swatch(self._edge[..., None], self.downsample**level)[..., 0]
         return self._level_swatches[key]
+
+    def _take(self, component: str, level: int, y: int, x: int, height: int, width: int) -> np.ndarray:
+        """A window of a component's texture (or the edge noise) at one level, shifted by the slide's offset."""
+        swatch = self._edge_noise(level) if component == EDGE_NOISE else self._texture(component, level)
+        if component in self._bank:
+            factor = self.downsample**level
+            _, oy, ox = self._bank[component]
+            y, x = y + oy // factor, x + ox // factor
+        return _periodic_take(swatch, y, x, height, width)
 
     def render(self, level: int, x: int, y: int, width: int, height: int) -> np.ndarray:
         """Pixels of a region of one level.
@@ -395,7 +525,7 @@ class SyntheticSlide:
             (np.arange(y, y + height) + 0.5) * sy / layout.scale - 0.5,
             (np.arange(x, x + width) + 0.5) * sx / layout.scale - 0.5,
         )
-        out = _periodic_take(self._texture("background", level), y, x, height, width).astype(np.float32)
+        out = self._take("background", level, y, x, height, width).astype(np.float32)
         if self.blank:
             return out.clip(0, 255).astype(np.uint8)
         soft = 1.2 * max(sx, sy)
@@ -411,7 +541,7 @@ class SyntheticSlide:
             if crop.min() > reach:
                 return 1.0
             if edge is None:
-                edge = _periodic_take(self._edge_noise(level), y, x, height, width) * edge_amplitude
+                edge = self._take(EDGE_NOISE, level, y, x, height, width) * edge_amplitude
             return np.clip((sampler.sample(sdf) + jitter * edge) / soft + 0.5, 0.0, 1.0)
 
         tissue = mask(layout.tissue_sdf, 1.0)
@@ -427,7 +557,7 @@ class SyntheticSlide:
             out *= (1.0 - tissue_px)[..., None]
             for component, weight in weights.items():
                 if weight.max() > 0:
-                    texture = _periodic_take(self._texture(component, level), y, x, height, width)
+                    texture = self._take(component, level, y, x, height, width)
                     out += weight[..., None] * texture
             stain = sampler.sample(layout.stain) * tissue_px
             out = 255.0 - (255.0 - out) * (1.0 + stain)[..., None]
@@ -544,6 +674,10 @@ def write_synthetic_slide(
     blank: bool = False,
     downsample: int = 4,
     jpeg_quality: int = 85,
+    texture_variants: int = 0,
+    texture_cache: str | os.PathLike | None = None,
+    layout_side: int = _LAYOUT_SIDE,
+    encode_threads: int | None = None,
 ) -> SlideInfo:
     """Write one synthetic Aperio-style SVS (JPEG tiles, levels as top-level pages).
 
@@ -560,6 +694,11 @@ def write_synthetic_slide(
         blank: glass only, no tissue and no pen marks (for the "tissue-free slide" path).
         downsample: factor between levels (4 like Aperio, or 2).
         jpeg_quality: JPEG quality of the tiles.
+        texture_variants, texture_cache: shared texture bank (:class:`SyntheticSlide`); 0 renders the
+            slide's own swatches.
+        layout_side: cells on the longer side of the layout grid (the label map).
+        encode_threads: JPEG-encoding threads (default: the machine's cores; 1 when several processes
+            write slides side by side).
 
     Returns:
         SlideInfo of the written file.
@@ -568,7 +707,10 @@ def write_synthetic_slide(
     path = Path(path)
     if tile % 16 or tile <= 0:
         raise ValueError(f"{path.name}: tile must be a positive multiple of 16, got {tile}")
-    slide = SyntheticSlide(diagnosis, seed, size, mpp, tumour_fraction, pen_marks, blank, downsample, levels)
+    slide = SyntheticSlide(
+        diagnosis, seed, size, mpp, tumour_fraction, pen_marks, blank, downsample, levels,
+        texture_variants=texture_variants, texture_cache=texture_cache, layout_side=layout_side,
+    )
     width, height = slide.dimensions
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -591,7 +733,7 @@ def write_synthetic_slide(
                     subfiletype=0,
                     metadata=None,
                     software=False,
-                    maxworkers=os.cpu_count() or 1,
+                    maxworkers=encode_threads or os.cpu_count() or 1,
                     buffersize=16 * 2**20,  # raw bytes per compression pass: bounds memory
                 )
         os.replace(tmp, path)

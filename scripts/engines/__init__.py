@@ -38,7 +38,6 @@ from .patch_attention import PatchAttention, patch_attention
 from .progress import EngineProgressBar
 from .report_batches import prepare_generation_batch, prepare_teacher_forcing_batch
 from .report_data import (
-    DEMO_SOURCES,
     ReportData,
     build_vocabulary,
     default_key_phrases,
@@ -81,7 +80,6 @@ __all__ = [
     "training_provenance",
     "DEFAULT_BEAM_SIZE",
     "DEFAULT_EXTRACTION",
-    "DEMO_SOURCES",
     "EXTRACTION_FILE",
     "FINDINGS_VOCAB_FILE",
     "AttentionHeatmapWriter",

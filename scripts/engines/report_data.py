@@ -1,8 +1,10 @@
-"""Where the report bundle's data comes from: the user's HistGen dataset or the embedded demo."""
+"""Where the report bundle's data comes from: the user's HistGen dataset, or the folder a producer (the
+embedded demo, declared in the config) writes."""
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 from pathlib import Path
@@ -10,7 +12,13 @@ from typing import Any
 
 import torch
 
-from scripts.data import FEATURE_SUFFIXES, load_annotation, read_feature_header, vocabulary_from_annotation
+from scripts.data import (
+    FEATURE_SUFFIXES,
+    DatasetProducer,
+    load_annotation,
+    read_feature_header,
+    vocabulary_from_annotation,
+)
 from scripts.text import Vocabulary
 
 logger = logging.getLogger(__name__)
@@ -24,7 +32,7 @@ class ReportData:
         dataset_dir: folder of ``<slide_id>.h5`` / ``.pt`` feature files.
         annotation_file: HistGen-format annotation JSON.
         feature_dim: D of the feature files.
-        synthetic: True for the embedded demo.
+        synthetic: True for data a producer wrote as SYNTHETIC (the embedded demo).
     """
 
     dataset_dir: Path
@@ -50,67 +58,53 @@ def feature_dim_of(dataset_dir: str | os.PathLike[str], annotation_file: str | o
     raise FileNotFoundError(f"{folder}: no feature file for any slide of {annotation_file}")
 
 
-#: ``demo["source"]`` values: SYNTHETIC slides through the feature extractor, or generated feature bags.
-DEMO_SOURCES = ("slides", "feature_bags")
-
-
-def _build_demo(output_dir: Path, options: dict[str, Any]) -> tuple[Path, Path, str]:
-    """Write (or reuse) the demo named by ``options["source"]``; returns (features, annotation, description)."""
-    source = options.pop("source", "slides")
-    if source == "slides":
-        from scripts.demo.slide_dataset import make_slide_demo_dataset
-
-        built = make_slide_demo_dataset(output_dir / "demo_data", **options)
-        return built.dataset_dir, built.annotation_file, "synthetic slides through the feature extractor"
-    if source == "feature_bags":
-        from scripts.demo.feature_bags import make_demo_dataset
-
-        name = "demo_bags_shuffled" if options.get("shuffle_pairs") else "demo_bags"
-        bags = make_demo_dataset(output_dir / name, **options)
-        return bags.dataset_dir, bags.annotation_file, "generated feature bags"
-    raise ValueError(f"demo source must be one of {DEMO_SOURCES}, got {source!r}")
-
-
 def resolve_report_data(
     dataset_dir: str | os.PathLike[str] | None,
     annotation_file: str | os.PathLike[str] | None,
     output_dir: str | os.PathLike[str],
-    demo: dict[str, Any] | None = None,
+    producer: DatasetProducer | None = None,
 ) -> ReportData:
-    """Use the given dataset, or build the SYNTHETIC demo when neither path is given.
+    """Use the given dataset, or the one ``producer`` writes when neither path is given.
 
     Args:
         dataset_dir: folder of feature files, or None.
         annotation_file: HistGen annotation JSON, or None.
-        output_dir: run folder; the demo is written to ``<output_dir>/demo_data`` (slides) or
-            ``<output_dir>/demo_bags[_shuffled]`` (feature bags).
-        demo: ``"source"``: ``"slides"`` (default; synthetic WSIs -> ``builtin-small`` features,
-            :func:`scripts.demo.slide_dataset.make_slide_demo_dataset`) or ``"feature_bags"``
-            (:func:`scripts.demo.feature_bags.make_demo_dataset`); every other key is passed to that
-            builder (e.g. ``{"shuffle_pairs": true}`` for the control run).
+        output_dir: run folder, handed to the producer.
+        producer: writes (or reuses) a dataset under ``output_dir`` and returns its paths
+            (:class:`scripts.data.ProducedDataset`); the configs declare the SYNTHETIC demo
+            (``$scripts.demo.DemoProducer(@demo)``). Its folder is then read like a user's.
+
+    Raises:
+        ValueError: only one of the paths given, or neither and no producer.
+        FileNotFoundError: a given path does not exist.
     """
+    synthetic = False
     if dataset_dir is None and annotation_file is None:
-        # in a distributed run rank 0 writes the demo first; the other ranks then reuse its files
+        if producer is None:
+            raise ValueError("give dataset_dir (feature files) and annotation_file (HistGen JSON)")
+        # in a distributed run rank 0 writes the data first; the other ranks then reuse its files
         rank0_first = _distributed()
         if rank0_first and torch.distributed.get_rank() != 0:
             torch.distributed.barrier()
         try:
-            dataset_dir, annotation_file, what = _build_demo(Path(output_dir), dict(demo or {}))
+            produced = producer(Path(output_dir))
         finally:
             if rank0_first and torch.distributed.get_rank() == 0:
                 torch.distributed.barrier()
-        logger.warning(
-            "no dataset_dir/annotation_file given: using the SYNTHETIC demo dataset in %s (%s, not patient data)",
-            Path(annotation_file).parent, what,
-        )
-        synthetic = True
+        if produced.annotation_file is None:
+            raise ValueError(f"{producer!r} wrote no annotation file (report generation needs one)")
+        dataset_dir, annotation_file, synthetic = produced.dataset_dir, produced.annotation_file, produced.synthetic
+        if synthetic:
+            logger.warning(
+                "no dataset_dir/annotation_file given: using the SYNTHETIC demo dataset in %s (%s, not patient data)",
+                Path(annotation_file).parent, produced.description,
+            )
     elif dataset_dir is None or annotation_file is None:
         raise ValueError(
             "give both dataset_dir (feature files) and annotation_file (HistGen JSON), or neither for the demo; "
             f"got dataset_dir={dataset_dir!r}, annotation_file={annotation_file!r}"
         )
     else:
-        synthetic = False
         for label, path in (("dataset_dir", dataset_dir), ("annotation_file", annotation_file)):
             if not Path(path).exists():
                 raise FileNotFoundError(f"{label} {path}: not found")
@@ -176,12 +170,19 @@ def build_vocabulary(
 
 
 def default_key_phrases(data: ReportData) -> dict[str, list[str]] | None:
-    """Key phrases for clinical-correctness scores: the demo's diagnoses and tumour shares, else None."""
-    if not data.synthetic:
+    """Key phrases for clinical-correctness scores: the annotation's ``key_phrases`` (``{group: [phrases]}``, the
+    demo declares its diagnoses and tumour shares there), else None."""
+    try:
+        declared = json.loads(Path(data.annotation_file).read_text(encoding="utf-8")).get("key_phrases")
+    except (OSError, ValueError, AttributeError):
         return None
-    from scripts.demo.reports import DEMO_KEY_PHRASES
-
-    return {group: list(phrases) for group, phrases in DEMO_KEY_PHRASES.items()}
+    if declared is None:
+        return None
+    if not isinstance(declared, dict) or not all(
+        isinstance(v, list) and all(isinstance(p, str) for p in v) for v in declared.values()
+    ):
+        raise ValueError(f"{data.annotation_file}: key_phrases must be {{group: [phrase, ...]}}, got {declared!r}")
+    return {str(group): list(phrases) for group, phrases in declared.items()}
 
 
 def feature_file_list(

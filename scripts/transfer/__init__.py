@@ -4,9 +4,9 @@ The HistGen authors never released this code; the method, per the paper: reuse t
 encoder, pool its region tokens into a slide embedding, fine-tune as a multiple-instance learning model. The
 ``bundle/subtyping`` and ``bundle/survival`` configs wire these pieces into MONAI engines:
 
-- data: label CSVs checked against the feature files (:func:`read_slide_table`), the SYNTHETIC demo tables,
-  k-fold splits by case (:func:`load_or_make_folds`), the current fold (:class:`CrossValidationData`) and its
-  datasets (:class:`FoldBagDataset`);
+- data: label CSVs checked against the feature files (:func:`read_slide_table`), or the SYNTHETIC demo's (its
+  producer is declared in the configs), k-fold splits by case (:func:`load_or_make_folds`), the current fold
+  (:class:`CrossValidationData`) and its datasets (:class:`FoldBagDataset`);
 - models: :class:`HistGenMIL` (HistGen encoder + gated attention over regions) and the :class:`ABMIL` baseline;
   :func:`load_pretrained_encoder` starts the encoder from a report ``model.pt``; :class:`FoldInputNorm` fits
   their per-dimension input standardisation on each fold's training part;
@@ -18,7 +18,6 @@ encoder, pool its region tokens into a slide embedding, fine-tune as a multiple-
 from scripts.flags import as_flag
 
 from .cross_validation import CrossValidation, restart_engine
-from .demo_tables import DemoTable, make_subtyping_demo, make_survival_demo
 from .encoder_weights import (
     encoder_config,
     find_report_model,
@@ -67,7 +66,6 @@ __all__ = [
     "ClassWeightedCrossEntropy",
     "CrossValidation",
     "CrossValidationData",
-    "DemoTable",
     "DiscreteTimeSurvivalLoss",
     "EncoderWeightsError",
     "EnsemblePredictionWriter",
@@ -102,8 +100,6 @@ __all__ = [
     "load_or_make_folds",
     "load_pretrained_encoder",
     "make_folds",
-    "make_subtyping_demo",
-    "make_survival_demo",
     "make_targets",
     "network_from_fold_models",
     "network_spec",

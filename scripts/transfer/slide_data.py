@@ -1,4 +1,5 @@
-"""Where a transfer bundle's slides come from: the user's CSV and feature folder, or the SYNTHETIC demo."""
+"""Where a transfer bundle's slides come from: the user's CSV and feature folder, or the folder a producer (the
+SYNTHETIC demo, declared in the config) writes."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+
+from scripts.data import DatasetProducer
 
 from .distributed import rank0_first
 from .slide_table import OnMissing, SlideTable, read_slide_table
@@ -14,8 +16,6 @@ from .slide_table import OnMissing, SlideTable, read_slide_table
 __all__ = ["resolve_slide_table"]
 
 logger = logging.getLogger("histgen.transfer")
-
-DEMO_FOLDER = "demo_data"
 
 
 def resolve_slide_table(
@@ -25,11 +25,9 @@ def resolve_slide_table(
     output_dir: str | os.PathLike[str],
     classes: Sequence[str] | None = None,
     on_missing: OnMissing = "raise",
-    demo: dict[str, Any] | None = None,
-    report_demo_dir: str | os.PathLike[str] | None = None,
+    demo: DatasetProducer | None = None,
 ) -> SlideTable:
-    """Read the user's CSV, or build the SYNTHETIC demo (tables in ``<output_dir>/demo_data``) when neither path is
-    given.
+    """Read the user's CSV, or the label table and features that ``demo`` writes when neither path is given.
 
     Args:
         task: ``"subtyping"`` or ``"survival"``.
@@ -38,19 +36,22 @@ def resolve_slide_table(
         output_dir: the run folder.
         classes: allowed class names (subtyping), None to take the CSV's.
         on_missing: slides without a usable feature file: ``"raise"`` or ``"skip"``.
-        demo: options of :func:`scripts.transfer.make_subtyping_demo` / ``make_survival_demo``.
-        report_demo_dir: the report bundle's slide demo, reused by the demo when it has the same parameters.
+        demo: a dataset producer (:class:`scripts.data.ProducedDataset` with a ``label_file``); the configs declare
+            the SYNTHETIC demo, ``$scripts.demo.DemoProducer(@demo, task=..., report_demo_dir=...)``, which writes
+            ``<output_dir>/demo_data/<task>.csv``. Its files are then read like a user's.
     """
     synthetic = False
     if csv_file is None and dataset_dir is None:
-        from .demo_tables import make_subtyping_demo, make_survival_demo
-
-        build = make_subtyping_demo if task == "subtyping" else make_survival_demo
+        if demo is None:
+            raise ValueError("give csv_file (labels) and dataset_dir (feature files)")
         with rank0_first():
-            built = build(Path(output_dir) / DEMO_FOLDER, demo, report_demo_dir)
-        logger.warning("no csv_file/dataset_dir given: using the SYNTHETIC %s demo %s (%s; generated labels, not "
-                       "patient data)", task, built.csv_file, built.description)
-        csv_file, dataset_dir, synthetic = built.csv_file, built.dataset_dir, True
+            built = demo(Path(output_dir))
+        if built.label_file is None:
+            raise ValueError(f"{demo!r} wrote no label table ({task} needs one)")
+        if built.synthetic:
+            logger.warning("no csv_file/dataset_dir given: using the SYNTHETIC %s demo %s (%s, not patient data)",
+                           task, built.label_file, built.description)
+        csv_file, dataset_dir, synthetic = built.label_file, built.dataset_dir, built.synthetic
     elif csv_file is None or dataset_dir is None:
         raise ValueError("give both csv_file (labels) and dataset_dir (feature files), or neither for the demo; "
                          f"got csv_file={csv_file!r}, dataset_dir={dataset_dir!r}")

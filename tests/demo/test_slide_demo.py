@@ -11,6 +11,7 @@ import h5py
 import numpy as np
 import pytest
 
+from scripts.demo import DemoProducer
 from scripts.demo.reports import DEMO_KEY_PHRASES, diagnoses_in_text, share_band
 from scripts.demo.slide_dataset import make_slide_demo_dataset
 from scripts.demo.tissue_classes import COMPONENT_IDS, DIAGNOSIS_CLASSES
@@ -146,19 +147,22 @@ def test_new_extraction_settings_reextract_without_rewriting_slides(tiny_demo, t
 
 def test_resolve_report_data_builds_the_chosen_demo(tiny_demo, tmp_path):
     run = tiny_demo.out_dir.parent
-    data = resolve_report_data(None, None, run, {"source": "slides", **TINY})
+    data = resolve_report_data(None, None, run, DemoProducer({"source": "slides", **TINY}))
     assert data.synthetic and data.feature_dim == 128 and data.dataset_dir == tiny_demo.dataset_dir
     record = feature_extraction_of(data)
     assert record["encoder_name"] == "builtin-small" and record["patch_size"] == 128
     assert record["checked_files"] == 4 and record["differing"] == {} and record["feature_dim"] == 128
     assert record["tissue_params"]["mask_mpp"] == 8.0
 
-    bags = resolve_report_data(None, None, tmp_path, {"source": "feature_bags", "n_train": 8, "n_val": 4,
-                                                      "n_test": 4, "feature_dim": 16, "n_patches": [10, 20]})
+    bags = resolve_report_data(None, None, tmp_path, DemoProducer({"source": "feature_bags", "n_train": 8, "n_val": 4,
+                                                                   "n_test": 4, "feature_dim": 16,
+                                                                   "n_patches": [10, 20]}))
     assert bags.dataset_dir.parent == tmp_path / "demo_bags" and bags.feature_dim == 16
     assert feature_extraction_of(bags) is None  # generated bags do not come from the extractor
     with pytest.raises(ValueError, match="demo source must be one of"):
-        resolve_report_data(None, None, tmp_path, {"source": "tiles"})
+        DemoProducer({"source": "tiles"})
+    with pytest.raises(ValueError, match="give dataset_dir"):
+        resolve_report_data(None, None, tmp_path, None)
 
 
 def test_control_deals_every_diagnosis_the_same_number_of_each_report_class():

@@ -7,8 +7,10 @@ import logging
 
 import pytest
 
-from scripts.transfer import make_subtyping_demo, make_survival_demo, resolve_slide_table
-from scripts.transfer.demo_sources import matching_slide_demo
+from scripts.demo import DemoProducer
+from scripts.demo.label_tables import make_subtyping_demo, make_survival_demo
+from scripts.demo.sources import matching_slide_demo
+from scripts.transfer import resolve_slide_table
 from tests.support.transfer_demo import TINY_SLIDES, tiny_report_demo
 
 
@@ -24,8 +26,8 @@ def _report_files(folder):
 def test_the_default_demo_labels_the_report_demo_slides_with_their_diagnoses(report_demo, tmp_path, caplog):
     before = _report_files(report_demo)
     with caplog.at_level(logging.WARNING, logger="histgen.transfer"):
-        table = resolve_slide_table("subtyping", None, None, tmp_path, demo=dict(TINY_SLIDES),
-                                    report_demo_dir=report_demo)
+        table = resolve_slide_table("subtyping", None, None, tmp_path,
+                                    demo=DemoProducer(dict(TINY_SLIDES), "subtyping", report_demo))
     assert f"the report bundle's slide demo in {report_demo}, reused" in caplog.text
     annotation = json.loads((report_demo / "annotation.json").read_text())
     truth = {item["id"]: item["diagnosis"] for split in ("train", "val", "test") for item in annotation[split]}
@@ -34,8 +36,8 @@ def test_the_default_demo_labels_the_report_demo_slides_with_their_diagnoses(rep
     assert all(r.path.parent == report_demo / "features" for r in table.records)
     assert sorted(p.name for p in (tmp_path / "demo_data").iterdir()) == ["subtyping.csv"]  # no slides of its own
     assert _report_files(report_demo) == before  # the report demo is read, never written
-    survival = resolve_slide_table("survival", None, None, tmp_path, demo=dict(TINY_SLIDES),
-                                   report_demo_dir=report_demo)
+    survival = resolve_slide_table("survival", None, None, tmp_path,
+                                   demo=DemoProducer(dict(TINY_SLIDES), "survival", report_demo))
     assert survival.case_ids == table.case_ids  # same slides, same cases
 
 

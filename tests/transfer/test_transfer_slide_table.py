@@ -7,6 +7,7 @@ import logging
 import pytest
 import torch
 
+from scripts.demo import DemoProducer
 from scripts.transfer import SlideTableError, read_slide_table, resolve_slide_table
 
 
@@ -167,7 +168,7 @@ def test_csv_and_dataset_dir_come_together(tmp_path):
 
 def test_demo_tables_have_paired_cases_and_censoring(tmp_path):
     options = {"source": "feature_bags", "n_train": 24, "n_val": 8, "n_test": 8, "n_patches": [20, 40]}
-    table = resolve_slide_table("survival", None, None, tmp_path, demo=options)
+    table = resolve_slide_table("survival", None, None, tmp_path, demo=DemoProducer(options, "survival"))
     assert table.synthetic and len(table) == 40 and table.feature_dim == 64
     assert table.records[0].path.parent == tmp_path / "demo_bags" / "features"  # not where slide demos go
     per_case = {}
@@ -178,6 +179,6 @@ def test_demo_tables_have_paired_cases_and_censoring(tmp_path):
         assert len({(r.time, r.event) for r in records}) == 1
     censored = 1 - sum(r.event for r in table.records) / len(table)
     assert 0.15 < censored < 0.45
-    subtyping = resolve_slide_table("subtyping", None, None, tmp_path, demo=options)
+    subtyping = resolve_slide_table("subtyping", None, None, tmp_path, demo=DemoProducer(options, "subtyping"))
     assert subtyping.classes == ["adenocarcinoma", "lymphoma", "normal", "squamous cell carcinoma"]
     assert subtyping.case_ids == table.case_ids  # same bags, same cases

@@ -18,7 +18,6 @@ and the folder of their feature files.
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import json
 import logging
 import os
@@ -28,7 +27,7 @@ from typing import Any
 
 __all__ = ["DEMO_SOURCES", "DemoSlides", "load_demo_slides", "matching_slide_demo", "split_builder_options"]
 
-logger = logging.getLogger("histgen.transfer")
+logger = logging.getLogger("histgen.transfer")  # the transfer bundles' log, where these lines belong
 
 DEMO_SOURCES: tuple[str, ...] = ("slides", "feature_bags")
 #: Builder arguments that are not demo options (the caller decides them) or not part of a demo's identity.
@@ -56,21 +55,33 @@ class DemoSlides:
 
 def _builder(source: str) -> Callable[..., Any]:
     if source == "slides":
-        from scripts.demo.slide_dataset import make_slide_demo_dataset
+        from .slide_dataset import make_slide_demo_dataset
 
         return make_slide_demo_dataset
     if source == "feature_bags":
-        from scripts.demo.feature_bags import make_demo_dataset
+        from .feature_bags import make_demo_dataset
 
         return make_demo_dataset
     raise ValueError(f"demo source must be one of {DEMO_SOURCES}, got {source!r}")
+
+
+def builder_argument_names(source: str) -> set[str]:
+    """The keyword arguments the demo builder of ``source`` takes (for the slides: :class:`SlideDemoParams` fields
+    plus ``workers`` and ``progress``)."""
+    import inspect
+
+    if source == "slides":
+        from .slide_dataset import SlideDemoParams
+
+        return {f.name for f in dataclasses.fields(SlideDemoParams)} | _NOT_IDENTITY
+    return set(inspect.signature(_builder(source)).parameters) - _NOT_OPTIONS
 
 
 def split_builder_options(options: dict[str, Any] | None) -> tuple[str, dict[str, Any], dict[str, Any]]:
     """``(source, builder keyword arguments, other options)`` of the ``demo`` setting."""
     options = dict(options or {})
     source = str(options.pop("source", "slides"))
-    names = set(inspect.signature(_builder(source)).parameters) - _NOT_OPTIONS
+    names = builder_argument_names(source)
     arguments = {k: v for k, v in options.items() if k in names}
     return source, arguments, {k: v for k, v in options.items() if k not in names}
 
@@ -82,7 +93,7 @@ def matching_slide_demo(folder: str | os.PathLike[str] | None, arguments: dict[s
     :func:`scripts.demo.slide_dataset.slide_demo_params` of the same arguments (others take their defaults;
     ``workers`` and ``progress`` do not matter).
     """
-    from scripts.demo.slide_dataset import MANIFEST_NAME, slide_demo_params
+    from .slide_dataset import MANIFEST_NAME, slide_demo_params
 
     if folder is None or str(folder).strip().lower() in NO_DIR:
         return None
