@@ -3,7 +3,12 @@
 ``FindingsVocabulary.from_annotation(annotation_file)`` runs :func:`~scripts.metrics.extract_findings` on
 every training report, counts the diagnosis phrases (synonyms already merged by the extractor's word
 normalisation: "infiltrating ductal carcinoma" counts as "invasive ductal carcinoma"), grades and pT/pN
-stages, and keeps the values seen in at least ``min_count`` reports. A bare generic head ("carcinoma",
+stages, and keeps the values seen in at least ``min_count`` reports. A diagnosis phrase that is another
+phrase of the same reports plus only words that name no subtype ("invasive", "classic", "conventional":
+"invasive adenocarcinoma" beside "adenocarcinoma") is counted as that shorter phrase, so one diagnosis does
+not become two classes (the finding heads could not tell them apart, and a generated "adenocarcinoma"
+would score wrong against a reference "invasive adenocarcinoma"). Words that do name a subtype
+("keratinizing", "clear cell") keep their own class. A bare generic head ("carcinoma",
 "tumour", "neoplasm") never becomes a diagnosis class. The result is JSON
 (``models/findings_vocabulary.json`` beside a trained model)::
 
@@ -31,7 +36,8 @@ from scripts.atomic_io import atomic_write_json
 from .findings_diagnosis import GENERIC_HEADS
 from .findings_rules import CATEGORICAL_FINDINGS, ReportFindings, extract_findings
 
-__all__ = ["FIXED_FINDING_CLASSES", "VOCABULARY_FORMAT", "FindingsVocabulary"]
+__all__ = ["FIXED_FINDING_CLASSES", "REDUNDANT_DIAGNOSIS_WORDS", "VOCABULARY_FORMAT", "FindingsVocabulary",
+           "merge_redundant_diagnoses"]
 
 VOCABULARY_FORMAT = "histgen-findings-vocabulary-v1"
 
@@ -42,6 +48,20 @@ FIXED_FINDING_CLASSES: dict[str, tuple[str, ...]] = {
     "lymphovascular_invasion": ("absent", "present"),
     "perineural_invasion": ("absent", "present"),
 }
+
+
+#: Diagnosis words that name no subtype: a phrase that differs from another only by these is the same class.
+REDUNDANT_DIAGNOSIS_WORDS: frozenset[str] = frozenset({"invasive", "classic", "classical", "conventional"})
+
+
+def merge_redundant_diagnoses(counts: Counter[str]) -> Counter[str]:
+    """``counts`` with each phrase that is another counted phrase plus :data:`REDUNDANT_DIAGNOSIS_WORDS`
+    counted as that phrase ("invasive adenocarcinoma" -> "adenocarcinoma" when both occur)."""
+    merged: Counter[str] = Counter()
+    for phrase, count in counts.items():
+        base = " ".join(w for w in phrase.split() if w not in REDUNDANT_DIAGNOSIS_WORDS)
+        merged[base if base != phrase and base in counts else phrase] += count
+    return merged
 
 
 def _natural_key(value: str) -> tuple[Any, ...]:
@@ -90,7 +110,7 @@ class FindingsVocabulary:
                 if value:
                     counters[key][value] += 1
         return cls(
-            diagnoses=_frequent(counters["diagnosis"], min_count, by_frequency=True),
+            diagnoses=_frequent(merge_redundant_diagnoses(counters["diagnosis"]), min_count, by_frequency=True),
             grades=_frequent(counters["grade"], min_count, by_frequency=False),
             pt_stages=_frequent(counters["pt"], min_count, by_frequency=False),
             pn_stages=_frequent(counters["pn"], min_count, by_frequency=False),

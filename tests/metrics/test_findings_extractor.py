@@ -361,3 +361,15 @@ def test_vocabulary_files(tmp_path: Path) -> None:
 def test_docstring_examples(module) -> None:
     result = doctest.testmod(module)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_vocabulary_counts_a_phrase_with_only_redundant_words_as_the_shorter_phrase() -> None:
+    reports = ["Adenocarcinoma of the lung.", "Adenocarcinoma.", "Invasive adenocarcinoma.",
+               "Invasive adenocarcinoma, acinar.", "Keratinizing squamous cell carcinoma.",
+               "Keratinizing squamous cell carcinoma.", "Squamous cell carcinoma.", "Squamous cell carcinoma.",
+               "Invasive lobular carcinoma.", "Invasive lobular carcinoma."]
+    vocab = FindingsVocabulary.from_reports(reports, min_count=2)
+    # "invasive" names no subtype: one class; "keratinizing" does: its own; "lobular carcinoma" never occurs
+    assert vocab.diagnoses == ("adenocarcinoma", "invasive lobular carcinoma", "keratinizing squamous cell carcinoma",
+                               "squamous cell carcinoma")
+    assert extract_findings("Invasive adenocarcinoma, grade 2 of 3.", vocab).diagnosis == "adenocarcinoma"

@@ -225,3 +225,16 @@ def test_finding_tokens_carry_the_reports_findings_while_training_and_the_heads_
     _, targets, _, kwargs = batch_prep({"features": torch.randn(1, 4, 4), "mask": torch.ones(1, 4, dtype=torch.bool),
                                         "report_ids": ids, "report_mask": torch.ones_like(ids), "reports": ["x"]})
     assert torch.equal(kwargs["finding_labels"], targets[2])
+
+
+def test_a_finding_token_says_its_class_and_nothing_else_about_the_slide():
+    """Two slides with the same classes get the same finding tokens; another class, another token."""
+    heads = SlideFindingHeads(16, [3, 2]).eval()
+    mask = torch.ones(2, 12, dtype=torch.bool)
+    labels = torch.tensor([[1, 0], [1, 0]])
+    out = heads(torch.randn(2, 12, 16), mask, labels)
+    assert torch.allclose(out.tokens[0], out.tokens[1], atol=1e-6)
+    other = heads(torch.randn(2, 12, 16), mask, torch.tensor([[2, 0], [1, 1]])).tokens
+    assert not torch.allclose(other[0, 0], out.tokens[0, 0])
+    assert torch.allclose(other[0, 1], out.tokens[0, 1], atol=1e-6)
+    assert not torch.allclose(other[1, 1], out.tokens[1, 1])
