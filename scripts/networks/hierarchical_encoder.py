@@ -10,6 +10,9 @@ from torch.utils.checkpoint import checkpoint
 
 from .layers import EncoderLayer, PositionEncoding, ReferenceLayerNorm
 
+# checkpointed region attention is recomputed in chunks of about this many tokens
+CHECKPOINT_CHUNK_TOKENS = 8192
+
 
 class LocalGlobalEncoder(nn.Module):
     """Two-layer hierarchical encoder over a bag of patch tokens.
@@ -53,7 +56,9 @@ class LocalGlobalEncoder(nn.Module):
         self.pool_proj = nn.Linear(d_model, d_model)
         self.pool_score = nn.Linear(d_model, 1, bias=False)
         self.pool_dense = nn.Linear(d_model, d_model)
-        self.gradient_checkpointing = False
+        # bags of at least this many patches (B * N) recompute the region attention in the backward pass,
+        # in chunks of about CHECKPOINT_CHUNK_TOKENS tokens (set from the config by the slide encoder)
+        self.checkpoint_min_patches = 2**62
 
     def num_regions(self, num_patches: int) -> int:
         return max(1, math.ceil(num_patches / (self.region_size - 1)))
@@ -80,14 +85,19 @@ class LocalGlobalEncoder(nn.Module):
     def region_attention(self, layer: int, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Self-attention inside each region with region layer ``layer`` (0 or 1): ``x [B, R, rs, d]``,
         ``mask [B, R, rs]``."""
-        if not torch.jit.is_scripting() and self.gradient_checkpointing and self.training:
-            if torch.is_grad_enabled():
+        if not torch.jit.is_scripting() and self.training and torch.is_grad_enabled():
+            if x.shape[0] * x.shape[1] * (x.shape[2] - 1) >= self.checkpoint_min_patches:
                 return self._checkpointed_region_attention(layer, x, mask)
         return self._region_attention(layer, x, mask)
 
     @torch.jit.unused
     def _checkpointed_region_attention(self, layer: int, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return checkpoint(self._region_attention, layer, x, mask, use_reentrant=False)
+        """Region attention recomputed in the backward pass, a chunk of regions at a time (regions are independent),
+        so that the recomputation never holds more than one chunk's activations."""
+        per_chunk = max(1, CHECKPOINT_CHUNK_TOKENS // (x.shape[0] * x.shape[2]))
+        parts = [checkpoint(self._region_attention, layer, xs, ms, use_reentrant=False)
+                 for xs, ms in zip(x.split(per_chunk, dim=1), mask.split(per_chunk, dim=1))]
+        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
 
     def _region_attention(self, layer: int, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         b, r, rs, d = x.shape[0], x.shape[1], x.shape[2], x.shape[3]
