@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="small model and 30 tokens")
     parser.add_argument("--script", action="store_true", help="also time the TorchScript model's generate()")
     parser.add_argument("--against-reference", metavar="PATH",
-                        help="a checkout of the reference HistGen code: time its beam search instead of the full prefix")
+                        help="a checkout of the reference HistGen code: time its beam search, not the full prefix")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)

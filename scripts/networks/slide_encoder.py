@@ -31,7 +31,7 @@ logger = logging.getLogger("histgen.network")
 BF16_MIN_PATCHES = 4096
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def multiplies_bf16_natively(device_type: str) -> bool:
     """Whether ``device_type`` ("cpu", "cuda") has bf16 matrix units: AMX or AVX512-BF16, or a bf16 GPU."""
     if device_type == "cuda":
