@@ -59,6 +59,7 @@ class LocalGlobalEncoder(nn.Module):
         # bags of at least this many patches (B * N) recompute the region attention in the backward pass,
         # in chunks of about CHECKPOINT_CHUNK_TOKENS tokens (set from the config by the slide encoder)
         self.checkpoint_min_patches = 2**62
+        self.checkpoint_chunk_tokens = CHECKPOINT_CHUNK_TOKENS
 
     def num_regions(self, num_patches: int) -> int:
         return max(1, math.ceil(num_patches / (self.region_size - 1)))
@@ -94,7 +95,7 @@ class LocalGlobalEncoder(nn.Module):
     def _checkpointed_region_attention(self, layer: int, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Region attention recomputed in the backward pass, a chunk of regions at a time (regions are independent),
         so that the recomputation never holds more than one chunk's activations."""
-        per_chunk = max(1, CHECKPOINT_CHUNK_TOKENS // (x.shape[0] * x.shape[2]))
+        per_chunk = max(1, self.checkpoint_chunk_tokens // (x.shape[0] * x.shape[2]))
         parts = [checkpoint(self._region_attention, layer, xs, ms, use_reentrant=False)
                  for xs, ms in zip(x.split(per_chunk, dim=1), mask.split(per_chunk, dim=1))]
         return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
