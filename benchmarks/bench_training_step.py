@@ -36,8 +36,11 @@ def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def one_step(n: int, tokens: int, threads: int, steps: int, checkpointing: bool = False) -> dict[str, float]:
-    """Best time of ``steps`` training steps of our model (``compat="default"``) on one bag of ``n`` patches."""
+def one_step(n: int, tokens: int, threads: int, steps: int, checkpointing: str = "auto") -> dict[str, float]:
+    """Best time of ``steps`` training steps of our model (``compat="default"``) on one bag of ``n`` patches.
+
+    ``checkpointing`` is the config's ``gradient_checkpointing``: ``"auto"`` (the default a user gets), "on", "off".
+    """
     import torch
 
     from scripts.networks import HistGen, HistGenConfig
@@ -106,12 +109,12 @@ def reference_step(path: str, n: int, tokens: int, threads: int, steps: int) -> 
             "loss": losses[0]}
 
 
-def run_child(args: argparse.Namespace, n: int, reference: str | None = None, checkpointing: bool = False
+def run_child(args: argparse.Namespace, n: int, reference: str | None = None, checkpointing: str = "auto"
               ) -> dict[str, float]:
     """One measurement in a fresh process (its peak RSS is its own); the child prints one JSON line."""
     cmd = [sys.executable, "-m", "benchmarks.bench_training_step", "--child", str(n), "--tokens", str(args.tokens),
            "--threads", str(args.threads), "--steps", str(args.steps)]
-    cmd += ["--child_checkpointing"] if checkpointing else []
+    cmd += ["--child_checkpointing", checkpointing]
     cmd += ["--child_reference", reference] if reference else []
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
@@ -124,9 +127,9 @@ def print_ours(args: argparse.Namespace) -> None:
     print("-" * 68)
     out: dict[str, float] = {}
     for n in args.sizes:
-        for ckpt in (False, True) if args.checkpointing else (False,):
+        for ckpt in ("auto", "off", "on") if args.checkpointing else ("auto",):
             out = run_child(args, n, checkpointing=ckpt)
-            print(f"{n:>10,} | {'on' if ckpt else 'off':>13} | {out['seconds']:>8.2f} | {out['peak_mb']:>13,.0f} | "
+            print(f"{n:>10,} | {ckpt:>13} | {out['seconds']:>8.2f} | {out['peak_mb']:>13,.0f} | "
                   f"{out['setup_mb']:>10,.0f}", flush=True)
     print(f"parameters: {out['params']:,}")
 
@@ -159,13 +162,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--tokens", type=int, default=100)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--steps", type=int, default=2)
-    parser.add_argument("--checkpointing", action="store_true", help="also time gradient_checkpointing=True")
+    parser.add_argument("--checkpointing", action="store_true",
+                        help="also time gradient_checkpointing off and on (the default is auto)")
     parser.add_argument("--against-reference", metavar="PATH",
                         help="a checkout of the reference HistGen code: time its training step too")
     parser.add_argument("--reference-max-n", type=int, default=10**9,
                         help="with --against-reference: run the reference only up to this bag size")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--child_checkpointing", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--child_checkpointing", default="auto", help=argparse.SUPPRESS)
     parser.add_argument("--child_reference", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child is not None:

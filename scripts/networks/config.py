@@ -13,7 +13,7 @@ Compat = Literal["default", "histgen-v1"]
 COMPAT_MODES: tuple[str, ...] = ("default", "histgen-v1")
 PATCH_PRECISIONS: tuple[str, ...] = ("auto", "bf16", "fp32")
 # gradient_checkpointing="auto" recomputes the patch-level activations of bags with at least this many patches
-CHECKPOINT_MIN_PATCHES = 20_000
+CHECKPOINT_MIN_PATCHES = 8_192
 
 
 @dataclasses.dataclass(frozen=True)
