@@ -11,6 +11,9 @@ from scripts.flags import as_flag
 
 Compat = Literal["default", "histgen-v1"]
 COMPAT_MODES: tuple[str, ...] = ("default", "histgen-v1")
+PATCH_PRECISIONS: tuple[str, ...] = ("auto", "bf16", "fp32")
+# gradient_checkpointing="auto" recomputes the patch-level activations of bags with at least this many patches
+CHECKPOINT_MIN_PATCHES = 8_192
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,8 +89,15 @@ class HistGenConfig:
         beam_size: default beam width for ``generate``.
         compat: "default" or "histgen-v1".
         gradient_checkpointing: while training, recompute the patch-level activations (projection,
-            visual context, region attention) in the backward pass instead of keeping them: less
-            memory for large bags, about a third more time per step.
+            visual context, region attention, the regions in chunks) in the backward pass instead of keeping
+            them: much less memory for large bags, about a third more time per step. ``"auto"`` (the default)
+            does so for bags of at least ``CHECKPOINT_MIN_PATCHES`` patches (``B * N``), ``True``/``False``
+            always/never.
+        patch_precision: arithmetic of the patch-level part of the slide encoder (projection, cross-modal context,
+            region attention) while training: ``"auto"`` (bf16 autocast when the model is ``compat="default"``,
+            the bag has at least ``BF16_MIN_PATCHES`` patches and the device multiplies bf16 natively: a CUDA GPU
+            with bf16 or a CPU with AMX/AVX512-BF16; float32 otherwise), ``"bf16"`` (always while training) or
+            ``"fp32"``. The decoder, the loss and evaluation stay float32.
         input_norm: standardise each feature dimension with a mean and std fitted on the training
             bags (:meth:`HistGen.fit_input_norm`) and stored in the model as the buffers
             ``input_mean``/``input_std``. Off in the reference code and in imported checkpoints.
@@ -114,15 +124,21 @@ class HistGenConfig:
     max_seq_length: int = 100
     beam_size: int = 3
     compat: str = "default"
-    gradient_checkpointing: bool = False
+    gradient_checkpointing: bool | str = "auto"
+    patch_precision: str = "auto"
     input_norm: bool = False
     finding_classes: dict[str, int] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # ``--network_def#config#input_norm false`` arrives as the string "false", which is truthy
         self.input_norm = as_flag(self.input_norm, "input_norm")
-        self.gradient_checkpointing = as_flag(self.gradient_checkpointing, "gradient_checkpointing")
+        if str(self.gradient_checkpointing).strip().lower() == "auto":
+            self.gradient_checkpointing = "auto"
+        else:
+            self.gradient_checkpointing = as_flag(self.gradient_checkpointing, "gradient_checkpointing")
         NetworkBehaviour.for_compat(self.compat)  # refuses an unknown name
+        if self.patch_precision not in PATCH_PRECISIONS:
+            raise ValueError(f"patch_precision must be one of {PATCH_PRECISIONS}, got {self.patch_precision!r}")
         if self.d_model % self.num_heads:
             raise ValueError(f"d_model={self.d_model} is not divisible by num_heads={self.num_heads}")
         if self.cmm_dim != self.d_model:
@@ -160,6 +176,21 @@ class HistGenConfig:
         if not isinstance(values, dict):
             raise ValueError(f"{path}: expected a JSON object of hyper-parameters")
         return cls.from_dict(values, **overrides)
+
+    @property
+    def training_precision(self) -> str:
+        """``patch_precision`` with ``"auto"`` resolved for the compat mode: ``compat="histgen-v1"`` trains in float32
+        throughout, as the reference does; otherwise ``"auto"`` (decided per bag and device) or as set."""
+        if self.patch_precision == "auto" and self.compat == "histgen-v1":
+            return "fp32"
+        return self.patch_precision
+
+    @property
+    def checkpoint_min_patches(self) -> int:
+        """Smallest bag (``B * N`` patches) whose training pass recomputes its patch-level activations."""
+        if self.gradient_checkpointing == "auto":
+            return CHECKPOINT_MIN_PATCHES
+        return 0 if self.gradient_checkpointing else 2**62
 
     @property
     def behaviour(self) -> NetworkBehaviour:

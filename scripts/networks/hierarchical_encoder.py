@@ -10,6 +10,9 @@ from torch.utils.checkpoint import checkpoint
 
 from .layers import EncoderLayer, PositionEncoding, ReferenceLayerNorm
 
+# checkpointed region attention is recomputed in chunks of about this many tokens
+CHECKPOINT_CHUNK_TOKENS = 8192
+
 
 class LocalGlobalEncoder(nn.Module):
     """Two-layer hierarchical encoder over a bag of patch tokens.
@@ -53,7 +56,10 @@ class LocalGlobalEncoder(nn.Module):
         self.pool_proj = nn.Linear(d_model, d_model)
         self.pool_score = nn.Linear(d_model, 1, bias=False)
         self.pool_dense = nn.Linear(d_model, d_model)
-        self.gradient_checkpointing = False
+        # bags of at least this many patches (B * N) recompute the region attention in the backward pass,
+        # in chunks of about CHECKPOINT_CHUNK_TOKENS tokens (set from the config by the slide encoder)
+        self.checkpoint_min_patches = 2**62
+        self.checkpoint_chunk_tokens = CHECKPOINT_CHUNK_TOKENS
 
     def num_regions(self, num_patches: int) -> int:
         return max(1, math.ceil(num_patches / (self.region_size - 1)))
@@ -80,14 +86,19 @@ class LocalGlobalEncoder(nn.Module):
     def region_attention(self, layer: int, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Self-attention inside each region with region layer ``layer`` (0 or 1): ``x [B, R, rs, d]``,
         ``mask [B, R, rs]``."""
-        if not torch.jit.is_scripting() and self.gradient_checkpointing and self.training:
-            if torch.is_grad_enabled():
+        if not torch.jit.is_scripting() and self.training and torch.is_grad_enabled():
+            if x.shape[0] * x.shape[1] * (x.shape[2] - 1) >= self.checkpoint_min_patches:
                 return self._checkpointed_region_attention(layer, x, mask)
         return self._region_attention(layer, x, mask)
 
     @torch.jit.unused
     def _checkpointed_region_attention(self, layer: int, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return checkpoint(self._region_attention, layer, x, mask, use_reentrant=False)
+        """Region attention recomputed in the backward pass, a chunk of regions at a time (regions are independent),
+        so that the recomputation never holds more than one chunk's activations."""
+        per_chunk = max(1, self.checkpoint_chunk_tokens // (x.shape[0] * x.shape[2]))
+        parts = [checkpoint(self._region_attention, layer, xs, ms, use_reentrant=False)
+                 for xs, ms in zip(x.split(per_chunk, dim=1), mask.split(per_chunk, dim=1))]
+        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
 
     def _region_attention(self, layer: int, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         b, r, rs, d = x.shape[0], x.shape[1], x.shape[2], x.shape[3]
@@ -122,14 +133,33 @@ class LocalGlobalEncoder(nn.Module):
         slide_tokens = self.slide_layer(slide_tokens, region_mask[:, None, None, :])
         x = torch.cat([x[:, :, :slot], slide_tokens.unsqueeze(2), x[:, :, slot + 1 :]], dim=2)
 
-        x = self.region_attention(1, x, token_mask)
-        x = self.norm(x)
-
-        scores = torch.tanh(self.pool_score(self.pool_proj(x))).squeeze(-1)  # [B, R, rs]
-        if self.pooling_masks_padding:
-            scores = scores.masked_fill(~token_mask, float("-inf"))
-        weights = torch.softmax(scores, dim=-1)
-        pooled = torch.sum(weights.unsqueeze(-1) * x, dim=2)
+        if not torch.jit.is_scripting() and self.training and torch.is_grad_enabled() and (
+                x.shape[0] * x.shape[1] * (x.shape[2] - 1) >= self.checkpoint_min_patches):
+            pooled, weights = self._checkpointed_region_tail(x, token_mask)
+        else:
+            pooled, weights = self._region_tail(x, token_mask)
         region_tokens = torch.tanh(self.pool_dense(pooled))
         patch_weights = weights[:, :, :-1].reshape(b, -1)
         return region_tokens, region_mask, patch_weights
+
+    def _region_tail(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Second region layer, final norm and attentive pooling, each region on its own: ``x [B, R, rs, d]`` ->
+        pooled ``[B, R, d]`` and pooling weights ``[B, R, rs]``."""
+        x = self._region_attention(1, x, mask)
+        x = self.norm(x)
+        scores = torch.tanh(self.pool_score(self.pool_proj(x))).squeeze(-1)  # [B, R, rs]
+        if self.pooling_masks_padding:
+            scores = scores.masked_fill(~mask, float("-inf"))
+        weights = torch.softmax(scores, dim=-1)
+        return torch.sum(weights.unsqueeze(-1) * x, dim=2), weights
+
+    @torch.jit.unused
+    def _checkpointed_region_tail(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`_region_tail` recomputed in the backward pass a chunk of regions at a time: only the pooled tokens
+        and weights of a large bag are kept, not its ``[B, R, rs, d]`` activations."""
+        per_chunk = max(1, self.checkpoint_chunk_tokens // (x.shape[0] * x.shape[2]))
+        parts = [checkpoint(self._region_tail, xs, ms, use_reentrant=False)
+                 for xs, ms in zip(x.split(per_chunk, dim=1), mask.split(per_chunk, dim=1))]
+        if len(parts) == 1:
+            return parts[0]
+        return torch.cat([p[0] for p in parts], dim=1), torch.cat([p[1] for p in parts], dim=1)

@@ -1,0 +1,55 @@
+"""The benchmarks' side-by-side modes: ours alone on tiny sizes always, the reference code when a checkout is here.
+
+The reference HistGen code is not part of this repository. The checks that run it look for a checkout in
+``$HISTGEN_REFERENCE`` or next to the repository (``../reference``) and are skipped, saying so, without one.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from benchmarks import bench_training_step
+from benchmarks.bench_decoding import time_against_reference
+from benchmarks.reference_histgen import import_reference
+from scripts.networks import HistGenConfig
+
+REPO = Path(__file__).resolve().parents[1]
+REFERENCE = Path(os.environ.get("HISTGEN_REFERENCE", REPO.parent / "reference"))
+needs_reference = pytest.mark.skipif(
+    not (REFERENCE / "models" / "histgen_model.py").is_file(),
+    reason=f"no reference HistGen checkout at {REFERENCE} (set HISTGEN_REFERENCE to one)",
+)
+SMALL_1024 = HistGenConfig(in_dim=1024, d_vf=64, d_model=32, d_ff=32, num_heads=4, num_layers=2, topk=8, cmm_size=32,
+                           cmm_dim=32, region_size=8, prototype_num=6, vocab_size=40)
+
+
+def test_a_folder_that_is_no_checkout_is_refused(tmp_path):
+    with pytest.raises(FileNotFoundError, match=f"{tmp_path.name}: not a HistGen checkout"):
+        import_reference(tmp_path)
+
+
+@pytest.mark.slow  # the released configuration's model and optimiser: ~10 s quiet, 50 s on a loaded machine
+def test_training_step_of_ours_runs_in_its_own_process(capsys):
+    bench_training_step.main(["--sizes", "150", "--steps", "1", "--threads", "1", "--tokens", "8"])
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if line.strip().startswith("150 |"))
+    seconds, peak_mb = float(row.split("|")[2]), float(row.split("|")[3].replace(",", ""))
+    assert seconds > 0 and peak_mb > 100
+
+
+@needs_reference
+def test_decoding_against_the_reference_returns_its_ids():
+    torch.manual_seed(0)
+    rows = time_against_reference(str(REFERENCE), SMALL_1024, [60], tokens=8, beam=3, repeats=1)
+    assert rows[0]["same_ids"] == 1.0 and rows[0]["ours_s"] > 0 and rows[0]["ref_s"] > 0
+
+
+@pytest.mark.slow
+@needs_reference
+def test_training_step_of_the_reference_runs():
+    result = bench_training_step.reference_step(str(REFERENCE), 150, 8, 1, 1)
+    assert result["seconds"] > 0 and result["peak_mb"] > 100 and 0 < result["loss"] < 20
