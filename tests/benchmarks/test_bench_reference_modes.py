@@ -17,7 +17,7 @@ from benchmarks.bench_decoding import time_against_reference
 from benchmarks.reference_histgen import import_reference
 from scripts.networks import HistGenConfig
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 REFERENCE = Path(os.environ.get("HISTGEN_REFERENCE", REPO.parent / "reference"))
 needs_reference = pytest.mark.skipif(
     not (REFERENCE / "models" / "histgen_model.py").is_file(),
