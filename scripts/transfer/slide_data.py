@@ -10,6 +10,7 @@ from typing import Any
 
 from .distributed import rank0_first
 from .slide_table import OnMissing, SlideTable, read_slide_table
+from .tasks import TransferTask, as_task
 
 __all__ = ["resolve_slide_table"]
 
@@ -19,7 +20,7 @@ DEMO_FOLDER = "demo_data"
 
 
 def resolve_slide_table(
-    task: str,
+    task: str | TransferTask,
     csv_file: str | os.PathLike[str] | None,
     dataset_dir: str | os.PathLike[str] | None,
     output_dir: str | os.PathLike[str],
@@ -32,36 +33,30 @@ def resolve_slide_table(
     given.
 
     Args:
-        task: ``"subtyping"`` or ``"survival"``.
+        task: the task, or its name (``"subtyping"``, ``"survival"``...).
         csv_file: the label CSV, or None.
         dataset_dir: folder of ``<slide_id>.h5``/``.pt`` feature files, or None.
         output_dir: the run folder.
-        classes: allowed class names (subtyping), None to take the CSV's.
+        classes: allowed class names (tasks with classes), None for the task's own.
         on_missing: slides without a usable feature file: ``"raise"`` or ``"skip"``.
-        demo: options of :func:`scripts.transfer.make_subtyping_demo` / ``make_survival_demo``.
+        demo: options of the task's demo (:meth:`TransferTask.demo`).
         report_demo_dir: the report bundle's slide demo, reused by the demo when it has the same parameters.
     """
     synthetic = False
+    task = as_task(task, classes=classes)
     if csv_file is None and dataset_dir is None:
-        from .demo_tables import make_subtyping_demo, make_survival_demo
-
-        build = make_subtyping_demo if task == "subtyping" else make_survival_demo
         with rank0_first():
-            built = build(Path(output_dir) / DEMO_FOLDER, demo, report_demo_dir)
+            built = task.demo(Path(output_dir) / DEMO_FOLDER, demo, report_demo_dir)
         logger.warning("no csv_file/dataset_dir given: using the SYNTHETIC %s demo %s (%s; generated labels, not "
-                       "patient data)", task, built.csv_file, built.description)
+                       "patient data)", task.name, built.csv_file, built.description)
         csv_file, dataset_dir, synthetic = built.csv_file, built.dataset_dir, True
     elif csv_file is None or dataset_dir is None:
         raise ValueError("give both csv_file (labels) and dataset_dir (feature files), or neither for the demo; "
                          f"got csv_file={csv_file!r}, dataset_dir={dataset_dir!r}")
-    table = read_slide_table(task, csv_file, dataset_dir, classes=classes, on_missing=on_missing)
+    table = read_slide_table(task, csv_file, dataset_dir, on_missing=on_missing)
     table.synthetic = synthetic
     cases = len(set(table.case_ids))
-    if task == "subtyping":
-        detail = f"classes {table.classes}"
-    else:
-        events = sum(int(r.event) for r in table.records)  # type: ignore[arg-type]
-        detail = f"{events} slides with an observed event, {len(table) - events} censored"
+    detail = task.describe_table(table)
     skipped = f", {len(table.skipped)} skipped" if table.skipped else ""
     logger.info("%s: %d slides of %d cases (D=%d), %s%s", table.csv_file, len(table), cases, table.feature_dim,
                 detail, skipped)

@@ -74,6 +74,10 @@ class ClassTargets:
         self.class_weights = torch.ones(self.num_classes)
         self.class_counts = [0] * self.num_classes
 
+    @property
+    def num_outputs(self) -> int:
+        return self.num_classes
+
     def fit(self, train: Sequence[SlideRecord], where: str = "training part") -> None:
         """Count the training classes; raises :class:`SplitError` if a class has no training slide."""
         counts = np.bincount([int(r.label) for r in train], minlength=self.num_classes)  # type: ignore[arg-type]
