@@ -66,8 +66,6 @@ class ClassTargets:
         weighted: with False every weight is 1.
     """
 
-    task = "subtyping"
-
     def __init__(self, num_classes: int, weighted: bool = True) -> None:
         self.num_classes = int(num_classes)
         self.weighted = weighted
@@ -102,8 +100,6 @@ class SurvivalTargets:
     Args:
         n_bins: number of time bins (the hazard model's outputs).
     """
-
-    task = "survival"
 
     def __init__(self, n_bins: int = 4) -> None:
         if n_bins < 1:
