@@ -27,7 +27,7 @@ REPORT_SIZES = {"d_vf": 32, "d_model": 32, "d_ff": 64, "num_heads": 4, "topk": 8
 
 def transfer_command(bundle: str, run_id: str, configs: tuple[str, ...], overrides: dict[str, object],
                      torchrun_procs: int | None = None) -> list[str]:
-    """``python -m monai.bundle run <run_id> --config_file "[<shared base>, bundle/<bundle>/configs/<config>]" ...``."""
+    """``python -m monai.bundle run <run_id> --config_file "[bundle/<bundle>/configs/<config>, <shared base>]" ...``."""
     config_file = config_file_arg(config_files(bundle, *configs))
     head = [sys.executable, "-m", "monai.bundle"]
     if torchrun_procs:

@@ -55,9 +55,11 @@ BASE_CONFIGS = "scripts/transfer/configs"
 
 
 def config_files(bundle: str, *names: str, root: Path = REPO_ROOT) -> list[str]:
-    """The ``--config_file`` list of a sibling bundle's configs, as the docs give it: for each name the shared
-    base (``scripts/transfer/configs/<name>``) then the bundle's own ``configs/<name>``, where each exists."""
-    files = [f"{folder}/{name}" for name in names for folder in (BASE_CONFIGS, f"bundle/{bundle}/configs")
+    """The ``--config_file`` list of a sibling bundle's configs, as the docs give it: for each name the bundle's
+    own ``configs/<name>`` then the shared base (``scripts/transfer/configs/<name>``), where each exists.
+
+    The bundle's file comes first: MONAI reads ``metadata.json`` and ``logging.conf`` beside the first file."""
+    files = [f"{folder}/{name}" for name in names for folder in (f"bundle/{bundle}/configs", BASE_CONFIGS)
              if (root / folder / name).is_file()]
     if not files:
         raise FileNotFoundError(f"no config {names} for bundle {bundle!r}")
@@ -70,7 +72,7 @@ def config_file_arg(files: list[str]) -> str:
 
 
 def transfer_command(bundle: str, run_id: str, config: str, overrides: dict[str, object]) -> list[str]:
-    """``python -m monai.bundle run <run_id> --config_file "['<base>','bundle/<bundle>/configs/<config>']" ...``."""
+    """``python -m monai.bundle run <run_id> --config_file "['bundle/<bundle>/configs/<config>','<base>']" ...``."""
     cmd = [sys.executable, "-m", "monai.bundle", "run", run_id, "--config_file",
            config_file_arg(config_files(bundle, config))]
     for key, value in overrides.items():

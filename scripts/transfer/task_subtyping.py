@@ -92,6 +92,12 @@ class SubtypingTask(TransferTask):
 
         return make_subtyping_demo(out_dir, options, report_demo_dir)
 
+    def info(self, table: SlideTable) -> dict[str, Any]:
+        return {"classes": table.classes}
+
+    def train_params(self) -> dict[str, Any]:
+        return {"class_weighted": self.class_weighted}
+
     def loss(self, targets: Any) -> nn.Module:
         return ClassWeightedCrossEntropy(class_weights=targets)
 

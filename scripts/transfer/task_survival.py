@@ -140,6 +140,15 @@ class SurvivalTask(TransferTask):
 
         return make_survival_demo(out_dir, options, report_demo_dir)
 
+    def info(self, table: SlideTable) -> dict[str, Any]:
+        return {"n_bins": self.n_bins, "alpha": self.alpha, "time_unit": self.time_unit}
+
+    def train_params(self) -> dict[str, Any]:
+        return {"n_bins": self.n_bins, "alpha": self.alpha}
+
+    def registry_tags(self) -> dict[str, Any]:
+        return {"data.time_unit": self.time_unit}
+
     def loss(self, targets: Any) -> nn.Module:
         return DiscreteTimeSurvivalLoss(alpha=self.alpha)
 

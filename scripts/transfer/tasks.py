@@ -132,6 +132,20 @@ class TransferTask:
         """Each task: rows, scores and figure of a fold's test part and of the pooled test parts."""
         raise NotImplementedError
 
+    # -- what the run records -----------------------------------------------------------------------------------
+    def info(self, table: SlideTable) -> dict[str, Any]:
+        """The task's fields of ``model_info.json``, each fold's ``metrics.json`` and the MLflow ``data.*`` params
+        (what :meth:`from_info` reads back)."""
+        return {}
+
+    def train_params(self) -> dict[str, Any]:
+        """The task's training options among the MLflow ``train.*`` params."""
+        return {}
+
+    def registry_tags(self) -> dict[str, Any]:
+        """Extra tags of the registered model version."""
+        return {}
+
     # -- fold ensemble and serving -----------------------------------------------------------------------------
     def ensemble_row(self, slide_id: str, logits: dict[int, torch.Tensor], infos: dict[int, dict[str, Any]]
                      ) -> dict[str, Any]:
