@@ -41,14 +41,13 @@ class DemoProducer:
         options: the bundle's ``demo`` setting: ``source`` (``"slides"``, default, or ``"feature_bags"``), the
             builder's arguments (:class:`scripts.demo.SlideDemoParams` fields, ``shuffle_pairs``, ``workers``...)
             and, for the transfer tasks, the table's own options (``pair_fraction``, ``table_seed``...).
-        task: ``"report"`` (annotation JSON), ``"subtyping"`` or ``"survival"`` (label CSV).
+        task: ``"report"`` (annotation JSON), ``"subtyping"`` or ``"survival"`` (label CSV); another task name
+            (one without a demo) is refused when the producer is called, naming the task.
         report_demo_dir: transfer tasks: the report bundle's slide demo, reused when it has the same parameters.
     """
 
     def __init__(self, options: dict[str, Any] | None = None, task: str = "report",
                  report_demo_dir: str | os.PathLike[str] | None = None) -> None:
-        if task not in DEMO_TASKS:
-            raise ValueError(f"demo task must be one of {DEMO_TASKS}, got {task!r}")
         self.options = dict(options or {})
         source = self.options.get("source", "slides")
         if source not in DEMO_SOURCES:
@@ -62,6 +61,9 @@ class DemoProducer:
         """Write (or reuse) the demo under ``output_dir`` and say where its files are."""
         from scripts.data import ProducedDataset  # imports torch: not at module level (see the package)
 
+        if self.task not in DEMO_TASKS:  # checked here: a task without a demo still declares the producer
+            raise ValueError(f"the {self.task} task has no SYNTHETIC demo (demos exist for {', '.join(DEMO_TASKS)}): "
+                             "give csv_file (labels) and dataset_dir (feature files)")
         output_dir = Path(output_dir)
         if self.task in _TABLE_BUILDERS:
             table = _TABLE_BUILDERS[self.task](output_dir / DEMO_FOLDER, dict(self.options), self.report_demo_dir)

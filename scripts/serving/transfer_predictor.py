@@ -4,7 +4,8 @@
 average. :class:`FoldEnsemblePredictor` does the same steps (read and check each feature file, pad the bags
 into batches of ``batch_size`` in the given order, run each fold's weights, average as
 :class:`scripts.transfer.EnsemblePredictionWriter` does), so the same files give the same numbers as
-``python -m monai.bundle run inference``. One row per slide:
+``python -m monai.bundle run inference``. One row per slide, with the columns of the task's
+:meth:`~scripts.transfer.TransferTask.ensemble_row`:
 
 - subtyping: ``slide_id``, ``predicted`` (class name), ``prob_<class>`` (mean of the fold models' softmax);
 - survival: ``slide_id``, ``risk`` (mean over the fold models of ``-sum_j S_j``; higher = shorter expected
@@ -26,8 +27,9 @@ import torch
 
 from scripts.data import collate_bags, read_feature_file
 from scripts.transfer.fold_models import list_fold_models, load_fold_weights, network_from_fold_models
-from scripts.transfer.losses import survival_outputs
 from scripts.transfer.mil_networks import network_spec
+from scripts.transfer.task_survival import ensemble_survival_curve
+from scripts.transfer.tasks import TransferTask, task_from_info
 
 from .bag_rows import bag_tensor
 
@@ -35,30 +37,6 @@ __all__ = ["DEFAULT_TRANSFER_BATCH_SIZE", "FoldEnsemblePredictor", "ensemble_sur
 
 #: ``batch_size`` of the sibling bundles' ``inference.json``.
 DEFAULT_TRANSFER_BATCH_SIZE = 8
-TASKS = ("subtyping", "survival")
-
-
-def ensemble_survival_curve(curves: Sequence[tuple[Sequence[float], Sequence[float]]]
-                            ) -> tuple[list[float], list[float]]:
-    """Mean survival curve of fold models with different time bins.
-
-    Args:
-        curves: per fold model, its bin edges ``[0, t_1, ..., t_{K-1}, inf]`` and its ``S_j`` ``[K]``
-            (probability of surviving past the end of bin j).
-
-    Returns:
-        ``times``: the sorted finite inner edges of every model; ``survival``: at each time, the mean over the
-        models of their step function (1 before their first edge, ``S_j`` from the end of bin j on).
-    """
-    times = sorted({float(edge) for edges, _ in curves for edge in list(edges)[1:-1]})
-    survival = []
-    for t in times:
-        values = []
-        for edges, surv in curves:
-            ended = int(np.searchsorted(np.asarray(list(edges)[1:-1], dtype=np.float64), t, side="right"))
-            values.append(1.0 if ended == 0 else float(surv[ended - 1]))
-        survival.append(float(np.mean(values)))
-    return times, survival
 
 
 class FoldEnsemblePredictor:
@@ -96,9 +74,8 @@ class FoldEnsemblePredictor:
             self.infos[fold] = load_fold_weights(self.network, self.model_dir, fold)
             self.states[fold] = {name: value.detach().clone() for name, value in self.network.state_dict().items()}
         self.network.to(self.device).eval()
-        self.task = str(self.infos[chosen[0]].get("task"))
-        if self.task not in TASKS:
-            raise ValueError(f"{self.model_dir}: model_info.json task {self.task!r}, expected one of {TASKS}")
+        self.task_def: TransferTask = task_from_info(self.infos[chosen[0]], self.model_dir)
+        self.task = self.task_def.name
         self.classes: list[str] = [str(c) for c in self.infos[chosen[0]].get("classes") or []]
 
     @property
@@ -112,9 +89,7 @@ class FoldEnsemblePredictor:
     @property
     def columns(self) -> list[str]:
         """The output columns, in order."""
-        if self.task == "subtyping":
-            return ["slide_id", "predicted", *(f"prob_{c}" for c in self.classes)]
-        return ["slide_id", "risk", *(f"risk_fold_{k}" for k in self.folds), "survival_times", "survival"]
+        return [name for name, _ in self.task_def.serving_columns(self.folds)]
 
     def read_bag(self, path: str | os.PathLike[str], slide_id: str | None = None) -> torch.Tensor:
         """``[N, D]`` features of one ``.h5``/``.pt`` file, checked against the models' ``in_dim``."""
@@ -153,25 +128,10 @@ class FoldEnsemblePredictor:
         tensors = [bag_tensor(bag, sid, self.feature_dim) for bag, sid in zip(bags, ids)]
         logits = self.fold_logits(tensors, batch_size)
         folds = sorted(logits)
-        rows: list[dict[str, Any]] = []
-        for i, slide_id in enumerate(ids):
-            per_fold = {k: torch.from_numpy(logits[k][i]) for k in folds}
-            if self.task == "subtyping":
-                # the same float32 steps as EnsemblePredictionWriter
-                probs = np.mean([torch.softmax(per_fold[k], 0).numpy() for k in folds], axis=0)
-                rows.append({"slide_id": slide_id, "predicted": self.classes[int(probs.argmax())],
-                             **{f"prob_{c}": float(p) for c, p in zip(self.classes, probs)}})
-                continue
-            curves, risks = [], {}
-            for k in folds:
-                _, survival, risk = survival_outputs(per_fold[k][None])
-                risks[k] = float(risk)
-                curves.append((self.infos[k]["bin_edges"], survival[0].tolist()))
-            times, survival_curve = ensemble_survival_curve(curves)
-            rows.append({"slide_id": slide_id, "risk": float(np.mean(list(risks.values()))),
-                         **{f"risk_fold_{k}": r for k, r in risks.items()},
-                         "survival_times": times, "survival": survival_curve})
-        return rows
+        infos = {k: self.infos[k] for k in folds}
+        # the same steps as EnsemblePredictionWriter, so the numbers match the inference workflow's
+        return [self.task_def.ensemble_row(slide_id, {k: torch.from_numpy(logits[k][i]) for k in folds}, infos)
+                for i, slide_id in enumerate(ids)]
 
     def predict_files(self, paths: Sequence[str | os.PathLike[str]], slide_ids: Sequence[str] | None = None,
                       batch_size: int | None = None) -> list[dict[str, Any]]:

@@ -7,7 +7,8 @@ Input: the report model's (:mod:`scripts.serving.bag_rows`): a DataFrame with ``
 :mod:`scripts.serving.transfer_predictor`:
 
 - subtyping: ``slide_id``, ``predicted``, ``prob_<class>``...;
-- survival: ``slide_id``, ``risk``, ``risk_fold_<k>``..., ``survival_times``, ``survival``.
+- survival: ``slide_id``, ``risk``, ``risk_fold_<k>``..., ``survival_times``, ``survival``;
+- any task: :meth:`scripts.transfer.TransferTask.serving_columns`.
 
 The logged model holds only the fold models (``fold_<k>/model.pt``, ``model_info.json``) and carries
 ``scripts/`` as code (``code_paths``), so ``mlflow.pyfunc.load_model("models:/<name>/<version>")`` works in
@@ -29,6 +30,7 @@ from mlflow.models import ModelSignature
 from mlflow.types.schema import Array, ColSpec, ParamSchema, ParamSpec, Schema
 
 from scripts.transfer.fold_models import INFO_FILE, MODEL_FILE, fold_model_dir, list_fold_models, load_fold_info
+from scripts.transfer.tasks import task_from_info
 
 from .bag_rows import bags_from_frame
 from .feature_paths import feature_root_from_env, guarded_feature_reader, one_line_error
@@ -48,20 +50,15 @@ def transfer_model_signature(info: dict[str, Any], folds: list[int]) -> ModelSig
 
     Args:
         info: a fold's ``model_info.json`` (``task``, ``classes``).
-        folds: the fold models shipped (survival has a ``risk_fold_<k>`` column each).
+        folds: the fold models shipped (e.g. survival has a ``risk_fold_<k>`` column each).
     """
     inputs = Schema([
         ColSpec("string", "slide_id", required=False),
         ColSpec("string", "feature_file", required=False),
         ColSpec(Array(Array("double")), "features", required=False),
     ])
-    if info.get("task") == "subtyping":
-        columns = [ColSpec("string", "slide_id"), ColSpec("string", "predicted"),
-                   *(ColSpec("double", f"prob_{c}") for c in info.get("classes") or [])]
-    else:
-        columns = [ColSpec("string", "slide_id"), ColSpec("double", "risk"),
-                   *(ColSpec("double", f"risk_fold_{k}") for k in folds),
-                   ColSpec(Array("double"), "survival_times"), ColSpec(Array("double"), "survival")]
+    columns = [ColSpec(Array("double") if kind == "double[]" else kind, name)
+               for name, kind in task_from_info(info).serving_columns(folds)]
     params = ParamSchema([ParamSpec("batch_size", "long", DEFAULT_TRANSFER_BATCH_SIZE)])
     return ModelSignature(inputs=inputs, outputs=Schema(columns), params=params)
 

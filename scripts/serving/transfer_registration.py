@@ -3,8 +3,8 @@
 ``bundle/<name>/configs/train.json`` runs :meth:`RegisterTransferModel.register` after the fold loop; it does
 nothing unless ``register_model`` names a registered model::
 
-    python -m monai.bundle run training --config_file bundle/subtyping/configs/train.json --tracking mlflow \\
-        --register_model histgen-subtyping
+    python -m monai.bundle run training --tracking mlflow --register_model histgen-subtyping \\
+        --config_file "['bundle/subtyping/configs/train.json','scripts/transfer/configs/train.json']"
 
 Every fold model in ``models/`` (what ``inference.json`` averages) is logged as one ``mlflow.pyfunc`` model
 (:mod:`scripts.serving.transfer_pyfunc`) and registered as a new version of ``histgen-subtyping``, with tags for

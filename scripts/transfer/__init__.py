@@ -10,6 +10,9 @@ encoder, pool its region tokens into a slide embedding, fine-tune as a multiple-
 - models: :class:`HistGenMIL` (HistGen encoder + gated attention over regions) and the :class:`ABMIL` baseline;
   :func:`load_pretrained_encoder` starts the encoder from a report ``model.pt``; :class:`FoldInputNorm` fits
   their per-dimension input standardisation on each fold's training part;
+- tasks: :class:`TransferTask`, the one protocol of what differs between tasks (targets from a table, loss,
+  metric, prediction rows and figure, ensemble and serving columns), with :class:`SubtypingTask`,
+  :class:`SurvivalTask` and the worked example :class:`GradeTask` (``docs/adding_a_task.md``);
 - losses: :class:`ClassWeightedCrossEntropy`, :class:`DiscreteTimeSurvivalLoss`;
 - workflow: :class:`CrossValidation` (train/test every fold, summary with mean and std), its handlers, per-fold
   MLflow runs, and :class:`FoldEnsemble` for inference.
@@ -57,7 +60,11 @@ from .splits import (
     write_folds,
 )
 from .targets import ClassTargets, SurvivalTargets, assign_time_bins, quantile_time_bins
+from .task_grade import GradeTask
 from .task_outputs import SubtypingOutputs, SurvivalOutputs, task_outputs
+from .task_subtyping import SubtypingTask
+from .task_survival import SurvivalTask
+from .tasks import TASK_TYPES, TransferTask, as_task, task_from_info
 
 __all__ = [
     "ABMIL",
@@ -77,15 +84,21 @@ __all__ = [
     "FoldSplit",
     "FoldTestWriter",
     "FoldTracking",
+    "GradeTask",
     "HistGenMIL",
     "SlideRecord",
     "SlideTable",
     "SlideTableError",
     "SplitError",
     "SubtypingOutputs",
+    "SubtypingTask",
     "SurvivalOutputs",
     "SurvivalTargets",
+    "SurvivalTask",
+    "TASK_TYPES",
+    "TransferTask",
     "as_flag",
+    "as_task",
     "assign_time_bins",
     "build_mil_network",
     "check_folds",
@@ -119,6 +132,7 @@ __all__ = [
     "summarize_folds",
     "survival_metric_inputs",
     "survival_outputs",
+    "task_from_info",
     "task_outputs",
     "trainable_parameters",
     "write_folds",

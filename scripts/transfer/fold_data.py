@@ -7,29 +7,26 @@ from it when they run, so one set of MONAI engines trains every fold in turn
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
-
-from scripts.flags import as_flag
-
 from .errors import SplitError
 from .slide_table import SlideRecord, SlideTable
 from .splits import PARTS, FoldSplit
-from .targets import ClassTargets, SurvivalTargets, csv_lines
+from .tasks import Targets
 
 __all__ = ["CrossValidationData", "make_targets"]
 
 logger = logging.getLogger("histgen.transfer")
 
 
-def make_targets(table: SlideTable, n_bins: int = 4, class_weighted: bool = True) -> ClassTargets | SurvivalTargets:
-    """The targets of the table's task."""
-    if table.task == "subtyping":
-        return ClassTargets(len(table.classes), weighted=as_flag(class_weighted, "class_weighted"))
-    return SurvivalTargets(n_bins)
+def make_targets(table: SlideTable, **options: Any) -> Targets:
+    """The targets of the table's task; ``options`` (e.g. ``n_bins=2``) replace the task's own where it has them."""
+    fields = {f.name for f in dataclasses.fields(table.task)}
+    task = dataclasses.replace(table.task, **{k: v for k, v in options.items() if k in fields})
+    return task.make_targets(table)
 
 
 class CrossValidationData:
@@ -38,14 +35,14 @@ class CrossValidationData:
     Args:
         table: the slides.
         folds: every fold's split (from :func:`scripts.transfer.load_or_make_folds`).
-        targets: :class:`ClassTargets` or :class:`SurvivalTargets`; refitted on each fold's training part.
+        targets: the task's targets (:meth:`TransferTask.make_targets`); refitted on each fold's training part.
         fold: run only this fold, or None for all.
 
     Every selected fold is checked at construction (a class absent from a training part, an all-censored
     training part, a val or test part without an event), so a bad fold fails before any training.
     """
 
-    def __init__(self, table: SlideTable, folds: Sequence[FoldSplit], targets: ClassTargets | SurvivalTargets,
+    def __init__(self, table: SlideTable, folds: Sequence[FoldSplit], targets: Targets,
                  fold: int | None = None) -> None:
         self.table = table
         self.folds = list(folds)
@@ -63,14 +60,13 @@ class CrossValidationData:
 
     @property
     def task(self) -> str:
-        return self.table.task
+        """The task's name (``model_info.json`` and result files)."""
+        return self.table.task.name
 
     @property
     def num_outputs(self) -> int:
         """Outputs of the model: C classes or n_bins hazards."""
-        if isinstance(self.targets, ClassTargets):
-            return self.targets.num_classes
-        return self.targets.n_bins
+        return self.targets.num_outputs
 
     def _records(self, split: FoldSplit, part: str) -> list[SlideRecord]:
         return [self._by_id[s] for s in split.part(part)]
@@ -80,13 +76,8 @@ class CrossValidationData:
             if not split.part(part):
                 raise SplitError(f"fold {split.fold}: the {part} part is empty; use fewer folds or more data")
         self.targets.fit(self._records(split, "train"), where=f"fold {split.fold} train")
-        if self.task == "survival":
-            for part in ("val", "test"):
-                records = self._records(split, part)
-                if not any(r.event for r in records):
-                    raise SplitError(f"fold {split.fold} {part}: all {len(records)} slides are censored (event=0; "
-                                     f"{csv_lines(records)} of {self.table.csv_file.name}), the concordance index "
-                                     "is undefined; use fewer folds or more data")
+        for part in ("val", "test"):
+            self.table.task.check_eval_part(self._records(split, part), f"fold {split.fold} {part}", self.table)
 
     def set_fold(self, fold: int) -> None:
         """Make ``fold`` current and fit the targets on its training part."""
@@ -107,11 +98,6 @@ class CrossValidationData:
         for part in PARTS:
             records = self._parts[part]
             entry: dict[str, Any] = {"slides": len(records), "cases": len({r.case_id for r in records})}
-            if self.task == "subtyping":
-                counts = np.bincount([int(r.label) for r in records], minlength=len(self.table.classes))  # type: ignore[arg-type]
-                entry["classes"] = dict(zip(self.table.classes, counts.tolist()))
-            else:
-                entry["events"] = int(sum(int(r.event) for r in records))  # type: ignore[arg-type]
-            info[part] = entry
+            info[part] = {**entry, **self.table.task.part_counts(records, self.table)}
         info.update(self.targets.describe())
         return info

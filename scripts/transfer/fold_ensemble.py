@@ -1,6 +1,7 @@
 """Inference with every fold's model: per-slide predictions averaged over the folds.
 
-``<output_dir>/predictions.csv``:
+``<output_dir>/predictions.csv``, with the columns and values of the task's
+:meth:`~scripts.transfer.TransferTask.ensemble_row` (floats written with 6 significant digits):
 
 - subtyping: ``slide_id, predicted, prob_<class>...`` (class probabilities averaged over the fold models);
 - survival: ``slide_id, risk, risk_fold_<k>...`` (``risk = -sum_j S_j``, averaged over the fold models; each
@@ -21,8 +22,8 @@ from torch import nn
 
 from .cross_validation import restart_engine
 from .fold_models import list_fold_models, load_fold_weights
-from .losses import survival_outputs
 from .task_outputs import write_csv_rows
+from .tasks import task_from_info
 
 __all__ = ["EnsemblePredictionWriter", "FoldEnsemble"]
 
@@ -51,27 +52,20 @@ class EnsemblePredictionWriter:
                 self.order.append(slide_id)
             per_fold[slide_id] = row.numpy()
 
-    def write(self, info: dict[str, Any]) -> Path:
-        """Write ``predictions.csv`` for the slides every fold model saw."""
+    def write(self, infos: dict[int, dict[str, Any]]) -> Path:
+        """Write ``predictions.csv`` for the slides every fold model saw.
+
+        Args:
+            infos: each fold model's ``model_info.json`` (its task, classes, time bins).
+        """
         folds = sorted(self.outputs)
         ids = [s for s in self.order if all(s in self.outputs[k] for k in folds)]
-        if info.get("task") == "subtyping":
-            classes = list(info["classes"])
-            rows = []
-            for slide_id in ids:
-                probs = np.mean([torch.softmax(torch.from_numpy(self.outputs[k][slide_id]), 0).numpy()
-                                 for k in folds], axis=0)
-                rows.append({"slide_id": slide_id, "predicted": classes[int(probs.argmax())],
-                             **{f"prob_{c}": f"{p:.6g}" for c, p in zip(classes, probs)}})
-            columns = ["slide_id", "predicted", *(f"prob_{c}" for c in classes)]
-        else:
-            rows = []
-            for slide_id in ids:
-                risks = {k: float(survival_outputs(torch.from_numpy(self.outputs[k][slide_id])[None])[2])
-                         for k in folds}
-                rows.append({"slide_id": slide_id, "risk": f"{np.mean(list(risks.values())):.6g}",
-                             **{f"risk_fold_{k}": f"{r:.6g}" for k, r in risks.items()}})
-            columns = ["slide_id", "risk", *(f"risk_fold_{k}" for k in folds)]
+        task = task_from_info(next(iter(infos.values())) if infos else {}, self.output_dir)
+        columns = task.ensemble_columns(folds)
+        rows = []
+        for slide_id in ids:
+            row = task.ensemble_row(slide_id, {k: torch.from_numpy(self.outputs[k][slide_id]) for k in folds}, infos)
+            rows.append({c: f"{v:.6g}" if isinstance(v, float) else v for c, v in row.items() if c in columns})
         path = write_csv_rows(self.output_dir / "predictions.csv", rows, columns)
         logger.info("wrote predictions of %d slide(s) by %d fold model(s) to %s", len(rows), len(folds), path)
         return path
@@ -101,10 +95,10 @@ class FoldEnsemble:
         folds = [k for k in (self.folds if self.folds is not None else available) if k in available]
         if not folds:
             raise FileNotFoundError(f"{self.model_dir}: no fold_<k>/model.pt to predict with; train first")
-        info: dict[str, Any] = {}
+        infos: dict[int, dict[str, Any]] = {}
         for fold in folds:
-            info = load_fold_weights(self.network, self.model_dir, fold)
+            infos[fold] = load_fold_weights(self.network, self.model_dir, fold)
             self.writer.fold = fold
             restart_engine(self.evaluator)
             self.evaluator.run()
-        return self.writer.write(info)
+        return self.writer.write(infos)

@@ -23,7 +23,8 @@ import numpy as np
 
 from scripts.atomic_io import atomic_write_json
 
-from .task_outputs import SubtypingOutputs, SurvivalOutputs, read_csv_rows
+from .task_outputs import read_csv_rows
+from .tasks import TaskOutputs
 
 __all__ = ["mean_and_std", "summarize_folds"]
 
@@ -38,7 +39,7 @@ def mean_and_std(values: list[float]) -> dict[str, Any]:
     return {"mean": mean, "std": std, "values": values}
 
 
-def summarize_folds(eval_dir: str | os.PathLike[str], num_folds: int, outputs: SubtypingOutputs | SurvivalOutputs,
+def summarize_folds(eval_dir: str | os.PathLike[str], num_folds: int, outputs: TaskOutputs,
                     info: dict[str, Any] | None = None) -> dict[str, Any]:
     """Write ``<eval_dir>/metrics.json`` from the folds' results on disk and return it.
 
@@ -63,12 +64,9 @@ def summarize_folds(eval_dir: str | os.PathLike[str], num_folds: int, outputs: S
     pooled: dict[str, Any] = {}
     if pooled_rows:
         title = f"test parts of {len(results)} fold(s) pooled"
-        if isinstance(outputs, SurvivalOutputs):
-            pooled = outputs.pooled_report(pooled_rows, eval_dir, title)
-        else:
-            pooled = outputs.report(pooled_rows, eval_dir, title)
+        pooled = outputs.pooled_report(pooled_rows, eval_dir, title)
     summary = {
-        "task": outputs.table.task, "num_folds": num_folds, "folds": sorted(results),
+        "task": outputs.table.task.name, "num_folds": num_folds, "folds": sorted(results),
         "missing_folds": [k for k in range(num_folds) if k not in results],
         "metrics": metrics, "pooled": pooled,
         "per_fold": {str(k): {"metrics": r["metrics"], **({"selection": r["selection"]} if "selection" in r else {})}

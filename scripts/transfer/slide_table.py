@@ -12,7 +12,10 @@ case share the case's time and event)::
     slide_id,case_id,time,event
     TCGA-05-4244-01Z-00-DX1,TCGA-05-4244,34.2,1
 
-Other columns are ignored. Every slide needs ``<dataset_dir>/<slide_id>.h5`` or ``.pt``. Bad rows raise one
+Other columns are ignored. The task (:class:`scripts.transfer.TransferTask`) names its columns and parses its
+outcome fields; this module does what every task shares.
+
+Every slide needs ``<dataset_dir>/<slide_id>.h5`` or ``.pt``. Bad rows raise one
 :class:`SlideTableError` that lists them by CSV line number; slides whose feature file is missing or unreadable
 raise too, or with ``on_missing="skip"`` are dropped with a warning that counts and names them
 (``table.skipped``).
@@ -23,23 +26,23 @@ from __future__ import annotations
 import csv
 import dataclasses
 import logging
-import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from scripts.data import BagDataError, find_feature_file, read_feature_header
 
 from .errors import SlideTableError
 
-__all__ = ["OnMissing", "SlideRecord", "SlideTable", "TASKS", "read_slide_table"]
+if TYPE_CHECKING:
+    from .tasks import TransferTask
+
+__all__ = ["OnMissing", "SlideRecord", "SlideTable", "problem_list", "read_slide_table"]
 
 logger = logging.getLogger("histgen.transfer")
 
 OnMissing = Literal["raise", "skip"]
-TASKS: tuple[str, ...] = ("subtyping", "survival")
-_REQUIRED_COLUMNS = {"subtyping": ("slide_id", "label"), "survival": ("slide_id", "case_id", "time", "event")}
 _MAX_LISTED = 20
 
 
@@ -75,7 +78,7 @@ class SlideTable:
     """The checked slides of one CSV.
 
     Attributes:
-        task: ``"subtyping"`` or ``"survival"``.
+        task: the task (:class:`scripts.transfer.TransferTask`; ``task.name`` is ``"subtyping"``...).
         records: usable slides, in CSV order (``records[i].index == i``).
         classes: class names, index = class id (subtyping), else ``[]``.
         csv_file, dataset_dir: where they came from.
@@ -84,7 +87,7 @@ class SlideTable:
         synthetic: True for the embedded demo.
     """
 
-    task: str
+    task: TransferTask
     records: list[SlideRecord]
     classes: list[str]
     csv_file: Path
@@ -114,7 +117,7 @@ class SlideTable:
         return f"{self.csv_file.name}{line} (slide {slide_id!r})"
 
 
-def _problem_list(csv_file: Path, problems: list[tuple[int, str, str]], what: str) -> str:
+def problem_list(csv_file: Path, problems: list[tuple[int, str, str]], what: str) -> str:
     shown = [f"line {line} (slide {sid!r}): {reason}" if sid else f"line {line}: {reason}"
              for line, sid, reason in problems[:_MAX_LISTED]]
     more = len(problems) - len(shown)
@@ -122,7 +125,7 @@ def _problem_list(csv_file: Path, problems: list[tuple[int, str, str]], what: st
     return f"{csv_file}: {len(problems)} {what}:\n  " + "\n  ".join(shown) + tail
 
 
-def _read_rows(csv_file: Path, task: str) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
+def _read_rows(csv_file: Path, task: TransferTask) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
     if not csv_file.is_file():
         raise SlideTableError(f"{csv_file}: label CSV not found")
     try:
@@ -139,37 +142,16 @@ def _read_rows(csv_file: Path, task: str) -> tuple[list[str], list[tuple[int, di
         raise SlideTableError(f"{csv_file}: not UTF-8 text at byte {err.start}") from err
     except csv.Error as err:
         raise SlideTableError(f"{csv_file}: not a readable CSV ({err})") from err
-    missing = [c for c in _REQUIRED_COLUMNS[task] if c not in columns]
+    missing = [c for c in task.required_columns if c not in columns]
     if missing:
-        raise SlideTableError(f"{csv_file}: {task} CSV needs column(s) {missing}; found {columns or 'no header'}")
+        raise SlideTableError(f"{csv_file}: {task.name} CSV needs column(s) {missing}; found {columns or 'no header'}")
     if not rows:
         raise SlideTableError(f"{csv_file}: no rows after the header")
     return columns, rows
 
 
-def _parse_time(text: str) -> tuple[float | None, str | None]:
-    if not text:
-        return None, "missing time"
-    try:
-        value = float(text)
-    except ValueError:
-        return None, f"time {text!r} is not a number"
-    if not math.isfinite(value):
-        return None, f"time {text!r} is not finite"
-    if value < 0:
-        return None, f"time {text!r} is negative"
-    return value, None
-
-
-def _parse_event(text: str) -> tuple[int | None, str | None]:
-    if text in ("0", "1", "0.0", "1.0"):
-        return int(float(text)), None
-    shown = repr(text) if text else "missing"
-    return None, f"event {shown} must be 1 (observed) or 0 (censored)"
-
-
 def read_slide_table(
-    task: str,
+    task: str | TransferTask,
     csv_file: str | os.PathLike[str],
     dataset_dir: str | os.PathLike[str],
     classes: Sequence[str] | None = None,
@@ -179,10 +161,10 @@ def read_slide_table(
     """Read and check a label CSV.
 
     Args:
-        task: ``"subtyping"`` or ``"survival"``.
+        task: the task, or its name (``"subtyping"``, ``"survival"``...).
         csv_file: the CSV (layouts in the module docstring).
         dataset_dir: folder of ``<slide_id>.h5`` / ``.pt`` feature files.
-        classes: allowed class names in class-id order (subtyping); None = the CSV's labels, sorted.
+        classes: allowed class names in class-id order (tasks with classes); None = the task's own.
         on_missing: slides without a usable feature file: ``"raise"`` or ``"skip"`` (logged, counted).
         feature_dim: expected D, or None to take the first file's.
 
@@ -193,8 +175,9 @@ def read_slide_table(
         SlideTableError: missing file/columns, bad rows (all listed with line numbers), duplicate slide ids,
             a case whose slides disagree on time/event, no usable slide, no observed event (survival).
     """
-    if task not in TASKS:
-        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+    from .tasks import as_task
+
+    task = as_task(task, classes=classes)
     if on_missing not in ("raise", "skip"):
         raise ValueError(f"on_missing must be 'raise' or 'skip', got {on_missing!r}")
     csv_file, dataset_dir = Path(csv_file), Path(dataset_dir)
@@ -202,9 +185,6 @@ def read_slide_table(
         raise SlideTableError(f"dataset_dir {dataset_dir}: feature folder not found")
     columns, rows = _read_rows(csv_file, task)
     has_case = "case_id" in columns
-    class_names = [str(c) for c in classes] if classes is not None else None
-    if class_names is not None and len(set(class_names)) != len(class_names):
-        raise SlideTableError(f"classes {class_names} holds a name twice")
 
     problems: list[tuple[int, str, str]] = []
     parsed: list[dict[str, object]] = []
@@ -223,60 +203,29 @@ def read_slide_table(
             problems.append((line, slide_id, "empty case_id"))
             continue
         item: dict[str, object] = {"line": line, "slide_id": slide_id, "case_id": case_id}
-        if task == "subtyping":
-            label = row.get("label", "")
-            if not label:
-                problems.append((line, slide_id, "missing label"))
-                continue
-            if class_names is not None and label not in class_names:
-                problems.append((line, slide_id, f"unknown class {label!r}; allowed classes: {class_names}"))
-                continue
-            item["label_name"] = label
-        else:
-            time, time_error = _parse_time(row.get("time", ""))
-            event, event_error = _parse_event(row.get("event", ""))
-            errors = [e for e in (time_error, event_error) if e]
-            if errors:
-                problems.append((line, slide_id, "; ".join(errors)))
-                continue
-            item["time"], item["event"] = time, event
+        try:
+            item.update(task.parse_row(row))
+        except ValueError as err:
+            problems.append((line, slide_id, str(err)))
+            continue
         parsed.append(item)
     if problems:
-        raise SlideTableError(_problem_list(csv_file, problems, "bad row(s)"))
+        raise SlideTableError(problem_list(csv_file, problems, "bad row(s)"))
 
-    if task == "survival":
-        _check_case_outcomes(csv_file, parsed)
-    if class_names is None and task == "subtyping":
-        class_names = sorted({str(item["label_name"]) for item in parsed})
+    task.check_rows(csv_file, parsed)
+    class_names = task.class_names(parsed)
 
     records, skipped, dim = _attach_feature_files(csv_file, dataset_dir, parsed, on_missing, feature_dim)
     if not records:
         raise SlideTableError(f"{csv_file}: no slide left with a usable feature file in {dataset_dir}")
     table_records = []
     for index, (item, path, num_patches) in enumerate(records):
-        label = class_names.index(str(item["label_name"])) if task == "subtyping" and class_names else None
         table_records.append(SlideRecord(
             index=index, slide_id=str(item["slide_id"]), case_id=str(item["case_id"]), line=int(item["line"]),
-            path=path, num_patches=num_patches, label=label,
-            time=float(item["time"]) if task == "survival" else None,  # type: ignore[arg-type]
-            event=int(item["event"]) if task == "survival" else None,  # type: ignore[call-overload]
-        ))
-    table = SlideTable(task, table_records, list(class_names or []), csv_file, dataset_dir, dim, skipped)
-    _check_content(table)
+            path=path, num_patches=num_patches, **task.record_fields(item, class_names)))
+    table = SlideTable(task, table_records, class_names, csv_file, dataset_dir, dim, skipped)
+    task.check_table(table)
     return table
-
-
-def _check_case_outcomes(csv_file: Path, parsed: list[dict[str, object]]) -> None:
-    first: dict[str, dict[str, object]] = {}
-    problems = []
-    for item in parsed:
-        seen = first.setdefault(str(item["case_id"]), item)
-        if seen is not item and (seen["time"] != item["time"] or seen["event"] != item["event"]):
-            problems.append((int(item["line"]), str(item["slide_id"]),
-                             f"case {item['case_id']!r} has time {item['time']}, event {item['event']} here but "
-                             f"time {seen['time']}, event {seen['event']} on line {seen['line']}"))
-    if problems:
-        raise SlideTableError(_problem_list(csv_file, problems, "row(s) disagree with their case's outcome"))
 
 
 def _attach_feature_files(
@@ -299,26 +248,11 @@ def _attach_feature_files(
     skipped = [{"slide_id": sid, "line": line, "reason": reason} for line, sid, reason in problems]
     if problems and on_missing == "raise":
         raise SlideTableError(
-            _problem_list(csv_file, problems, "slide(s) without a usable feature file")
+            problem_list(csv_file, problems, "slide(s) without a usable feature file")
             + "\n(set on_missing='skip' to train without them)"
         )
     if problems:
-        logger.warning("%s", _problem_list(csv_file, problems, "slide(s) SKIPPED (on_missing='skip')"))
+        logger.warning("%s", problem_list(csv_file, problems, "slide(s) SKIPPED (on_missing='skip')"))
     if dim is None:
         dim = 0
     return usable, skipped, dim
-
-
-def _check_content(table: SlideTable) -> None:
-    if table.task == "subtyping":
-        present = {r.label for r in table.records}
-        if len(table.classes) < 2:
-            raise SlideTableError(f"{table.csv_file}: subtyping needs at least 2 classes, found {table.classes}")
-        absent = [name for i, name in enumerate(table.classes) if i not in present]
-        if absent:
-            raise SlideTableError(f"{table.csv_file}: class(es) {absent} have no usable slide "
-                                  f"(classes: {table.classes})")
-    else:
-        if not any(r.event for r in table.records):
-            raise SlideTableError(f"{table.csv_file}: all {len(table.records)} usable slides are censored "
-                                  "(event=0): survival needs observed events")

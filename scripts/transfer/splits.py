@@ -64,10 +64,8 @@ class FoldSplit:
 
 
 def stratum_of(table: SlideTable) -> tuple[str, np.ndarray]:
-    """What folds are stratified by: ``("label", labels)`` or ``("event", events)``."""
-    if table.task == "subtyping":
-        return "label", np.array([r.label for r in table.records])
-    return "event", np.array([r.event for r in table.records])
+    """What folds are stratified by: the task's ``(name, values)``, e.g. ``("label", labels)``."""
+    return table.task.stratum(table)
 
 
 def _group_kfold(y: np.ndarray, groups: np.ndarray, n_splits: int, seed: int, what: str

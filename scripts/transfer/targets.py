@@ -66,13 +66,15 @@ class ClassTargets:
         weighted: with False every weight is 1.
     """
 
-    task = "subtyping"
-
     def __init__(self, num_classes: int, weighted: bool = True) -> None:
         self.num_classes = int(num_classes)
         self.weighted = weighted
         self.class_weights = torch.ones(self.num_classes)
         self.class_counts = [0] * self.num_classes
+
+    @property
+    def num_outputs(self) -> int:
+        return self.num_classes
 
     def fit(self, train: Sequence[SlideRecord], where: str = "training part") -> None:
         """Count the training classes; raises :class:`SplitError` if a class has no training slide."""
@@ -98,8 +100,6 @@ class SurvivalTargets:
     Args:
         n_bins: number of time bins (the hazard model's outputs).
     """
-
-    task = "survival"
 
     def __init__(self, n_bins: int = 4) -> None:
         if n_bins < 1:

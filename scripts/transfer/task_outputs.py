@@ -1,5 +1,7 @@
 """What each task writes about a set of predictions: per-slide rows, scores, and its figure.
 
+Each task (:class:`scripts.transfer.TransferTask`) picks its class with ``outputs()``:
+
 - subtyping: ``predictions.csv`` (true and predicted class, class probabilities), the confusion matrix
   (JSON counts and ``confusion_matrix.png``);
 - survival: ``predictions.csv`` (time, event, time bin, risk, survival per bin, risk group), the case-level
@@ -96,6 +98,11 @@ class SubtypingOutputs:
         return {"metrics": scores, "confusion_matrix": {"classes": self.classes, "rows_true_columns_predicted": matrix},
                 "num_slides": len(rows)}
 
+    def pooled_report(self, rows: Sequence[dict[str, Any]], folder: str | os.PathLike[str], title: str
+                      ) -> dict[str, Any]:
+        """:meth:`report` over several folds' rows (probabilities are on one scale)."""
+        return self.report(rows, folder, title)
+
 
 class SurvivalOutputs:
     """Rows, case-level concordance and the Kaplan-Meier figure of hazard predictions.
@@ -167,8 +174,6 @@ class SurvivalOutputs:
                 "num_events": int(np.sum(events))}
 
 
-def task_outputs(table: SlideTable, time_unit: str = "") -> SubtypingOutputs | SurvivalOutputs:
-    """The outputs of the table's task."""
-    if table.task == "subtyping":
-        return SubtypingOutputs(table)
-    return SurvivalOutputs(table, time_unit)
+def task_outputs(table: SlideTable) -> Any:
+    """The outputs of the table's task (:meth:`scripts.transfer.TransferTask.outputs`)."""
+    return table.task.outputs(table)

@@ -50,9 +50,31 @@ def make_labelled_bags(folder: Path, task: str, n_slides: int = 40, dim: int = 3
     return {"csv_file": csv_file.resolve(), "dataset_dir": features.resolve()}
 
 
+#: the sibling bundles' shared configs (``train.json``, ``evaluate.json``, ``inference.json``, ``multi_gpu_train.json``)
+BASE_CONFIGS = "scripts/transfer/configs"
+
+
+def config_files(bundle: str, *names: str, root: Path = REPO_ROOT) -> list[str]:
+    """The ``--config_file`` list of a sibling bundle's configs, as the docs give it: for each name the bundle's
+    own ``configs/<name>`` then the shared base (``scripts/transfer/configs/<name>``), where each exists.
+
+    The bundle's file comes first: MONAI reads ``metadata.json`` and ``logging.conf`` beside the first file."""
+    files = [f"{folder}/{name}" for name in names for folder in (f"bundle/{bundle}/configs", BASE_CONFIGS)
+             if (root / folder / name).is_file()]
+    if not files:
+        raise FileNotFoundError(f"no config {names} for bundle {bundle!r}")
+    return files
+
+
+def config_file_arg(files: list[str]) -> str:
+    """One ``--config_file`` value: a path, or MONAI's ``"['a.json','b.json']"`` list."""
+    return files[0] if len(files) == 1 else "[" + ",".join(f"'{f}'" for f in files) + "]"
+
+
 def transfer_command(bundle: str, run_id: str, config: str, overrides: dict[str, object]) -> list[str]:
-    """``python -m monai.bundle run <run_id> --config_file bundle/<bundle>/configs/<config> --key value ...``."""
-    cmd = [sys.executable, "-m", "monai.bundle", "run", run_id, "--config_file", f"bundle/{bundle}/configs/{config}"]
+    """``python -m monai.bundle run <run_id> --config_file "['bundle/<bundle>/configs/<config>','<base>']" ...``."""
+    cmd = [sys.executable, "-m", "monai.bundle", "run", run_id, "--config_file",
+           config_file_arg(config_files(bundle, config))]
     for key, value in overrides.items():
         cmd += [f"--{key}", str(value)]
     return cmd

@@ -12,12 +12,13 @@ import h5py
 import mlflow
 import pytest
 import torch
+from tests.support.bundle_runs import REPO_ROOT, bundle_env, path_of
+from tests.support.transfer_demo import TINY_DEMO, default_report_demo, tiny_report_demo
+from tests.support.transfer_runs import config_file_arg, config_files
 
 from scripts.engines import save_report_model
 from scripts.networks import HistGen, HistGenConfig
 from scripts.text import Vocabulary
-from tests.support.bundle_runs import REPO_ROOT, bundle_env, path_of
-from tests.support.transfer_demo import TINY_DEMO, default_report_demo, tiny_report_demo
 
 FAST = {"num_folds": 2, "max_epochs": 2, "batch_size": 4, "val_batch_size": 8}
 REPORT_SIZES = {"d_vf": 32, "d_model": 32, "d_ff": 64, "num_heads": 4, "topk": 8, "cmm_size": 16, "cmm_dim": 32,
@@ -26,9 +27,8 @@ REPORT_SIZES = {"d_vf": 32, "d_model": 32, "d_ff": 64, "num_heads": 4, "topk": 8
 
 def transfer_command(bundle: str, run_id: str, configs: tuple[str, ...], overrides: dict[str, object],
                      torchrun_procs: int | None = None) -> list[str]:
-    """``python -m monai.bundle run <run_id> --config_file bundle/<bundle>/configs/<config> --key value ...``."""
-    files = [f"bundle/{bundle}/configs/{name}" for name in configs]
-    config_file = files[0] if len(files) == 1 else "[" + ",".join(f"'{f}'" for f in files) + "]"
+    """``python -m monai.bundle run <run_id> --config_file "[bundle/<bundle>/configs/<config>, <shared base>]" ...``."""
+    config_file = config_file_arg(config_files(bundle, *configs))
     head = [sys.executable, "-m", "monai.bundle"]
     if torchrun_procs:
         head = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={torchrun_procs}",
@@ -243,7 +243,8 @@ def test_monai_property_checks_find_nothing_missing(config, workflow, trained, r
     out, _ = trained
     folder = REPO_ROOT / "bundle" / "subtyping" / "configs"
     extra = {"dataset_dir": path_of(report_demo / "features")} if config == "inference.json" else {}
-    wf = ConfigWorkflow(config_file=str(folder / config), meta_file=str(folder / "metadata.json"),
+    files = [str(REPO_ROOT / f) for f in config_files("subtyping", config)]
+    wf = ConfigWorkflow(config_file=files, meta_file=str(folder / "metadata.json"),
                         logging_file=str(folder / "logging.conf"), workflow_type=workflow, output_dir=path_of(out),
                         demo=eval(TINY_DEMO), report_demo_dir=path_of(report_demo), pretrained_encoder="none",
                         num_folds=2, **extra)
@@ -253,9 +254,9 @@ def test_monai_property_checks_find_nothing_missing(config, workflow, trained, r
 
 def test_bundle_layout_and_metadata():
     root = REPO_ROOT / "bundle" / "subtyping"
-    for name in ("metadata.json", "train.json", "evaluate.json", "inference.json", "multi_gpu_train.json",
-                 "logging.conf"):
+    for name in ("metadata.json", "train.json", "evaluate.json", "inference.json", "logging.conf"):
         assert (root / "configs" / name).is_file(), name
+    assert config_files("subtyping", "multi_gpu_train.json") == ["scripts/transfer/configs/multi_gpu_train.json"]
     assert (root / "docs" / "README.md").is_file() and (root / "models" / ".gitkeep").is_file()
     meta = json.loads((root / "configs" / "metadata.json").read_text())
     assert meta["version"] in meta["changelog"]

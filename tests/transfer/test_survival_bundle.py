@@ -7,10 +7,10 @@ import time
 
 import pytest
 import torch
-
 from tests.support.bundle_runs import REPO_ROOT, path_of
-from tests.support.transfer_demo import TINY_DEMO, default_report_demo, tiny_report_demo
 from tests.transfer.test_subtyping_bundle import read_rows, run_transfer, save_test_report_model
+from tests.support.transfer_demo import TINY_DEMO, default_report_demo, tiny_report_demo
+from tests.support.transfer_runs import config_files
 
 FAST = {"num_folds": 2, "max_epochs": 2, "batch_size": 4, "val_batch_size": 8, "n_bins": 2}
 
@@ -141,7 +141,8 @@ def test_monai_property_checks_find_nothing_missing(config, workflow, trained, r
     out, _ = trained
     folder = REPO_ROOT / "bundle" / "survival" / "configs"
     extra = {"dataset_dir": path_of(report_demo / "features")} if config == "inference.json" else {}
-    wf = ConfigWorkflow(config_file=str(folder / config), meta_file=str(folder / "metadata.json"),
+    files = [str(REPO_ROOT / f) for f in config_files("survival", config)]
+    wf = ConfigWorkflow(config_file=files, meta_file=str(folder / "metadata.json"),
                         logging_file=str(folder / "logging.conf"), workflow_type=workflow, output_dir=path_of(out),
                         demo=eval(TINY_DEMO), report_demo_dir=path_of(report_demo), pretrained_encoder="none",
                         num_folds=2, n_bins=2, **extra)
@@ -151,8 +152,7 @@ def test_monai_property_checks_find_nothing_missing(config, workflow, trained, r
 
 def test_bundle_layout_and_metadata():
     root = REPO_ROOT / "bundle" / "survival"
-    for name in ("metadata.json", "train.json", "evaluate.json", "inference.json", "multi_gpu_train.json",
-                 "logging.conf"):
+    for name in ("metadata.json", "train.json", "evaluate.json", "inference.json", "logging.conf"):
         assert (root / "configs" / name).is_file(), name
     assert (root / "docs" / "README.md").is_file() and (root / "models" / ".gitkeep").is_file()
     meta = json.loads((root / "configs" / "metadata.json").read_text())
