@@ -29,7 +29,7 @@ from typing import Any
 
 from scripts.settings_descriptions import WORKFLOWS, describe
 
-__all__ = ["Setting", "bundle_of", "config_files_of", "format_settings", "list_settings", "main"]
+__all__ = ["Setting", "bundle_of", "config_files_of", "format_settings", "list_settings", "main", "with_shared_base"]
 
 _WIDTH = 40  # longest default shown before it is cut
 
@@ -72,10 +72,29 @@ def config_files_of(value: str | Sequence[str]) -> list[str]:
 
 
 def bundle_of(config_file: str | Path) -> str:
-    """``subtyping`` or ``survival`` for a sibling bundle's config, else ``report``."""
+    """The sibling bundle's name (``subtyping``, ``survival``, ...) for ``bundle/<name>/configs/*.json``, else
+    ``report``."""
     folder = Path(config_file).resolve().parent
-    name = folder.parent.name if folder.name == "configs" else ""
-    return name if name in ("subtyping", "survival") else "report"
+    if folder.name == "configs" and folder.parent.parent.name == "bundle":
+        return folder.parent.name
+    return "report"
+
+
+def with_shared_base(files: list[str]) -> list[str]:
+    """A sibling bundle's config followed by the shared base it runs with (``scripts/transfer/configs/<name>``).
+
+    The transfer bundles keep only what differs in ``bundle/<name>/configs``; their commands pass both files
+    (``--config_file "['bundle/subtyping/configs/train.json','scripts/transfer/configs/train.json']"``). A listing
+    of the bundle's file alone adds the base the same way, unless it is already given.
+    """
+    if not files or bundle_of(files[0]) == "report":
+        return files
+    first = Path(files[0]).resolve()
+    base = first.parents[3] / "scripts" / "transfer" / "configs" / first.name
+    given = {Path(f).resolve() for f in files}
+    if not base.is_file() or base in given:
+        return files
+    return [files[0], str(base), *files[1:]]
 
 
 def _load(files: list[str]) -> dict[str, Any]:
@@ -100,7 +119,7 @@ def list_settings(config_file: str | Sequence[str]) -> list[Setting]:
     Returns:
         One :class:`Setting` per key, in file order (``imports`` and ``_meta_`` left out).
     """
-    files = config_files_of(config_file)
+    files = with_shared_base(config_files_of(config_file))
     bundle = bundle_of(files[0])
     config = _load(files)
     settings: list[Setting] = []
@@ -127,7 +146,7 @@ def _shown(value: Any) -> str:
 
 def format_settings(config_file: str | Sequence[str], workflow: str | None = None) -> str:
     """The listing printed by ``python -m scripts.settings`` and by ``--help`` (see the module docstring)."""
-    files = config_files_of(config_file)
+    files = with_shared_base(config_files_of(config_file))
     settings = list_settings(files)
     shown = ", ".join(files)
     file_arg = files[0] if len(files) == 1 else "\"[" + ",".join(f"'{f}'" for f in files) + "]\""

@@ -168,6 +168,13 @@ DESCRIPTIONS: dict[str, str] = {
     "info": _DERIVED + "facts about the run logged with the model and to MLflow",
     "network_def": _DERIVED + "the network definition (siblings' evaluate/inference: built from the fold models)",
     "network": _DERIVED + "the network on device (with the pretrained weights where they apply)",
+    "task": "the transfer task object (scripts.transfer.TransferTask: subtyping, survival, grade ...; evaluate: "
+            "read from the saved fold models)",
+    "loss": _DERIVED + "the training loss (the task's loss over the fold's targets)",
+    "key_metric": _DERIVED + "the evaluator's key metric (the task's metric)",
+    "run_info": _DERIVED + "facts about the run shared by every task (data, sizes), logged with the model",
+    "train_params": _DERIVED + "training parameters logged to MLflow (train.*), with the task's own",
+    "registration_tags": _DERIVED + "tags of a registered model version, with the task's own",
     "preprocessing": "transforms applied to each batch before the network (null: none)",
     "postprocessing": "transforms applied to the network's output (null: none)",
 }

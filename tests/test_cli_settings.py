@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from scripts.config_checks import SettingsError, check_overrides
-from scripts.settings import format_settings, list_settings, main
+from scripts.settings import format_settings, list_settings, main, with_shared_base
 from tests.support.bundle_runs import bundle_env
 from tests.support.shared_fixtures import REPO_ROOT
 
@@ -18,11 +18,14 @@ CONFIGS = [
     *(f"configs/{n}.json" for n in ("train", "evaluate", "inference", "extract_features", "export")),
     *(f"bundle/{b}/configs/{n}.json" for b in ("subtyping", "survival")
       for n in ("train", "evaluate", "inference", "export")),
+    *(f"bundle/grade/configs/{n}.json" for n in ("train", "evaluate", "inference")),  # listed with the shared base
 ]
 PATCHES = [("configs/train.json", "configs/multi_gpu_train.json"),
            ("configs/extract_features.json", "configs/multi_gpu_extract.json"),
-           ("bundle/subtyping/configs/train.json", "bundle/subtyping/configs/multi_gpu_train.json"),
-           ("bundle/survival/configs/train.json", "bundle/survival/configs/multi_gpu_train.json")]
+           ("bundle/subtyping/configs/train.json", "scripts/transfer/configs/train.json",
+            "scripts/transfer/configs/multi_gpu_train.json"),
+           ("bundle/survival/configs/train.json", "scripts/transfer/configs/train.json",
+            "scripts/transfer/configs/multi_gpu_train.json")]
 
 
 @pytest.mark.parametrize("files", [(c,) for c in CONFIGS] + PATCHES, ids=lambda f: "+".join(f))
@@ -30,7 +33,7 @@ def test_every_key_of_every_config_has_a_description(files):
     paths = [str(REPO_ROOT / f) for f in files]
     settings = list_settings(paths)
     merged = {}
-    for path in paths:
+    for path in with_shared_base(paths):
         merged.update({k: v for k, v in json.loads(open(path).read()).items() if "#" not in k})
     listed = {s.key for s in settings}
     assert listed == set(merged) - {"imports"}, "a key of the config is missing from the listing"

@@ -12,13 +12,13 @@ import h5py
 import mlflow
 import pytest
 import torch
-from tests.support.bundle_runs import REPO_ROOT, bundle_env, path_of
-from tests.support.transfer_demo import TINY_DEMO, default_report_demo, tiny_report_demo
-from tests.support.transfer_runs import config_file_arg, config_files
 
 from scripts.engines import save_report_model
 from scripts.networks import HistGen, HistGenConfig
 from scripts.text import Vocabulary
+from tests.support.bundle_runs import REPO_ROOT, bundle_env, path_of
+from tests.support.transfer_demo import TINY_DEMO, default_report_demo, tiny_report_demo
+from tests.support.transfer_runs import config_file_arg, config_files
 
 FAST = {"num_folds": 2, "max_epochs": 2, "batch_size": 4, "val_batch_size": 8}
 REPORT_SIZES = {"d_vf": 32, "d_model": 32, "d_ff": 64, "num_heads": 4, "topk": 8, "cmm_size": 16, "cmm_dim": 32,

@@ -7,10 +7,11 @@ import time
 
 import pytest
 import torch
+
 from tests.support.bundle_runs import REPO_ROOT, path_of
-from tests.transfer.test_subtyping_bundle import read_rows, run_transfer, save_test_report_model
 from tests.support.transfer_demo import TINY_DEMO, default_report_demo, tiny_report_demo
 from tests.support.transfer_runs import config_files
+from tests.transfer.test_subtyping_bundle import read_rows, run_transfer, save_test_report_model
 
 FAST = {"num_folds": 2, "max_epochs": 2, "batch_size": 4, "val_batch_size": 8, "n_bins": 2}
 

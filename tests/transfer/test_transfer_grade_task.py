@@ -7,11 +7,11 @@ import json
 
 import numpy as np
 import pytest
-from tests.support.transfer_runs import read_rows, run_transfer_workflow
 
 from scripts.data.feature_files import write_feature_file_h5
 from scripts.serving.transfer_predictor import FoldEnsemblePredictor
 from scripts.transfer import GradeTask, SlideTableError, read_slide_table, task_from_info
+from tests.support.transfer_runs import read_rows, run_transfer_workflow
 
 TINY = {"num_folds": 2, "max_epochs": 2, "batch_size": 4, "val_batch_size": 8, "pretrained_encoder": "none",
         "histgen": "{'d_vf': 16, 'd_model': 16, 'd_ff': 32, 'num_heads': 2, 'dropout': 0.1, 'drop_prob_lm': 0.3, "

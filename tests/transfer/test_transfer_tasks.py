@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 
 import pytest
-from tests.support.bundle_runs import REPO_ROOT
 
 from scripts.transfer import TASK_TYPES, GradeTask, SubtypingTask, SurvivalTask, as_task, task_from_info
+from tests.support.bundle_runs import REPO_ROOT
 
 #: ``task == "survival"``, ``"subtyping" != x``, ``if task in (...)``, ``resolve_slide_table('subtyping', ...)``,
 #: ``isinstance(outputs, SurvivalOutputs)``
