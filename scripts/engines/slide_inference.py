@@ -276,8 +276,14 @@ class SlideInference:
         feature_files: str | os.PathLike | list[str] | None = None,
         dataset_dir: str | os.PathLike | None = None,
     ) -> list[Path]:
-        """The feature files to decode: those of the slides that were extracted, else the given feature files."""
+        """The feature files to decode: those of the slides that were extracted, else the given feature files.
+
+        With no slides and no feature files it returns ``[]`` (so that MONAI's ``check_properties`` can resolve
+        ``dataset`` with the bundle's default values); :meth:`run` then refuses to start with a clear error.
+        """
         if not self.active:
+            if not feature_files and not dataset_dir:
+                return []
             return feature_file_list(feature_files, dataset_dir)
         if feature_files or dataset_dir:
             raise ValueError("give slides (slide / slides_dir / slides_csv / case_csv) or feature files "
@@ -384,6 +390,8 @@ class SlideInference:
     def run(self, evaluator: Engine) -> None:
         """Run the inference ``evaluator``; in slide mode extract first and report slides that gave no features."""
         if not self.active:
+            if len(evaluator.data_loader.dataset) == 0:  # type: ignore[arg-type]
+                feature_file_list(None, None)  # raises: inference needs feature_files or dataset_dir
             evaluator.run()
             return
         if not self.feature_paths():
