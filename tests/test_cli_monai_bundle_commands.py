@@ -1,5 +1,5 @@
-"""MONAI's bundle CLI on the report bundle: ``ckpt_export`` of the default ``network_def`` and MONAI's own
-property check of ``configs/inference.json`` with the bundle's default values (issue 14, item 7)."""
+"""MONAI's bundle CLI: ``ckpt_export`` of the report bundle's default ``network_def`` and MONAI's own property
+check of each bundle's ``configs/inference.json`` with the bundle's default values (issue 14, item 7)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ from monai.bundle import ConfigWorkflow
 from scripts.engines import save_report_model
 from scripts.networks import HistGen, HistGenConfig
 from scripts.text import Vocabulary
+from scripts.transfer.fold_models import save_fold_model
+from scripts.transfer.mil_networks import build_mil_network
 from tests.support.bundle_runs import REPO_ROOT, bundle_env
 
 TINY = dict(in_dim=16, d_vf=16, d_model=32, d_ff=32, num_heads=4, num_layers=2, topk=4, cmm_size=8, cmm_dim=32,
@@ -55,4 +57,20 @@ def test_monai_property_check_of_inference_passes_with_the_default_values(tiny_m
     assert len(workflow.dataset) == 0  # resolving the properties touched no data
     with pytest.raises(RuntimeError) as failed:  # MONAI wraps the expression's error
         workflow.run()  # the default values still cannot run: the clear error comes when the workflow starts
+    assert "inference needs feature_files" in str(failed.value.__cause__)
+
+
+@pytest.mark.parametrize("task, num_outputs", [("subtyping", 3), ("survival", 4)])
+def test_monai_property_check_of_the_siblings_inference_passes_with_the_default_values(task, num_outputs, tmp_path):
+    network = build_mil_network("abmil", 16, num_outputs)  # one tiny fold model, as training saves it
+    save_fold_model(tmp_path / "models", 0, network.state_dict(), network, {"task": task})
+    root = REPO_ROOT / "bundle" / task
+    workflow = ConfigWorkflow(config_file=str(root / "configs" / "inference.json"),
+                              meta_file=str(root / "configs" / "metadata.json"), workflow_type="infer",
+                              run_id="inference", bundle_root=str(root), model_dir=str(tmp_path / "models"))
+    workflow.initialize()
+    assert workflow.check_properties() == []
+    assert len(workflow.dataset) == 0
+    with pytest.raises(RuntimeError) as failed:
+        workflow.run()
     assert "inference needs feature_files" in str(failed.value.__cause__)

@@ -282,9 +282,7 @@ class SlideInference:
         ``dataset`` with the bundle's default values); :meth:`run` then refuses to start with a clear error.
         """
         if not self.active:
-            if not feature_files and not dataset_dir:
-                return []
-            return feature_file_list(feature_files, dataset_dir)
+            return feature_file_list(feature_files, dataset_dir, allow_none=True)
         if feature_files or dataset_dir:
             raise ValueError("give slides (slide / slides_dir / slides_csv / case_csv) or feature files "
                              "(feature_files / dataset_dir), not both")
