@@ -186,9 +186,18 @@ def default_key_phrases(data: ReportData) -> dict[str, list[str]] | None:
 
 
 def feature_file_list(
-    feature_files: str | os.PathLike[str] | list[str] | None, dataset_dir: str | os.PathLike[str] | None
+    feature_files: str | os.PathLike[str] | list[str] | None,
+    dataset_dir: str | os.PathLike[str] | None,
+    allow_none: bool = False,
 ) -> list[Path]:
-    """Feature files for inference: the given file(s), or every ``.h5``/``.pt`` file in ``dataset_dir``."""
+    """Feature files for inference: the given file(s), or every ``.h5``/``.pt`` file in ``dataset_dir``.
+
+    ``allow_none=True`` returns ``[]`` when neither is given (the configs' default values, so that MONAI's
+    ``check_properties`` resolves ``dataset`` without data); the workflow's run then calls it again without
+    ``allow_none`` to stop with the clear error.
+    """
+    if allow_none and not feature_files and not dataset_dir:
+        return []
     if feature_files:
         paths = [Path(p) for p in ([feature_files] if isinstance(feature_files, (str, os.PathLike)) else feature_files)]
     elif dataset_dir:

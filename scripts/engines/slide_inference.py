@@ -289,10 +289,15 @@ class SlideInference:
         dataset_dir: str | os.PathLike | None = None,
     ) -> list[Path]:
         """The feature files to decode: those of the slides that were extracted, else the given feature files
-        (checked against the model's ``feature_extraction.json``, see :func:`check_feature_files`)."""
+        (checked against the model's ``feature_extraction.json``, see :func:`check_feature_files`).
+
+        With no slides and no feature files it returns ``[]`` (so that MONAI's ``check_properties`` can resolve
+        ``dataset`` with the bundle's default values); :meth:`run` then refuses to start with a clear error.
+        """
         if not self.active:
-            paths = feature_file_list(feature_files, dataset_dir)
-            check_feature_files(paths, self.model_dir, self.allow_feature_mismatch)
+            paths = feature_file_list(feature_files, dataset_dir, allow_none=True)
+            if paths:
+                check_feature_files(paths, self.model_dir, self.allow_feature_mismatch)
             return paths
         if feature_files or dataset_dir:
             raise ValueError("give slides (slide / slides_dir / slides_csv / case_csv) or feature files "
@@ -409,6 +414,8 @@ class SlideInference:
     def run(self, evaluator: Engine) -> None:
         """Run the inference ``evaluator``; in slide mode extract first and report slides that gave no features."""
         if not self.active:
+            if len(evaluator.data_loader.dataset) == 0:  # type: ignore[arg-type]
+                feature_file_list(None, None)  # raises: inference needs feature_files or dataset_dir
             evaluator.run()
             return
         if not self.feature_paths():

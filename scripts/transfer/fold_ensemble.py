@@ -20,6 +20,8 @@ import torch
 from ignite.engine import Engine, Events
 from torch import nn
 
+from scripts.engines.report_data import feature_file_list
+
 from .cross_validation import restart_engine
 from .fold_models import list_fold_models, load_fold_weights
 from .task_outputs import write_csv_rows
@@ -91,6 +93,8 @@ class FoldEnsemble:
         self.folds = folds
 
     def run(self) -> Path:
+        if len(self.evaluator.data_loader.dataset) == 0:  # type: ignore[arg-type]
+            feature_file_list(None, None)  # raises: inference needs feature_files or dataset_dir
         available = list_fold_models(self.model_dir)
         folds = [k for k in (self.folds if self.folds is not None else available) if k in available]
         if not folds:

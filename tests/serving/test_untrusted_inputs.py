@@ -255,7 +255,7 @@ def test_fold_names_are_whole_numbers():
 
 
 def _copy_cmu(folder: Path) -> Path:
-    from test_wsi_slide_files import shared_path
+    from tests.support.slide_files import shared_path
 
     folder.mkdir(parents=True, exist_ok=True)
     return Path(shutil.copy(shared_path("fixtures", "slides", "CMU-1-Small-Region.svs"), folder / "cmu.svs"))
@@ -491,9 +491,8 @@ def test_entries_written_by_zipfile_writestr_are_regular_files(tmp_path, mode):
 @pytest.mark.slow
 def test_a_bundle_resume_from_a_crafted_checkpoint_fails_and_runs_nothing(tmp_path):
     """The real workflow: ``monai.bundle run training`` with a hostile ``checkpoints/last.pt`` in output_dir."""
-    from bundle_runs import bundle_command, bundle_env, path_of
-
     from scripts.demo.feature_bags import make_demo_dataset
+    from tests.support.bundle_runs import bundle_command, bundle_env, path_of
 
     demo = make_demo_dataset(tmp_path / "demo", n_train=4, n_val=2, n_test=2, feature_dim=16, n_patches=(8, 12))
     out = tmp_path / "run"
