@@ -81,16 +81,18 @@ def bundle_of(config_file: str | Path) -> str:
 
 
 def with_shared_base(files: list[str]) -> list[str]:
-    """A sibling bundle's config followed by the shared base it runs with (``scripts/transfer/configs/<name>``).
+    """A sibling bundle's config followed by the shared base it runs with.
 
-    The transfer bundles keep only what differs in ``bundle/<name>/configs``; their commands pass both files
-    (``--config_file "['bundle/subtyping/configs/train.json','scripts/transfer/configs/train.json']"``). A listing
-    of the bundle's file alone adds the base the same way, unless it is already given.
+    The base is ``scripts/transfer/configs/transfer_<name>`` (the prefix keeps file names distinct, which MONAI's
+    ``ckpt_export`` requires). The transfer bundles keep only what differs in ``bundle/<name>/configs``; their
+    commands pass both files (``--config_file "['bundle/subtyping/configs/train.json',
+    'scripts/transfer/configs/transfer_train.json']"``). A listing of the bundle's file alone adds the base the
+    same way, unless it is already given.
     """
     if not files or bundle_of(files[0]) == "report":
         return files
     first = Path(files[0]).resolve()
-    base = first.parents[3] / "scripts" / "transfer" / "configs" / first.name
+    base = first.parents[3] / "scripts" / "transfer" / "configs" / f"transfer_{first.name}"
     given = {Path(f).resolve() for f in files}
     if not base.is_file() or base in given:
         return files

@@ -65,7 +65,8 @@ def test_monai_property_check_of_the_siblings_inference_passes_with_the_default_
     network = build_mil_network("abmil", 16, num_outputs)  # one tiny fold model, as training saves it
     save_fold_model(tmp_path / "models", 0, network.state_dict(), network, {"task": task})
     root = REPO_ROOT / "bundle" / task
-    files = [str(root / "configs" / "inference.json"), str(REPO_ROOT / "scripts/transfer/configs/inference.json")]
+    files = [str(root / "configs" / "inference.json"),
+             str(REPO_ROOT / "scripts/transfer/configs/transfer_inference.json")]
     workflow = ConfigWorkflow(config_file=files,  # the bundle's file, then the shared base (as the README runs it)
                               meta_file=str(root / "configs" / "metadata.json"), workflow_type="infer",
                               run_id="inference", bundle_root=str(root), model_dir=str(tmp_path / "models"))
@@ -75,3 +76,28 @@ def test_monai_property_check_of_the_siblings_inference_passes_with_the_default_
     with pytest.raises(RuntimeError) as failed:
         workflow.run()
     assert "inference needs feature_files" in str(failed.value.__cause__)
+
+
+@pytest.mark.parametrize("model, task, num_outputs", [("abmil", "subtyping", 3), ("histgen", "survival", 4)])
+def test_ckpt_export_of_a_sibling_fold_model_gives_a_torchscript_model(model, task, num_outputs, tmp_path):
+    """One fold's weights through the sibling's own network_def (built from the fold models' record)."""
+    torch.manual_seed(0)
+    histgen = {k: v for k, v in TINY.items() if k != "in_dim"}
+    network = build_mil_network(model, 16, num_outputs, histgen=histgen, abmil={"input_norm": True}).eval()
+    if model == "abmil":
+        network.input_mean.fill_(0.25)  # a fitted standardisation must travel with the export
+        network.input_std.fill_(2.0)
+    save_fold_model(tmp_path / "models", 0, network.state_dict(), network, {"task": task})
+    root = f"bundle/{task}"
+    exported = tmp_path / "fold0.ts"
+    files = f"['{root}/configs/inference.json','scripts/transfer/configs/transfer_inference.json']"
+    cmd = [sys.executable, "-m", "monai.bundle", "ckpt_export", "network_def", "--filepath", str(exported),
+           "--ckpt_file", str(tmp_path / "models" / "fold_0" / "model.pt"), "--meta_file",
+           f"{root}/configs/metadata.json", "--config_file", files, "--bundle_root", root,
+           "--model_dir", str(tmp_path / "models")]
+    proc = subprocess.run(cmd, cwd=REPO_ROOT, env=bundle_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    scripted = torch.jit.load(str(exported))
+    features = torch.randn(2, 13, 16, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        assert torch.allclose(scripted(features), network(features), atol=1e-5)

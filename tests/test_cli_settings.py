@@ -22,10 +22,10 @@ CONFIGS = [
 ]
 PATCHES = [("configs/train.json", "configs/multi_gpu_train.json"),
            ("configs/extract_features.json", "configs/multi_gpu_extract.json"),
-           ("bundle/subtyping/configs/train.json", "scripts/transfer/configs/train.json",
-            "scripts/transfer/configs/multi_gpu_train.json"),
-           ("bundle/survival/configs/train.json", "scripts/transfer/configs/train.json",
-            "scripts/transfer/configs/multi_gpu_train.json")]
+           ("bundle/subtyping/configs/train.json", "scripts/transfer/configs/transfer_train.json",
+            "scripts/transfer/configs/transfer_multi_gpu_train.json"),
+           ("bundle/survival/configs/train.json", "scripts/transfer/configs/transfer_train.json",
+            "scripts/transfer/configs/transfer_multi_gpu_train.json")]
 
 
 @pytest.mark.parametrize("files", [(c,) for c in CONFIGS] + PATCHES, ids=lambda f: "+".join(f))

@@ -98,7 +98,7 @@ def test_a_missing_annotation_file_ends_in_one_readable_line(tmp_path):
 
 
 def test_sibling_bundles_check_their_settings_too(tmp_path):
-    config = "['bundle/subtyping/configs/train.json','scripts/transfer/configs/train.json']"
+    config = "['bundle/subtyping/configs/train.json','scripts/transfer/configs/transfer_train.json']"
     proc = _bundle(config, "training", "--output_dir", path_of(tmp_path),
                    "--num_fold", "2")
     assert proc.returncode != 0

@@ -4,7 +4,7 @@
 nothing unless ``register_model`` names a registered model::
 
     python -m monai.bundle run training --tracking mlflow --register_model histgen-subtyping \\
-        --config_file "['bundle/subtyping/configs/train.json','scripts/transfer/configs/train.json']"
+        --config_file "['bundle/subtyping/configs/train.json','scripts/transfer/configs/transfer_train.json']"
 
 Every fold model in ``models/`` (what ``inference.json`` averages) is logged as one ``mlflow.pyfunc`` model
 (:mod:`scripts.serving.transfer_pyfunc`) and registered as a new version of ``histgen-subtyping``, with tags for

@@ -87,6 +87,8 @@ class ABMIL(nn.Module):
             (identity until :meth:`fit_input_norm`), as HistGen's ``input_norm`` does.
     """
 
+    __constants__ = ["input_norm"]  # TorchScript compiles only the branch in use: the buffers exist when it is true
+
     def __init__(self, in_dim: int, num_outputs: int, hidden_dim: int = 128, attention_dim: int = 64,
                  dropout: float = 0.25, input_norm: bool = False) -> None:
         super().__init__()
@@ -113,7 +115,7 @@ class ABMIL(nn.Module):
     def embed(self, features: torch.Tensor, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``features [B, N, D]``, ``mask [B, N]`` -> slide embedding ``[B, hidden]``, patch weights ``[B, N]``."""
         if features.dim() != 3 or features.shape[-1] != self.in_dim:
-            raise ValueError(f"features must be [B, N, {self.in_dim}], got {tuple(features.shape)}")
+            raise ValueError(f"features must be [B, N, {self.in_dim}], got {list(features.shape)}")  # list: TorchScript
         if self.input_norm:
             features = (features - self.input_mean) / self.input_std
         return self.pool(self.embed_patches(features), mask)

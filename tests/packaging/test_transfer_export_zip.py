@@ -112,7 +112,8 @@ def test_unzipped_bundle_runs_from_anywhere_and_predicts_as_the_repository(bundl
         cwd.mkdir(exist_ok=True)
         out = tmp_path / f"zip_predictions{len(python_args)}"
         cmd = [sys.executable, *python_args, "-m", "monai.bundle", "run", "inference", "--bundle_root", str(root),
-               "--config_file", f"['{root}/configs/inference.json','{root}/scripts/transfer/configs/inference.json']",
+               "--config_file",
+               f"['{root}/configs/inference.json','{root}/scripts/transfer/configs/transfer_inference.json']",
                "--feature_files", files,
                "--predictions_dir", str(out)]
         proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)

@@ -56,11 +56,12 @@ BASE_CONFIGS = "scripts/transfer/configs"
 
 def config_files(bundle: str, *names: str, root: Path = REPO_ROOT) -> list[str]:
     """The ``--config_file`` list of a sibling bundle's configs, as the docs give it: for each name the bundle's
-    own ``configs/<name>`` then the shared base (``scripts/transfer/configs/<name>``), where each exists.
+    own ``configs/<name>`` then the shared base (``scripts/transfer/configs/transfer_<name>``), where each exists.
 
     The bundle's file comes first: MONAI reads ``metadata.json`` and ``logging.conf`` beside the first file."""
-    files = [f"{folder}/{name}" for name in names for folder in (f"bundle/{bundle}/configs", BASE_CONFIGS)
-             if (root / folder / name).is_file()]
+    candidates = [f"{folder}/{prefix}{name}" for name in names
+                  for folder, prefix in ((f"bundle/{bundle}/configs", ""), (BASE_CONFIGS, "transfer_"))]
+    files = [f for f in candidates if (root / f).is_file()]
     if not files:
         raise FileNotFoundError(f"no config {names} for bundle {bundle!r}")
     return files

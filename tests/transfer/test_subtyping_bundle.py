@@ -256,7 +256,8 @@ def test_bundle_layout_and_metadata():
     root = REPO_ROOT / "bundle" / "subtyping"
     for name in ("metadata.json", "train.json", "evaluate.json", "inference.json", "logging.conf"):
         assert (root / "configs" / name).is_file(), name
-    assert config_files("subtyping", "multi_gpu_train.json") == ["scripts/transfer/configs/multi_gpu_train.json"]
+    assert config_files("subtyping", "multi_gpu_train.json") == [
+        "scripts/transfer/configs/transfer_multi_gpu_train.json"]
     assert (root / "docs" / "README.md").is_file() and (root / "models" / ".gitkeep").is_file()
     meta = json.loads((root / "configs" / "metadata.json").read_text())
     assert meta["version"] in meta["changelog"]
