@@ -26,6 +26,8 @@ logger = logging.getLogger("histgen.natives")
 
 CUFILE_LOG_ENV = "CUFILE_LOGFILE_PATH"
 
+_DONE: bool | None = None  # the result of the first import_cucim_quietly() of this process
+
 
 def _user() -> str:
     try:
@@ -46,7 +48,10 @@ def import_cucim_quietly() -> bool:
 
     The lines are logged once at debug level with what they mean; anything else cuCIM printed is passed on.
     """
+    global _DONE
     point_cufile_log()
+    if _DONE is not None:
+        return _DONE
     streams = []
     for stream in (sys.stdout, sys.stderr):
         try:
@@ -55,7 +60,8 @@ def import_cucim_quietly() -> bool:
         except (AttributeError, OSError, ValueError):  # no real file behind it (notebooks, captured streams)
             continue
     if not streams:
-        return _import_cucim()
+        _DONE = _import_cucim()
+        return _DONE
     saved = [os.dup(fd) for fd in streams]
     with tempfile.TemporaryFile(mode="w+b") as captured:
         for fd in streams:
@@ -69,6 +75,7 @@ def import_cucim_quietly() -> bool:
         captured.seek(0)
         text = captured.read().decode("utf-8", "replace")
     _report(text)
+    _DONE = imported
     return imported
 
 

@@ -49,18 +49,18 @@ import errno, json, resource, signal, sys
 from pathlib import Path
 writer, target, limit = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
 big = ["token%05d" % i for i in range(4000)]
+# imports first: loading libraries (cuCIM's cuFile writes its log at start-up) is not the write under test
+import torch
+from scripts.atomic_io import atomic_torch_save, atomic_write_json
+from scripts.text import Vocabulary
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead of killing
 resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
 try:
     if writer == "vocabulary":
-        from scripts.text import Vocabulary
         Vocabulary(big + ["<unk>"]).save(target)
     elif writer == "json":
-        from scripts.atomic_io import atomic_write_json
         atomic_write_json(target, {"tokens": big})
     elif writer == "torch":
-        import torch
-        from scripts.atomic_io import atomic_torch_save
         atomic_torch_save(target, {"w": torch.arange(100000, dtype=torch.float32)})
 except OSError as err:
     print("failed", errno.errorcode.get(err.errno, err.errno))

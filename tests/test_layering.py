@@ -16,8 +16,8 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 #: Single-file modules of ``scripts/`` that every room may use; they import only one another.
-BASE = frozenset({"__init__", "atomic_io", "config_checks", "error_messages", "flags", "ids", "quiet_natives",
-                  "runtime_threads", "safe_load", "settings", "settings_descriptions"})
+BASE = frozenset({"__init__", "atomic_io", "config_checks", "error_messages", "flags", "ids", "quiet_cucim",
+                  "quiet_natives", "runtime_threads", "safe_load", "settings", "settings_descriptions"})
 
 #: room -> the rooms it may import (besides itself and :data:`BASE`). Lowest first. ``apps`` is ``apps/``;
 #: every other room is a sub-package (or top-level script) of ``scripts/``.

@@ -1,5 +1,7 @@
 """Data: HistGen annotations, per-slide feature files, bag datasets and padded batches."""
 
+from scripts import quiet_cucim  # noqa: F401  (first: cuCIM's start-up lines stay quiet)
+
 from .annotation import HISTGEN_SPLITS, load_annotation, require_slides_in, vocabulary_from_annotation
 from .bag_datasets import SKIPPED_KEY, FeatureBagDataset, ReportBagDataset
 from .collate import COORD_PAD, collate_bags

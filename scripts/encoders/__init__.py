@@ -7,6 +7,7 @@ Example:
     (128, 64, 16)
 """
 
+from scripts import quiet_cucim  # noqa: F401  (first: cuCIM's start-up lines stay quiet)
 from scripts.encoders.encoder_registry import build_encoder, list_encoders
 from scripts.encoders.patch_encoder import IMAGENET_MEAN, IMAGENET_STD, PatchEncoder, make_patch_transform
 from scripts.encoders.patch_preprocessing import (

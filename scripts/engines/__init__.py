@@ -2,6 +2,8 @@
 
 import warnings
 
+from scripts import quiet_cucim  # noqa: F401  (first: cuCIM's start-up lines stay quiet)
+
 from .feature_checks import CHECKED_KEYS, FeatureMismatchError, check_feature_files
 from .grounding import ReportFindingLabeler, TeacherForcingBatches, finding_labeler
 from .input_normalisation import fit_input_norm

@@ -18,6 +18,7 @@ encoder, pool its region tokens into a slide embedding, fine-tune as a multiple-
   MLflow runs, and :class:`FoldEnsemble` for inference.
 """
 
+from scripts import quiet_cucim  # noqa: F401  (first: cuCIM's start-up lines stay quiet)
 from scripts.flags import as_flag
 
 from .cross_validation import CrossValidation, restart_engine

@@ -14,6 +14,8 @@ One module per step:
 This package knows nothing about reports or text.
 """
 
+from scripts import quiet_cucim  # noqa: F401  (first: cuCIM's start-up lines stay quiet)
+
 from .backend_choice import BackendChoice, choose_backend
 from .feature_extractor import FeatureExtractor, NothingExtractedError, resize_patches
 from .feature_outputs import RUN_KEYS, read_h5_attrs, stale_reasons
