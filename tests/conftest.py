@@ -51,6 +51,29 @@ def pytest_configure(config: pytest.Config) -> None:
         os.environ["CUFILE_LOGFILE_PATH"] = str(folder / "cufile.log")
 
 
+#: the longest test files (minutes each on 2 cores): collected first so that parallel workers start them first
+#: and the run does not end waiting on one of them (pytest-xdist hands out files in collection order)
+LONGEST_FIRST = (
+    "demo/test_demo_training.py", "transfer/test_subtyping_bundle.py", "transfer/test_survival_bundle.py",
+    "packaging/test_transfer_export_zip.py", "metrics/test_metrics.py", "engines/test_resume_faults.py",
+    "benchmarks/test_bench_grounding.py", "packaging/test_export_zip.py", "serving/test_mlflow_registry.py",
+    "serving/test_transfer_registry.py", "engines/test_report_bundle.py", "engines/test_offline_runs.py",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+
+    def order(item: pytest.Item) -> int:
+        path = Path(str(item.fspath)).resolve()
+        for name, i in rank.items():
+            if path.as_posix().endswith(f"/tests/{name}"):
+                return i
+        return len(rank)
+
+    items.sort(key=order)  # stable: the order inside a file, and of the other files, is kept
+
+
 def _strict() -> bool:
     return os.environ.get("HISTGEN_STRICT_SKIPS", "").strip().lower() in ("1", "true", "yes", "on")
 
