@@ -104,8 +104,10 @@ def test_apply_sets_torch_once_and_logs_once():
         ("configs/evaluate.json", "evaluating"),
         ("configs/inference.json", "inference"),
         ("configs/extract_features.json", "extract_features"),
-        ("bundle/subtyping/configs/train.json", "training"),
-        ("bundle/survival/configs/train.json", "training"),
+        # the sibling bundles run their file with the shared base, which holds the workflows
+        ("scripts/transfer/configs/transfer_train.json", "training"),
+        ("scripts/transfer/configs/transfer_evaluate.json", "evaluating"),
+        ("scripts/transfer/configs/transfer_inference.json", "inference"),
     ],
 )
 def test_workflows_apply_the_choice_right_after_the_settings_check(config, workflow):
