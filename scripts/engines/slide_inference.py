@@ -72,6 +72,13 @@ HEATMAP_NOTES = ("red: relied on most", "blue: least; clear: typical", "scale: t
 HEATMAP_ALPHA = 0.6
 
 
+def _report_fields(report: str | None, notice: str) -> dict[str, str]:
+    """The report columns of a ``reports.csv`` row: its prose, its tokens (what the metrics use), the notice."""
+    from scripts.text.prose import report_prose
+
+    return {"report": report_prose(report) if report else "", "report_tokens": report or "", "notice": notice}
+
+
 def _as_list(value: str | os.PathLike | Sequence[str | os.PathLike] | None) -> list[str]:
     if value is None or value == "":
         return []
@@ -341,12 +348,10 @@ class SlideInference:
         :data:`SLIDE_TABLE_COLUMNS` (empty for slides without a report).
         ``provenance``: the model's record, for the ``notice`` column.
         """
-        from scripts.text.prose import report_prose
-
         notice = output_notice(provenance if provenance is not None else load_provenance(self.model_dir))
         skipped = skipped or {}
         if self.case_csv:
-            return self._write_case_table(reports, skipped, findings)
+            return self._write_case_table(reports, skipped, findings, notice)
         table = []
         for row in self.extract():
             report = reports.get(row.slide_id)
@@ -359,9 +364,7 @@ class SlideInference:
                 status, error = "done", self.heatmap_errors.get(row.slide_id, "")
             table.append({
                 "id": row.slide_id,
-                "report": report_prose(report) if report else "",
-                "report_tokens": report or "",
-                "notice": notice,
+                **_report_fields(report, notice),
                 "status": status,
                 "error": error,
                 "slide": row.path,
@@ -369,16 +372,10 @@ class SlideInference:
                 "heatmap": self.heatmaps.get(row.slide_id, ""),
                 **(findings or {}).get(row.slide_id, {}),
             })
-        path = self.reports_dir / "reports.csv"
-        columns = SLIDE_TABLE_COLUMNS + (FINDING_COLUMNS if findings is not None else [])
-        atomic_write_text(path, _csv_text(table, columns))
-        failed = [r["id"] for r in table if r["status"] == "failed"]
-        logger.info("%d of %d slides reported (%s)%s", len(table) - len(failed), len(table), path,
-                    f"; failed: {', '.join(failed)}" if failed else "")
-        return path
+        return self._save_table(table, findings, "slides")
 
     def _write_case_table(self, reports: dict[str, str], skipped: dict[str, str],
-                          findings: dict[str, dict[str, Any]] | None) -> Path:
+                          findings: dict[str, dict[str, Any]] | None, notice: str) -> Path:
         """``reports.csv`` with one row per case of ``case_csv``."""
         rows = {row.slide_id: row for row in self.extract()}
         table = []
@@ -395,7 +392,7 @@ class SlideInference:
                 error = "; ".join(self.heatmap_errors[s] for s, _ in slides if s in self.heatmap_errors)
             table.append({
                 "id": case_id,
-                "report": report or "",
+                **_report_fields(report, notice),
                 "status": status,
                 "error": error,
                 "slide": ";".join(row.path for row in mine),
@@ -403,12 +400,17 @@ class SlideInference:
                 "heatmap": ";".join(self.heatmaps[s] for s, _ in slides if s in self.heatmaps),
                 **(findings or {}).get(case_id, {}),
             })
+        return self._save_table(table, findings, "cases")
+
+    def _save_table(self, table: list[dict[str, Any]], findings: dict[str, dict[str, Any]] | None,
+                    unit: str) -> Path:
+        """Write ``reports.csv`` (the slide columns, then the finding columns when scored) and log the count."""
         path = self.reports_dir / "reports.csv"
         columns = SLIDE_TABLE_COLUMNS + (FINDING_COLUMNS if findings is not None else [])
         atomic_write_text(path, _csv_text(table, columns))
-        failed_cases = [r["id"] for r in table if r["status"] == "failed"]
-        logger.info("%d of %d cases reported (%s)%s", len(table) - len(failed_cases), len(table), path,
-                    f"; failed: {', '.join(failed_cases)}" if failed_cases else "")
+        failed = [r["id"] for r in table if r["status"] == "failed"]
+        logger.info("%d of %d %s reported (%s)%s", len(table) - len(failed), len(table), unit, path,
+                    f"; failed: {', '.join(failed)}" if failed else "")
         return path
 
     def run(self, evaluator: Engine) -> None:

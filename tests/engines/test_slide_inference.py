@@ -327,6 +327,7 @@ def test_a_case_of_three_slides_gets_one_report(trained, tmp_path):
     case = rows["CASE-3"]
     assert case["status"] == "done" and case["report"] != "" and len(case["slide"].split(";")) == 3
     assert case["report"] in (reports / "CASE-3.txt").read_text(encoding="utf-8")
+    assert case["report_tokens"] and case["notice"].startswith(SYNTHETIC_WARNING)  # as every slide row
     assert case["heatmap"].split(";") == [f"SYNTH-test-000{i}_heatmap.png" for i in range(3)]
     patches = 0
     for i in range(3):
