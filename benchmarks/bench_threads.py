@@ -36,6 +36,7 @@ def child(setting: str, patches: int, steps: int) -> dict[str, float | int | str
     """Train ``steps`` demo-sized steps in this process; seconds per step and the threads used."""
     import torch
 
+    from benchmarks.training_step import teacher_forced_step
     from scripts.networks import HistGen, HistGenConfig
     from scripts.runtime_threads import apply_thread_choice, training_work
 
@@ -55,12 +56,7 @@ def child(setting: str, patches: int, steps: int) -> dict[str, float | int | str
     times = []
     for _ in range(steps + 1):
         start = time.perf_counter()
-        optimizer.zero_grad()
-        logprobs = model(feats, target).logprobs
-        loss = -logprobs.gather(2, target[:, 1:, None]).mean()
-        loss.backward()
-        torch.nn.utils.clip_grad_value_(model.parameters(), 0.1)
-        optimizer.step()
+        loss = teacher_forced_step(model, optimizer, feats, target)
         times.append(time.perf_counter() - start)
     return {
         "setting": setting,

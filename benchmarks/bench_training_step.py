@@ -43,6 +43,7 @@ def one_step(n: int, tokens: int, threads: int, steps: int, checkpointing: str =
     """
     import torch
 
+    from benchmarks.training_step import teacher_forced_step
     from scripts.networks import HistGen, HistGenConfig
 
     torch.set_num_threads(threads)
@@ -58,13 +59,7 @@ def one_step(n: int, tokens: int, threads: int, steps: int, checkpointing: str =
     losses = []
 
     def step() -> None:
-        optimizer.zero_grad()
-        logprobs = model(feats, target).logprobs
-        loss = -logprobs.gather(2, target[:, 1:, None]).mean()
-        loss.backward()
-        torch.nn.utils.clip_grad_value_(model.parameters(), 0.1)
-        optimizer.step()
-        losses.append(float(loss))
+        losses.append(float(teacher_forced_step(model, optimizer, feats, target)))
 
     times = _timed_steps(step, steps)
     params = sum(p.numel() for p in model.parameters())

@@ -168,6 +168,8 @@ def _histgen(sizes: Sizes, device: torch.device):
 
 def train_step(sizes: Sizes, n: int, device: torch.device) -> tuple[float, float | None]:
     """Best of 2 training steps (seconds) and peak GPU memory (GiB; None on the CPU)."""
+    from benchmarks.training_step import teacher_forced_step
+
     model, config = _histgen(sizes, device)
     model.train()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4, weight_decay=5e-5, amsgrad=True)
@@ -181,12 +183,7 @@ def train_step(sizes: Sizes, n: int, device: torch.device) -> tuple[float, float
     for _ in range(2):
         _sync(device)
         start = time.perf_counter()
-        optimizer.zero_grad()
-        logprobs = model(feats, target).logprobs
-        loss = -logprobs.gather(2, target[:, 1:, None]).mean()
-        loss.backward()
-        torch.nn.utils.clip_grad_value_(model.parameters(), 0.1)
-        optimizer.step()
+        teacher_forced_step(model, optimizer, feats, target)
         _sync(device)
         best = min(best, time.perf_counter() - start)
     peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
