@@ -7,10 +7,12 @@ name starts with ``.`` and ends with ``.tmp`` so that readers and globs skip it.
 from __future__ import annotations
 
 import contextlib
+import csv
+import io
 import json
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -51,6 +53,16 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
     """Write UTF-8 text atomically."""
     return atomic_write(path, lambda f: f.write(text))
+
+
+def atomic_write_csv(path: str | os.PathLike[str], rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> Path:
+    """Write ``rows`` as CSV with ``columns`` (other keys ignored), UTF-8 with a byte-order mark so that
+    spreadsheet programs detect the encoding, atomically."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(columns), extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    return atomic_write_text(path, "\ufeff" + buffer.getvalue())
 
 
 def atomic_write_json(path: str | os.PathLike[str], data: Any, indent: int = 2) -> Path:

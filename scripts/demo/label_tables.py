@@ -21,29 +21,19 @@ same files. Not patient data.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
 import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from scripts.atomic_io import atomic_write_text
+from scripts.atomic_io import atomic_write_csv
 
 from .sources import DemoSlides, load_demo_slides, split_builder_options
 
 __all__ = ["BASE_HAZARD", "SHARE_EFFECT", "DemoTable", "make_subtyping_demo", "make_survival_demo"]
 
-
-def _write_csv_rows(path: str | os.PathLike[str], rows: list[dict[str, Any]], columns: list[str]) -> Path:
-    """Write rows as CSV (UTF-8 with a byte-order mark, as the transfer bundles write theirs), atomically."""
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(columns), extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(rows)
-    return atomic_write_text(path, "\ufeff" + buffer.getvalue())
 
 #: Monthly hazard of each demo diagnosis (a malignant lesion's share of the tissue scales it, see SHARE_EFFECT).
 BASE_HAZARD: dict[str, float] = {"normal": 0.002, "adenocarcinoma": 0.012, "squamous cell carcinoma": 0.05,
@@ -122,7 +112,7 @@ def make_subtyping_demo(out_dir: str | os.PathLike[str], options: dict[str, Any]
     rng = np.random.default_rng(np.random.SeedSequence([int(own.get("table_seed", 0)), 1]))
     cases = _assign_cases(slides, float(own.get("pair_fraction", 0.3)), rng)
     rows = [{"slide_id": s["id"], "label": s["diagnosis"], "case_id": c} for s, c in zip(slides, cases)]
-    csv_file = _write_csv_rows(out_dir / "subtyping.csv", rows, ["slide_id", "label", "case_id"])
+    csv_file = atomic_write_csv(out_dir / "subtyping.csv", rows, ["slide_id", "label", "case_id"])
     return DemoTable(csv_file, demo.dataset_dir, len(rows), len(set(cases)), description=demo.description)
 
 
@@ -178,7 +168,7 @@ def make_survival_demo(out_dir: str | os.PathLike[str], options: dict[str, Any] 
     rows = [{"slide_id": s["id"], "case_id": c, "time": f"{outcome[c][0]:.1f}", "event": outcome[c][1],
              "diagnosis": s["diagnosis"], "tumour_share": f"{float(s['tumour_share']):.3f}"}
             for s, c in zip(slides, cases)]
-    csv_file = _write_csv_rows(out_dir / "survival.csv", rows,
+    csv_file = atomic_write_csv(out_dir / "survival.csv", rows,
                               ["slide_id", "case_id", "time", "event", "diagnosis", "tumour_share"])
     return DemoTable(csv_file, demo.dataset_dir, len(rows), len(case_ids), float(1.0 - observed.mean()),
                      demo.description)

@@ -11,9 +11,7 @@ research-use notice, and ``SYNTHETIC-DATA MODEL — NOT FOR DIAGNOSIS`` for a mo
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
 import logging
 import os
 from pathlib import Path
@@ -21,7 +19,7 @@ from typing import Any
 
 from ignite.engine import Engine, Events
 
-from scripts.atomic_io import atomic_write_json, atomic_write_text
+from scripts.atomic_io import atomic_write_csv, atomic_write_json, atomic_write_text
 from scripts.ids import UnsafeIdError, output_file
 from scripts.metrics import CATEGORICAL_FINDINGS, FindingsVocabulary, ReportFindings, extract_findings
 from scripts.metrics.findings_scores import findings_comparison
@@ -38,15 +36,6 @@ FINDING_COLUMNS = [field.name for field in dataclasses.fields(ReportFindings)]
 FINDINGS_TABLE_COLUMNS = ["id"] + [
     f"{name}_{part}" for name in CATEGORICAL_FINDINGS for part in ("reference", "generated", "correct")
 ] + ["all_correct"]
-
-
-def _csv_text(rows: list[dict[str, Any]], columns: list[str]) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(rows)
-    # a UTF-8 byte-order mark lets spreadsheet programs detect the encoding
-    return "\ufeff" + buffer.getvalue()
 
 
 def finding_cells(findings: ReportFindings | None) -> dict[str, Any]:
@@ -164,10 +153,10 @@ class EvaluationWriter(_CollectReports):
 
     def __call__(self, engine: Engine) -> None:
         metrics = {k: float(v) for k, v in engine.state.metrics.items() if isinstance(v, (int, float))}
-        atomic_write_text(self.output_dir / "reports.csv", _csv_text(self.table_rows(), EVALUATION_TABLE_COLUMNS))
+        atomic_write_csv(self.output_dir / "reports.csv", self.table_rows(), EVALUATION_TABLE_COLUMNS)
         if self.write_findings:
             table = self.findings_rows()
-            atomic_write_text(self.output_dir / "findings.csv", _csv_text(table, FINDINGS_TABLE_COLUMNS))
+            atomic_write_csv(self.output_dir / "findings.csv", table, FINDINGS_TABLE_COLUMNS)
             wrong = sum(r["all_correct"] == "no" for r in table)
             logger.info("findings of %d reports (%d with a wrong finding) -> %s", len(table), wrong,
                         self.output_dir / "findings.csv")
@@ -238,6 +227,5 @@ class ReportWriter(_CollectReports):
     def __call__(self, engine: Engine) -> None:
         cells = self.write_reports()
         table = [{"id": r["id"], **self.report_cells(r["generated"]), **cells.get(r["id"], {})} for r in self.rows]
-        atomic_write_text(self.output_dir / "reports.csv",
-                          _csv_text(table, [*REPORT_TABLE_COLUMNS, *self.finding_columns]))
+        atomic_write_csv(self.output_dir / "reports.csv", table, [*REPORT_TABLE_COLUMNS, *self.finding_columns])
         self.log_written(len(self.rows))

@@ -41,7 +41,7 @@ import torch
 from ignite.engine import Engine, Events
 from monai.utils import CommonKeys
 
-from scripts.atomic_io import atomic_write_text
+from scripts.atomic_io import atomic_write_csv
 from scripts.ids import output_file
 from scripts.metrics import FindingsVocabulary
 
@@ -50,7 +50,7 @@ from .model_files import EXTRACTION_FILE, extraction_settings, unwrap
 from .model_provenance import load_provenance, output_notice
 from .patch_attention import patch_attention
 from .report_data import feature_file_list
-from .report_outputs import FINDING_COLUMNS, ReportWriter, _csv_text
+from .report_outputs import FINDING_COLUMNS, ReportWriter
 from .slide_cases import read_case_csv
 
 __all__ = ["SLIDE_TABLE_COLUMNS", "AttentionHeatmapWriter", "SlideInference", "SlideReportWriter",
@@ -407,7 +407,7 @@ class SlideInference:
         """Write ``reports.csv`` (the slide columns, then the finding columns when scored) and log the count."""
         path = self.reports_dir / "reports.csv"
         columns = SLIDE_TABLE_COLUMNS + (FINDING_COLUMNS if findings is not None else [])
-        atomic_write_text(path, _csv_text(table, columns))
+        atomic_write_csv(path, table, columns)
         failed = [r["id"] for r in table if r["status"] == "failed"]
         logger.info("%d of %d %s reported (%s)%s", len(table) - len(failed), len(table), unit, path,
                     f"; failed: {', '.join(failed)}" if failed else "")

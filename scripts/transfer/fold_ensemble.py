@@ -20,11 +20,11 @@ import torch
 from ignite.engine import Engine, Events
 from torch import nn
 
+from scripts.atomic_io import atomic_write_csv
 from scripts.engines.report_data import feature_file_list
 
 from .cross_validation import restart_engine
 from .fold_models import list_fold_models, load_fold_weights
-from .task_outputs import write_csv_rows
 from .tasks import task_from_info
 
 __all__ = ["EnsemblePredictionWriter", "FoldEnsemble"]
@@ -68,7 +68,7 @@ class EnsemblePredictionWriter:
         for slide_id in ids:
             row = task.ensemble_row(slide_id, {k: torch.from_numpy(self.outputs[k][slide_id]) for k in folds}, infos)
             rows.append({c: f"{v:.6g}" if isinstance(v, float) else v for c, v in row.items() if c in columns})
-        path = write_csv_rows(self.output_dir / "predictions.csv", rows, columns)
+        path = atomic_write_csv(self.output_dir / "predictions.csv", rows, columns)
         logger.info("wrote predictions of %d slide(s) by %d fold model(s) to %s", len(rows), len(folds), path)
         return path
 

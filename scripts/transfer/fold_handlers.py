@@ -14,14 +14,14 @@ import torch
 from ignite.engine import Engine, Events
 from torch import nn
 
-from scripts.atomic_io import atomic_write_json
+from scripts.atomic_io import atomic_write_csv, atomic_write_json
 from scripts.engines.model_files import unwrap
 from scripts.engines.report_outputs import EpochRowCollector
 from scripts.ids import fold_dir_name
 
 from .fold_data import CrossValidationData
 from .fold_models import save_fold_model
-from .task_outputs import SubtypingOutputs, SurvivalOutputs, write_csv_rows
+from .task_outputs import SubtypingOutputs, SurvivalOutputs
 
 __all__ = ["FoldBestModel", "FoldTestWriter", "selection_score", "selection_score_function"]
 
@@ -155,7 +155,7 @@ class FoldTestWriter(EpochRowCollector):
         result = {"task": self.data.task, "fold": fold, "part": "test", **report, "data": self.data.describe(),
                   **({"selection": self.selection} if self.selection else {}), **self.info}
         self.last_result = result
-        write_csv_rows(folder / "predictions.csv", self.rows, self.outputs.columns)
+        atomic_write_csv(folder / "predictions.csv", self.rows, self.outputs.columns)
         atomic_write_json(folder / "metrics.json", result)
         shown = ", ".join(f"{k} {v:.4f}" for k, v in report["metrics"].items() if isinstance(v, float))
         logger.info("fold %s test (%d slides): %s -> %s", fold, len(self.rows), shown, folder / "metrics.json")

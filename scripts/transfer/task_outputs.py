@@ -14,7 +14,6 @@ The same code serves one fold's test part and the pool of every fold's test part
 from __future__ import annotations
 
 import csv
-import io
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,7 +22,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from scripts.atomic_io import atomic_write_text
 from scripts.metrics import (
     case_level,
     classification_scores,
@@ -37,16 +35,7 @@ from scripts.metrics import (
 from .losses import survival_outputs
 from .slide_table import SlideTable
 
-__all__ = ["SubtypingOutputs", "SurvivalOutputs", "read_csv_rows", "task_outputs", "write_csv_rows"]
-
-
-def write_csv_rows(path: str | os.PathLike[str], rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> Path:
-    """Write rows as CSV (UTF-8 with a byte-order mark for spreadsheet programs), atomically."""
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(columns), extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(rows)
-    return atomic_write_text(path, "\ufeff" + buffer.getvalue())
+__all__ = ["SubtypingOutputs", "SurvivalOutputs", "read_csv_rows", "task_outputs"]
 
 
 def read_csv_rows(path: str | os.PathLike[str]) -> list[dict[str, str]]:
