@@ -21,8 +21,6 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from scripts import quiet_cucim  # noqa: F401  (first: cuCIM's start-up lines stay quiet)
-
 _LAZY = {
     "RegisterReportModel": "model_registration",
     "register_report_model": "model_registration",
