@@ -8,7 +8,9 @@ slides are then read through the CPU, as intended.
 - :func:`point_cufile_log` (run when ``scripts`` is imported, before anything imports cuCIM) sends the
   log to ``<temp dir>/histgen-cufile-<user>.log`` unless the user set ``CUFILE_LOGFILE_PATH``;
 - :func:`import_cucim_quietly` imports cuCIM with the process's stdout and stderr captured (cuFile prints
-  to stdout) and replaces those lines with one debug-level log line that quotes them and says what they mean.
+  to stdout) and replaces those lines with one debug-level log line that quotes them and says what they mean;
+- :func:`cufile_quiet` does the same around any block: under MONAI's reader cuFile starts at the first slide
+  that cuCIM opens (not at import), so the slide reader opens its first cuCIM slide inside it.
 """
 
 from __future__ import annotations
@@ -18,9 +20,11 @@ import logging
 import os
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["CUFILE_LOG_ENV", "import_cucim_quietly", "point_cufile_log"]
+__all__ = ["CUFILE_LOG_ENV", "cufile_quiet", "import_cucim_quietly", "point_cufile_log"]
 
 logger = logging.getLogger("histgen.natives")
 
@@ -52,31 +56,47 @@ def import_cucim_quietly() -> bool:
     point_cufile_log()
     if _DONE is not None:
         return _DONE
+    with cufile_quiet():
+        _DONE = _import_cucim()
+    return _DONE
+
+
+@contextmanager
+def cufile_quiet() -> Iterator[None]:
+    """Run a block that may start cuFile (importing cuCIM, or its first slide open under MONAI) quietly.
+
+    The process's stdout and stderr descriptors are captured during the block; cuFile's lines become one
+    debug log line, anything else printed is written back to stderr. Without real descriptors (notebooks,
+    captured streams) the block runs as it is.
+    """
+    point_cufile_log()
     streams = []
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
             streams.append(stream.fileno())
-        except (AttributeError, OSError, ValueError):  # no real file behind it (notebooks, captured streams)
+        except (AttributeError, OSError, ValueError):  # no real file behind it
             continue
     if not streams:
-        _DONE = _import_cucim()
-        return _DONE
+        yield
+        return
     saved = [os.dup(fd) for fd in streams]
     with tempfile.TemporaryFile(mode="w+b") as captured:
         for fd in streams:
             os.dup2(captured.fileno(), fd)
         try:
-            imported = _import_cucim()
+            yield
         finally:
+            for stream in (sys.stdout, sys.stderr):
+                try:
+                    stream.flush()
+                except (AttributeError, OSError, ValueError):
+                    pass
             for fd, copy in zip(streams, saved):
                 os.dup2(copy, fd)
                 os.close(copy)
-        captured.seek(0)
-        text = captured.read().decode("utf-8", "replace")
-    _report(text)
-    _DONE = imported
-    return imported
+            captured.seek(0)
+            _report(captured.read().decode("utf-8", "replace"))
 
 
 def _import_cucim() -> bool:

@@ -15,9 +15,13 @@ from typing import Any
 import numpy as np
 from monai.data import WSIReader
 
+from ..quiet_natives import cufile_quiet
 from .backend_choice import BackendChoice, choose_backend
 from .slide_errors import MissingMppError, SlideOpenError, SlideReadError
 from .slide_mpp import read_level0_mpp
+
+#: whether this process has opened a slide with cuCIM (the first open starts cuFile, see :mod:`scripts.quiet_natives`)
+_CUFILE_STARTED = False
 
 
 class Slide:
@@ -90,12 +94,22 @@ class Slide:
     def _open(self, backend: str) -> tuple[Any, Any]:
         reader = WSIReader(backend=backend, channel_dim=-1)
         try:
+            if backend == "cucim" and not _CUFILE_STARTED:
+                return reader, self._first_cucim_read(reader)
             return reader, reader.read(self.path)
         except Exception as err:
             problem = f"{backend} cannot open it ({type(err).__name__}: {err})"
             if backend == "openslide" and self.choice.reason not in ("forced", ""):
                 problem += f"; not given to cuCIM: {self.choice.reason}"
             raise SlideOpenError(self.name, problem) from err
+
+    def _first_cucim_read(self, reader: Any) -> Any:
+        """The process's first cuCIM open starts cuFile, which prints lines a CPU user cannot act on: quiet it."""
+        global _CUFILE_STARTED
+        with cufile_quiet():
+            wsi = reader.read(self.path)
+        _CUFILE_STARTED = True
+        return wsi
 
     def _cucim_geometry_ok(self) -> bool:
         dims = self.wsi.resolutions["level_dimensions"]
