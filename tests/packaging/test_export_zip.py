@@ -21,7 +21,7 @@ from scripts.packaging import (
     export_bundle_zip,
     safe_extract,
 )
-from tests.support.bundle_runs import REPO_ROOT, bundle_env, path_of, run_bundle
+from tests.support.bundle_runs import REPO_ROOT, bundle_env, path_of, run_bundle, run_from_anywhere
 
 VERSION = json.loads((REPO_ROOT / "configs" / "metadata.json").read_text())["version"]
 ZIP_NAME = f"histgen_report_v{VERSION}.zip"
@@ -142,18 +142,9 @@ def test_unzipped_bundle_runs_from_anywhere_and_writes_the_same_reports(tmp_path
     run_bundle("inference", "inference.json", feature_files=listing, output_dir=path_of(run),
                reports_dir=path_of(tmp_path / "repo_reports"))
 
-    env = {k: v for k, v in bundle_env().items() if k != "PYTHONPATH"}
-    elsewhere = tmp_path / "elsewhere"
-    (elsewhere / "scripts").mkdir(parents=True)  # a folder that has its own `scripts` package
-    (elsewhere / "scripts" / "__init__.py").write_text("raise ImportError('not the bundle')\n")
-    for python_args, cwd in (([], tmp_path / "empty"), (["-P"], elsewhere)):
-        cwd.mkdir(exist_ok=True)
-        out = tmp_path / f"zip_reports{len(python_args)}"
-        cmd = [sys.executable, *python_args, "-m", "monai.bundle", "run", "inference", "--bundle_root", str(bundle),
-               "--config_file", str(bundle / "configs" / "inference.json"), "--feature_files", listing,
-               "--reports_dir", str(out)]
-        proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
-        assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    args = ["run", "inference", "--bundle_root", str(bundle),
+            "--config_file", str(bundle / "configs" / "inference.json"), "--feature_files", listing]
+    for out in run_from_anywhere(tmp_path, args, "--reports_dir"):
         with open(out / "reports.csv", encoding="utf-8-sig") as a, \
                 open(tmp_path / "repo_reports" / "reports.csv", encoding="utf-8-sig") as b:
             assert list(csv.DictReader(a)) == list(csv.DictReader(b))

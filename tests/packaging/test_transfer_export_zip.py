@@ -11,7 +11,7 @@ import zipfile
 import pytest
 
 from scripts.packaging import CHECKSUM_FILE, collect_bundle_files, safe_extract
-from tests.support.bundle_runs import REPO_ROOT, bundle_env
+from tests.support.bundle_runs import REPO_ROOT, bundle_env, run_from_anywhere
 from tests.support.transfer_runs import FAST, file_list, make_labelled_bags, read_rows, run_transfer_workflow
 
 BUNDLES = ("subtyping", "survival")
@@ -103,20 +103,9 @@ def test_unzipped_bundle_runs_from_anywhere_and_predicts_as_the_repository(bundl
     expected = read_rows(tmp_path / "repo_predictions" / "predictions.csv")
     assert len(expected) == 6
 
-    env = {k: v for k, v in bundle_env().items() if k != "PYTHONPATH"}
-    env["OMP_NUM_THREADS"] = "1"
-    decoy = tmp_path / "decoy"
-    (decoy / "scripts").mkdir(parents=True)  # a working folder with its own `scripts` package
-    (decoy / "scripts" / "__init__.py").write_text("raise ImportError('not the bundle')\n")
-    for python_args, cwd in (([], tmp_path / "empty"), (["-P"], decoy)):
-        cwd.mkdir(exist_ok=True)
-        out = tmp_path / f"zip_predictions{len(python_args)}"
-        cmd = [sys.executable, *python_args, "-m", "monai.bundle", "run", "inference", "--bundle_root", str(root),
-               "--config_file",
-               f"['{root}/configs/inference.json','{root}/scripts/transfer/configs/transfer_inference.json']",
-               "--feature_files", files,
-               "--predictions_dir", str(out)]
-        proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
-        assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    args = ["run", "inference", "--bundle_root", str(root), "--config_file",
+            f"['{root}/configs/inference.json','{root}/scripts/transfer/configs/transfer_inference.json']",
+            "--feature_files", files]
+    for out in run_from_anywhere(tmp_path, args, "--predictions_dir"):
         assert read_rows(out / "predictions.csv") == expected
     assert not (root / "predictions").exists(), "inference wrote into the unzipped bundle"

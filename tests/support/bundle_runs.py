@@ -65,3 +65,29 @@ def run_bundle(run_id: str, *configs: str, timeout: float = 900, torchrun_procs:
 
 def path_of(p: Path) -> str:
     return str(p.resolve())
+
+
+def run_from_anywhere(tmp_path: Path, bundle_args: list[str], output_flag: str) -> list[Path]:
+    """Run ``python -m monai.bundle <bundle_args>`` as a user of an unzipped bundle would, from two folders.
+
+    Once from an empty folder, once with ``python -P`` from a folder that has its own ``scripts`` package (a
+    decoy that raises on import), both without the checkout on ``PYTHONPATH``: the bundle must find its own
+    code through ``--bundle_root``. Each run writes to its own folder, given as ``<output_flag> <folder>``.
+
+    Returns:
+        The two output folders, after both runs succeeded.
+    """
+    env = {k: v for k, v in bundle_env().items() if k != "PYTHONPATH"}
+    env["OMP_NUM_THREADS"] = "1"
+    decoy = tmp_path / "decoy"
+    (decoy / "scripts").mkdir(parents=True, exist_ok=True)
+    (decoy / "scripts" / "__init__.py").write_text("raise ImportError('not the bundle')\n")
+    outputs = []
+    for python_args, cwd in (([], tmp_path / "empty"), (["-P"], decoy)):
+        cwd.mkdir(exist_ok=True)
+        out = tmp_path / f"from_anywhere{len(python_args)}"
+        cmd = [sys.executable, *python_args, "-m", "monai.bundle", *bundle_args, output_flag, str(out)]
+        proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+        outputs.append(out)
+    return outputs
