@@ -43,7 +43,7 @@ def test_inference_config_keeps_the_keys_monai_label_reads():
     config = json.loads((REPO_ROOT / "configs" / "inference.json").read_text())
     missing = [key for key in MONAI_LABEL_KEYS if key not in config]
     assert not missing, f"configs/inference.json lost {missing}"
-    assert config["network_def"]["_target_"] == "scripts.networks.HistGen"
+    assert config["network_def"]["_target_"] == "scripts.networks.HistGenBundleNet"  # HistGen, MONAI's forward
 
 
 @pytest.fixture(scope="module")
