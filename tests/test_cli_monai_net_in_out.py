@@ -118,3 +118,11 @@ def test_the_siblings_network_def_gives_the_fold_models_logits_on_channel_first_
         logits = net(bags, **kwargs)
         assert logits.shape == (2, SIBLINGS[task][1])
         assert torch.allclose(logits, plain(features, **plain_kwargs), atol=1e-6)
+
+
+@pytest.mark.parametrize("bundle, missing", [("report", "model_config.json"), ("subtyping", "fold_<k>/model.pt")])
+def test_without_a_trained_model_the_check_names_the_missing_file(bundle, missing, tmp_path):
+    with pytest.raises(RuntimeError) as failed:  # a clean checkout: models/ is empty
+        _verify_in_process(bundle, tmp_path / "models")
+    cause = failed.value.__cause__  # MONAI wraps the expression's error; the CLI prints this one
+    assert isinstance(cause, FileNotFoundError) and missing in str(cause) and "train" in str(cause)
