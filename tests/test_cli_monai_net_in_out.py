@@ -8,6 +8,7 @@ that the bundle networks' channel-first ``forward`` gives what the library metho
 
 from __future__ import annotations
 
+import csv
 import json
 import subprocess
 import sys
@@ -55,7 +56,8 @@ def model_dirs(tmp_path_factory) -> dict[str, Path]:
     for task, (model, outputs) in SIBLINGS.items():
         network = build_mil_network(model, IN_DIM, outputs, histgen=histgen)
         dirs[task] = root / task / "models"
-        save_fold_model(dirs[task], 0, network.state_dict(), network, {"task": task})
+        info = {"task": task, "classes": ["LUAD", "LUSC"]} if task == "subtyping" else {"task": task}
+        save_fold_model(dirs[task], 0, network.state_dict(), network, info)
     return dirs
 
 
@@ -126,3 +128,26 @@ def test_without_a_trained_model_the_check_names_the_missing_file(bundle, missin
         _verify_in_process(bundle, tmp_path / "models")
     cause = failed.value.__cause__  # MONAI wraps the expression's error; the CLI prints this one
     assert isinstance(cause, FileNotFoundError) and missing in str(cause) and "train" in str(cause)
+
+
+def test_the_subtyping_inference_workflow_gives_the_fold_models_probabilities(model_dirs, tmp_path):
+    """The whole inference workflow, whose batches now go to network_def's channel-first forward."""
+    bags = [torch.randn(n, IN_DIM, generator=torch.Generator().manual_seed(n)) for n in (7, 12, 3)]
+    files = []
+    for i, bag in enumerate(bags):
+        files.append(tmp_path / f"slide{i}.pt")
+        torch.save(bag, files[-1])
+    listing = "[" + ",".join(f"'{f}'" for f in files) + "]"
+    cmd = [sys.executable, "-m", "monai.bundle", "run", "inference", "--config_file", _config_files("subtyping"),
+           "--model_dir", str(model_dirs["subtyping"]), "--feature_files", listing, "--output_dir", str(tmp_path)]
+    proc = subprocess.run(cmd, cwd=REPO_ROOT, env=bundle_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    with open(tmp_path / "predictions" / "predictions.csv", encoding="utf-8-sig", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    plain = network_from_fold_models(model_dirs["subtyping"]).eval()  # the class training uses, [B, N, D]
+    plain.load_state_dict(torch.load(model_dirs["subtyping"] / "fold_0" / "model.pt", weights_only=True))
+    with torch.no_grad():
+        expected = [torch.softmax(plain(bag[None]), dim=-1)[0] for bag in bags]
+    assert [row["slide_id"] for row in rows] == ["slide0", "slide1", "slide2"]
+    for row, probs in zip(rows, expected):
+        assert [float(row["prob_LUAD"]), float(row["prob_LUSC"])] == pytest.approx(probs.tolist(), abs=1e-5)
