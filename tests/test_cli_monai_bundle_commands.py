@@ -46,6 +46,8 @@ def test_ckpt_export_of_the_default_network_def_gives_a_torchscript_model(tiny_m
     ids = scripted.generate(features, None, 2, 6, True)
     assert ids.shape == (2, 6) and ids.dtype == torch.int64
     assert torch.equal(ids, eager.generate(features, beam_size=2, max_len=6))  # the checkpoint's weights, not new ones
+    # forward is MONAI's: channel-first bags [B, D, N] -> ids [B, 1, L] with the model's own beam size and length
+    assert torch.equal(scripted(features.transpose(1, 2)), eager.generate(features)[:, None])
 
 
 def test_monai_property_check_of_inference_passes_with_the_default_values(tiny_model_dir):
@@ -99,5 +101,5 @@ def test_ckpt_export_of_a_sibling_fold_model_gives_a_torchscript_model(model, ta
     assert proc.returncode == 0, proc.stderr[-2000:]
     scripted = torch.jit.load(str(exported))
     features = torch.randn(2, 13, 16, generator=torch.Generator().manual_seed(2))
-    with torch.no_grad():
-        assert torch.allclose(scripted(features), network(features), atol=1e-5)
+    with torch.no_grad():  # forward is MONAI's: the channel-first bag [B, D, N]
+        assert torch.allclose(scripted(features.transpose(1, 2)), network(features), atol=1e-5)

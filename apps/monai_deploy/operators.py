@@ -182,21 +182,34 @@ class ReportGeneratorOperator(Operator):
 @md.input("reports", list, IOType.IN_MEMORY)
 @md.output("output", DataPath, IOType.DISK)
 class ReportWriterOperator(Operator):
-    """``-o``: ``<slide_id>.txt`` and ``<slide_id>.json`` per slide, plus ``reports.json`` with all of them."""
+    """``-o``: ``<slide_id>.txt`` and ``<slide_id>.json`` per slide, plus ``reports.json`` with all of them.
+
+    Every output carries the model's notice, as the bundle's own report files do (``docs/outputs.md``): the
+    ``.txt`` is the bundle's report file (synthetic-data warning first when it applies, prose, tokens, research-use
+    notice, provenance line); the JSON rows and ``reports.json`` have ``notice``. The provenance is the one
+    ``model.ts`` carries (:func:`scripts.serving.torchscript_export.load_exported_provenance`).
+    """
 
     def compute(self, op_input: InputContext, op_output: OutputContext, context: ExecutionContext) -> None:
+        from scripts.engines.model_provenance import log_model_provenance, output_notice
+        from scripts.engines.report_outputs import report_file_text
+        from scripts.serving.torchscript_export import load_exported_provenance
+
+        model_path = model_path_of(context)
+        provenance = log_model_provenance(model_path, load_exported_provenance(model_path))
+        notice = output_notice(provenance)
         out = Path(op_output.get().path)
         out.mkdir(parents=True, exist_ok=True)
         rows = []
         for bag in op_input.get("reports"):
             row = {"slide_id": bag.slide_id, "source": bag.source, "num_patches": int(bag.feats.shape[0]),
-                   "report": bag.report}
-            atomic_write_text(out / f"{bag.slide_id}.txt", bag.report + "\n")
+                   "report": bag.report, "notice": notice}
+            atomic_write_text(out / f"{bag.slide_id}.txt", report_file_text(bag.report, provenance))
             atomic_write_json(out / f"{bag.slide_id}.json", row)
             rows.append(row)
         atomic_write_json(out / "reports.json", {"reports": rows, "generator": "HistGen report bundle",
-                                                  "intended_use": "research only, not for diagnosis"})
-        logger.info("wrote %d reports to %s", len(rows), out)
+                                                  "notice": notice})
+        logger.info("wrote %d reports to %s (%s)", len(rows), out, notice)
 
 
 def env_setting(name: str, default: str) -> str:

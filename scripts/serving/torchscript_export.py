@@ -2,8 +2,9 @@
 
 The file is ``torch.jit.script`` of the :class:`scripts.networks.HistGen` model itself (encoder, cached
 decoder, beam and greedy search, id -> text with the vocabulary's tokens attached) and holds, as extra
-files, ``model_config.json``, ``vocab.json``, ``feature_extraction.json`` (when the model has one) and
-(when given) ``metadata.json``.
+files, ``model_config.json``, ``vocab.json``, ``feature_extraction.json`` and ``provenance.json`` (when the
+model has them) and (when given) ``metadata.json``; :func:`load_exported_provenance` reads the provenance back, so
+an app serving the file gives its outputs the model's notice (``SYNTHETIC-DATA MODEL — NOT FOR DIAGNOSIS``...).
 
 Command line (from the bundle root)::
 
@@ -26,15 +27,17 @@ import os
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import torch
 
 from scripts.atomic_io import atomic_path
 from scripts.engines.model_files import CONFIG_FILE, EXTRACTION_FILE, VOCAB_FILE, load_report_model
+from scripts.engines.model_provenance import PROVENANCE_FILE
 from scripts.networks import HistGen
 
-__all__ = ["build_scriptable_network", "export_torchscript", "load_exported_network", "main", "quiet_jit",
-           "script_network"]
+__all__ = ["build_scriptable_network", "export_torchscript", "load_exported_network", "load_exported_provenance",
+           "main", "quiet_jit", "script_network"]
 
 
 def build_scriptable_network(model_dir: str | os.PathLike[str]) -> HistGen:
@@ -84,6 +87,8 @@ def export_torchscript(
     }
     if (model_dir / EXTRACTION_FILE).is_file():  # the model's input: what serving must extract (MONAI Deploy)
         extra[EXTRACTION_FILE] = (model_dir / EXTRACTION_FILE).read_text(encoding="utf-8")
+    if (model_dir / PROVENANCE_FILE).is_file():  # what it was trained on: the notice of every served output
+        extra[PROVENANCE_FILE] = (model_dir / PROVENANCE_FILE).read_text(encoding="utf-8")
     if meta_file:
         extra["metadata.json"] = Path(meta_file).read_text(encoding="utf-8")
     with quiet_jit(), atomic_path(filepath) as tmp:
@@ -97,6 +102,22 @@ def load_exported_network(filepath: str | os.PathLike[str]) -> tuple[torch.jit.S
     with quiet_jit():
         net = torch.jit.load(str(filepath), map_location="cpu", _extra_files=extra)
     return net.eval(), json.loads(extra[CONFIG_FILE] or "{}")
+
+
+def load_exported_provenance(filepath: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The ``provenance.json`` record a ``model.ts`` carries, else the one beside the file (the model folder), else
+    None (the model's data is unknown: its outputs carry the research-use notice only)."""
+    from scripts.engines.model_provenance import load_provenance
+
+    extra = {PROVENANCE_FILE: ""}
+    with quiet_jit():
+        torch.jit.load(str(filepath), map_location="cpu", _extra_files=extra)
+    if not extra[PROVENANCE_FILE]:
+        return load_provenance(Path(filepath).parent)
+    record = json.loads(extra[PROVENANCE_FILE])
+    if not isinstance(record, dict):
+        raise ValueError(f"{filepath}: its provenance.json is not a JSON object")
+    return record
 
 
 def main(argv: list[str] | None = None) -> Path:

@@ -31,7 +31,13 @@ from .encoder_weights import (
 )
 from .errors import EncoderWeightsError, SlideTableError, SplitError
 from .fold_data import CrossValidationData, make_targets
-from .fold_datasets import FoldBagDataset, FoldDistributedSampler, collate_labelled_bags, prepare_mil_batch
+from .fold_datasets import (
+    FoldBagDataset,
+    FoldDistributedSampler,
+    collate_labelled_bags,
+    prepare_channel_first_mil_batch,
+    prepare_mil_batch,
+)
 from .fold_ensemble import EnsemblePredictionWriter, FoldEnsemble
 from .fold_handlers import FoldBestModel, FoldTestWriter, selection_score, selection_score_function
 from .fold_input_norm import FoldInputNorm, fit_fold_input_norm
@@ -46,7 +52,15 @@ from .fold_models import (
 from .fold_summary import summarize_folds
 from .losses import ClassWeightedCrossEntropy, DiscreteTimeSurvivalLoss, discrete_time_nll, survival_outputs
 from .metric_inputs import survival_metric_inputs
-from .mil_networks import ABMIL, MIL_MODELS, HistGenMIL, build_mil_network, network_spec
+from .mil_networks import (
+    ABMIL,
+    MIL_MODELS,
+    ABMILBundleNet,
+    HistGenMIL,
+    HistGenMILBundleNet,
+    build_mil_network,
+    network_spec,
+)
 from .mlflow_folds import FoldTracking
 from .slide_data import resolve_slide_table
 from .slide_table import SlideRecord, SlideTable, read_slide_table
@@ -69,6 +83,7 @@ from .tasks import TASK_TYPES, TransferTask, as_task, task_from_info
 
 __all__ = [
     "ABMIL",
+    "ABMILBundleNet",
     "MIL_MODELS",
     "ClassTargets",
     "ClassWeightedCrossEntropy",
@@ -87,6 +102,7 @@ __all__ = [
     "FoldTracking",
     "GradeTask",
     "HistGenMIL",
+    "HistGenMILBundleNet",
     "SlideRecord",
     "SlideTable",
     "SlideTableError",
@@ -117,6 +133,7 @@ __all__ = [
     "make_targets",
     "network_from_fold_models",
     "network_spec",
+    "prepare_channel_first_mil_batch",
     "prepare_mil_batch",
     "quantile_time_bins",
     "read_folds",

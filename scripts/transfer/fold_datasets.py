@@ -25,7 +25,7 @@ from .fold_data import CrossValidationData
 from .splits import PARTS
 
 __all__ = ["TARGET_DTYPES", "FoldBagDataset", "FoldDistributedSampler", "collate_labelled_bags",
-           "prepare_mil_batch"]
+           "prepare_channel_first_mil_batch", "prepare_mil_batch"]
 
 #: Per-slide values that travel with a batch, and their tensor dtype.
 TARGET_DTYPES: dict[str, torch.dtype] = {
@@ -94,6 +94,15 @@ def prepare_mil_batch(
     move = {"device": device, "non_blocking": non_blocking}
     targets = {k: batchdata[k].to(**move) for k in TARGET_DTYPES if isinstance(batchdata.get(k), torch.Tensor)}
     return batchdata["features"].to(**move), targets, (), {"mask": batchdata["mask"].to(**move)}
+
+
+def prepare_channel_first_mil_batch(
+    batchdata: dict[str, Any], device: torch.device | str | None = None, non_blocking: bool = False, **kwargs: Any
+) -> tuple[torch.Tensor, dict[str, torch.Tensor], tuple[()], dict[str, torch.Tensor]]:
+    """:func:`prepare_mil_batch` for a ``network_def`` with MONAI's interface: ``network(bags [B, D, N], mask=mask)``
+    (the features transposed, a view)."""
+    features, targets, args, kwargs_ = prepare_mil_batch(batchdata, device, non_blocking)
+    return features.transpose(1, 2), targets, args, kwargs_
 
 
 class FoldDistributedSampler(DistributedSampler):

@@ -81,9 +81,13 @@ def saved_model_info(model_dir: str | os.PathLike[str]) -> dict[str, Any]:
     return load_fold_info(model_dir, folds[0])
 
 
-def network_from_fold_models(model_dir: str | os.PathLike[str]) -> nn.Module:
-    """An (untrained) network of the architecture the fold models share."""
-    return build_mil_network(**saved_model_info(model_dir)["network"])
+def network_from_fold_models(model_dir: str | os.PathLike[str], channels_first: bool = False) -> nn.Module:
+    """An (untrained) network of the architecture the fold models share.
+
+    ``channels_first``: the MONAI-interface class, whose ``forward`` takes ``[B, D, N]`` bags (the bundles'
+    ``network_def``; see :func:`build_mil_network`).
+    """
+    return build_mil_network(**saved_model_info(model_dir)["network"], channels_first=channels_first)
 
 
 def load_fold_weights(network: nn.Module, model_dir: str | os.PathLike[str], fold: int) -> dict[str, Any]:

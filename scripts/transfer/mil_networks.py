@@ -7,6 +7,10 @@
   -> linear + ReLU -> gated attention over the real patches -> linear head.
 
 Outputs are logits: class logits for subtyping, per-bin hazard logits for survival.
+
+:class:`HistGenMILBundleNet` and :class:`ABMILBundleNet` are the same networks behind MONAI's bundle interface
+(the ``network_def`` of the bundles' ``inference.json``): ``forward`` takes channel-first bags ``[B, D, N]`` as
+``metadata.json``'s ``network_data_format`` describes them (see :mod:`scripts.networks.bundle_net`).
 """
 
 from __future__ import annotations
@@ -19,12 +23,12 @@ import torch
 from torch import nn
 
 from scripts.flags import as_flag
-from scripts.networks import HistGenConfig, SlideEncoder
+from scripts.networks import HistGenConfig, SlideEncoder, channel_last_bags
 from scripts.networks.input_norm import feature_statistics
 
 from .attention_pooling import GatedAttentionPool
 
-__all__ = ["ABMIL", "MIL_MODELS", "HistGenMIL", "build_mil_network"]
+__all__ = ["ABMIL", "MIL_MODELS", "ABMILBundleNet", "HistGenMIL", "HistGenMILBundleNet", "build_mil_network"]
 
 MIL_MODELS: tuple[str, ...] = ("histgen", "abmil")
 
@@ -125,6 +129,26 @@ class ABMIL(nn.Module):
         return self.head(self.embed(features, mask)[0])
 
 
+class HistGenMILBundleNet(HistGenMIL):
+    """:class:`HistGenMIL` with MONAI's ``forward``: ``bags [B, D, N]`` (+ ``mask [B, N]``) -> logits ``[B, C]``.
+
+    Same parameters as :class:`HistGenMIL` (a fold's ``model.pt`` loads into it); :meth:`embed` keeps ``[B, N, D]``.
+    """
+
+    def forward(self, bags: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        return self.head(self.embed(channel_last_bags(bags), mask)[0])
+
+
+class ABMILBundleNet(ABMIL):
+    """:class:`ABMIL` with MONAI's ``forward``: ``bags [B, D, N]`` (+ ``mask [B, N]``) -> logits ``[B, C]``.
+
+    Same parameters and buffers as :class:`ABMIL`; :meth:`embed` keeps ``[B, N, D]``.
+    """
+
+    def forward(self, bags: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        return self.head(self.embed(channel_last_bags(bags), mask)[0])
+
+
 def build_mil_network(
     model: str,
     in_dim: int,
@@ -132,6 +156,7 @@ def build_mil_network(
     histgen: HistGenConfig | dict[str, Any] | None = None,
     abmil: dict[str, Any] | None = None,
     pool: dict[str, Any] | None = None,
+    channels_first: bool = False,
 ) -> HistGenMIL | ABMIL:
     """The model named by ``model`` (``"histgen"`` or ``"abmil"``).
 
@@ -143,6 +168,8 @@ def build_mil_network(
         abmil: ``ABMIL`` keyword arguments (``hidden_dim``, ``attention_dim``, ``dropout``, ``input_norm``), for
             ``"abmil"``.
         pool: ``HistGenMIL`` keyword arguments (``attention_dim``, ``dropout``), for ``"histgen"``.
+        channels_first: build the MONAI-interface class (:class:`HistGenMILBundleNet`, :class:`ABMILBundleNet`),
+            whose ``forward`` takes ``[B, D, N]`` bags.
     """
     if model == "histgen":
         values = histgen.to_dict() if isinstance(histgen, HistGenConfig) else dict(histgen or {})
@@ -152,12 +179,12 @@ def build_mil_network(
         if "input_norm" in values:  # "--histgen#input_norm false" arrives as a string
             values["input_norm"] = as_flag(values["input_norm"], "histgen#input_norm")
         config = HistGenConfig.from_dict(values, in_dim=in_dim)
-        return HistGenMIL(config, num_outputs, **(pool or {}))
+        return (HistGenMILBundleNet if channels_first else HistGenMIL)(config, num_outputs, **(pool or {}))
     if model == "abmil":
         options = dict(abmil or {})
         if "input_norm" in options:
             options["input_norm"] = as_flag(options["input_norm"], "abmil#input_norm")
-        return ABMIL(in_dim, num_outputs, **options)
+        return (ABMILBundleNet if channels_first else ABMIL)(in_dim, num_outputs, **options)
     raise ValueError(f"model must be one of {MIL_MODELS}, got {model!r}")
 
 

@@ -18,6 +18,8 @@ import torch
 from scripts.demo.synthetic_slides import write_synthetic_slide
 from scripts.encoders import build_encoder
 from scripts.engines import save_report_model
+from scripts.engines.model_provenance import RESEARCH_NOTICE, SYNTHETIC_WARNING, load_provenance
+from scripts.engines.report_outputs import report_file_text
 from scripts.networks import HistGen, HistGenConfig
 from scripts.serving import export_torchscript
 from scripts.serving.report_predictor import ReportPredictor
@@ -46,7 +48,9 @@ def save_model_trained_at_patch_128(root: Path, config: HistGenConfig) -> Path:
     assert extractor.extract_slide(SlideSource("t", str(root / "train" / "t.svs"))).status == "done"
     record = extraction_record(root / "train_features" / "t.h5")
     assert record is not None and record["patch_size"] == 128
-    return save_report_model(root / "models", HistGen(config), Vocabulary(TOKENS), extraction=record).parent
+    provenance = {"dataset": "HistGen demo (synthetic slides)", "synthetic": True, "slides": {"train": 1}}
+    return save_report_model(root / "models", HistGen(config), Vocabulary(TOKENS), extraction=record,
+                             provenance=provenance).parent
 
 
 def slide_inference_rows(output_dir: Path, slide: Path, reports_dir: Path) -> dict[str, dict[str, str]]:
@@ -97,7 +101,12 @@ def test_deploy_app_writes_reports_for_a_slide_and_a_feature_file(tmp_path):
     assert workflow["status"] == "done" and workflow["report"].strip(), workflow
     assert reports["slide_b"]["num_patches"] == int(workflow["n_patches"])
     assert reports["slide_b"]["report"] == workflow["report_tokens"]  # the app writes the model's tokens
-    assert (out / "slide_b.txt").read_text() == workflow["report_tokens"] + "\n"
+    # every output carries the model's notice (model.ts carries its provenance.json): the bundle's report file
+    text = (out / "slide_b.txt").read_text()
+    assert text == report_file_text(workflow["report_tokens"], load_provenance(model_dir))
+    assert text.startswith(SYNTHETIC_WARNING) and RESEARCH_NOTICE in text
+    assert reports["slide_b"]["notice"] == workflow["notice"]  # the bundle's reports.csv notice
+    assert json.loads((out / "reports.json").read_text())["notice"].startswith(SYNTHETIC_WARNING)
     # the feature file: the report of the bundle's predictor, with the model's beam size (2)
     (expected,) = ReportPredictor(model_dir, device="cpu").predict_bags([bag], ["bag_c"])
     assert reports["bag_c"]["report"] == expected.report and expected.report.strip()

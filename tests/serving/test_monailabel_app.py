@@ -43,7 +43,7 @@ def test_inference_config_keeps_the_keys_monai_label_reads():
     config = json.loads((REPO_ROOT / "configs" / "inference.json").read_text())
     missing = [key for key in MONAI_LABEL_KEYS if key not in config]
     assert not missing, f"configs/inference.json lost {missing}"
-    assert config["network_def"]["_target_"] == "scripts.networks.HistGen"
+    assert config["network_def"]["_target_"] == "scripts.networks.HistGenBundleNet"  # HistGen, MONAI's forward
 
 
 @pytest.fixture(scope="module")
@@ -165,6 +165,7 @@ def test_report_task_answers_a_feature_file_directly(served_model, tmp_path):
     expected = ReportPredictor(model_dir, device="cpu").predict_files([tmp_path / "bag_1.pt"])[0]
     assert result["report"] == expected.report and result["slide_id"] == "bag_1"
     assert result["heatmap"] is None and result["num_patches"] == 30
+    assert result["notice"] == ReportPredictor(model_dir, device="cpu").notice  # as the bundle's outputs
     assert Path(tmp_path / "bag_1.pt").is_file()
 
 

@@ -15,8 +15,9 @@ Encoder, ``target_mpp``, ``patch_size`` and ``tissue_fraction`` are the model's 
 ``feature_extraction.json``); the app's ``--conf`` can override them (logged when they differ).
 
 Result (JSON): ``report``, ``slide_id``, ``num_patches``, ``heatmap`` (level-0 ``x, y``, side and
-attentive-pooling weight of every patch; ``null`` for a feature file without coordinates) and
-``latencies``. No label image is produced.
+attentive-pooling weight of every patch; ``null`` for a feature file without coordinates), ``notice`` (the
+model's notice, as on the bundle's outputs: the research-use notice, led by ``SYNTHETIC-DATA MODEL — NOT FOR
+DIAGNOSIS`` for a model trained on synthetic data) and ``latencies``. No label image is produced.
 """
 
 from __future__ import annotations
@@ -153,6 +154,7 @@ class ReportInferTask(InferTask):
             "slide_id": slide_id,
             "num_patches": int(feats.shape[0]),
             "heatmap": heatmap,
+            "notice": predictor.notice,
             "latencies": {"pre": round(pre - start, 3), "infer": round(infer - pre, 3), "post": 0.0,
                           "total": round(time.time() - start, 3)},
         }
