@@ -48,6 +48,7 @@ from .losses import ClassWeightedCrossEntropy, DiscreteTimeSurvivalLoss, discret
 from .metric_inputs import survival_metric_inputs
 from .mil_networks import ABMIL, MIL_MODELS, HistGenMIL, build_mil_network, network_spec
 from .mlflow_folds import FoldTracking
+from .output_notice import NOTICE_COLUMN, transfer_notice, with_notice
 from .slide_data import resolve_slide_table
 from .slide_table import SlideRecord, SlideTable, read_slide_table
 from .splits import (
@@ -137,4 +138,7 @@ __all__ = [
     "task_outputs",
     "trainable_parameters",
     "write_folds",
+    "NOTICE_COLUMN",
+    "transfer_notice",
+    "with_notice",
 ]
