@@ -10,7 +10,7 @@ write (``bundle/<name>/``, ``models/``, ``demo_data/``, ``runs/``) are the works
   Markdown file's "Paths in the examples" table does not document fails the test (:func:`undocumented_paths`);
 - the documented command keeps every word; only what :data:`APPENDED_OVERRIDES` lists is appended, to make the
   SYNTHETIC demo and the cross-validation small (the defaults write 240 slides and train 5 folds x 8 epochs);
-- ``python`` (and ``torchrun``) on ``PATH`` is the test's interpreter, the environment is
+- ``python`` (and ``torchrun``) on ``PATH`` run the test's interpreter, the environment is
   :func:`tests.support.bundle_runs.bundle_env` (offline) with ``OMP_NUM_THREADS=1``, and ``torchrun``'s default
   rendezvous port is moved to a free one (``PET_MASTER_PORT``) so that two test workers never share it.
 """
@@ -21,6 +21,7 @@ import csv
 import json
 import os
 import re
+import resource
 import shlex
 import shutil
 import socket
@@ -129,7 +130,13 @@ def runnable_script(block: DocBlock, data: dict[str, Path]) -> str:
 
 def _quoted(value: str) -> str:
     """``value`` for bash, in double quotes as the docs write ``--demo "{'source': ...}"`` where that is safe."""
-    return f'"{value}"' if not set(value) & set('"$`\\!') else shlex.quote(value)
+    quoted = shlex.quote(value)
+    return f'"{value}"' if quoted != value and not set(value) & set('"$`\\!') else quoted
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _free_port() -> int:
@@ -138,12 +145,12 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def make_workspace(root: Path, report_demo: Path, report_model_dir: Path | None = None) -> Path:
+def make_workspace(root: Path, report_demo: Path | None = None, report_model_dir: Path | None = None) -> Path:
     """A folder the documented commands can run from as from the repository root (see the module docstring).
 
     Args:
         root: the (new) workspace folder.
-        report_demo: a tiny slide demo (``make_slide_demo_dataset`` with :data:`TINY_SLIDES`), copied to
+        report_demo: None, or a tiny slide demo (``make_slide_demo_dataset`` with :data:`TINY_SLIDES`), copied to
             ``demo_data/`` (as the report bundle's training leaves it) and ``runs/report_slides/demo_data/`` (so the
             documented report run reuses it); copies keep the files' times, so its features stay current.
         report_model_dir: a report model folder copied to ``models/`` (the report bundle's default ``model_dir``).
@@ -158,22 +165,23 @@ def make_workspace(root: Path, report_demo: Path, report_model_dir: Path | None 
             for name in ("configs", "docs"):
                 if (bundle / name).is_dir():
                     (own / name).symlink_to(bundle / name, target_is_directory=True)
-    shutil.copytree(report_demo, root / "demo_data")
-    shutil.copytree(report_demo, root / "runs" / "report_slides" / "demo_data")
+    if report_demo is not None:
+        shutil.copytree(report_demo, root / "demo_data")
+        shutil.copytree(report_demo, root / "runs" / "report_slides" / "demo_data")
     if report_model_dir is not None:
         shutil.copytree(report_model_dir, root / "models")
     tools = root / ".bin"
     tools.mkdir()
-    (tools / "python").symlink_to(sys.executable)
-    torchrun = Path(sys.executable).with_name("torchrun")
-    if torchrun.is_file():
-        (tools / "torchrun").symlink_to(torchrun)
+    for name, target in (("python", Path(sys.executable)), ("torchrun", Path(sys.executable).with_name("torchrun"))):
+        if target.is_file():  # a wrapper, not a link: a link to a venv's python outside the venv loses the venv
+            (tools / name).write_text(f'#!/bin/sh\nexec {shlex.quote(str(target))} "$@"\n', encoding="utf-8")
+            (tools / name).chmod(0o755)
     return root
 
 
 @dataclass
 class BlockRun:
-    """One block's run: its script, exit status, output and time."""
+    """One block's run: its script, exit status, output, wall time and the CPU time of its processes."""
 
     block: DocBlock
     script: str
@@ -181,9 +189,11 @@ class BlockRun:
     output: str
     seconds: float
     started: float
+    cpu_seconds: float = 0.0
 
     def failure(self) -> str:
-        return (f"{self.block.id} exited {self.returncode} after {self.seconds:.0f} s\n--- script ---\n{self.script}"
+        return (f"{self.block.id} exited {self.returncode} after {self.seconds:.0f} s ({self.cpu_seconds:.0f} s CPU)\n"
+                f"--- script ---\n{self.script}"
                 f"--- output (tail) ---\n{self.output[-8000:]}")
 
 
@@ -207,10 +217,13 @@ class DocBlockRunner:
 
     def _run_one(self, block: DocBlock) -> BlockRun:
         script = runnable_script(block, self.data)
-        started = time.time()
+        started, cpu = time.time(), _children_cpu()
         proc = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", script], cwd=self.workspace,
                               env=self.environment(), capture_output=True, text=True, timeout=self.timeout)
-        return BlockRun(block, script, proc.returncode, proc.stdout + proc.stderr, time.time() - started, started)
+        run = BlockRun(block, script, proc.returncode, proc.stdout + proc.stderr, time.time() - started, started,
+                       _children_cpu() - cpu)
+        print(f"{block.id}: {run.seconds:.0f} s wall, {run.cpu_seconds:.0f} s CPU, exit {run.returncode}")
+        return run
 
     def run(self, block_id: str) -> BlockRun:
         """Run the block (after the file's earlier blocks) and return its run."""
