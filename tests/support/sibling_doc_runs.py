@@ -104,11 +104,11 @@ def appended_keys(command: str) -> list[tuple[str, str]]:
     return [pair for row in APPENDED_OVERRIDES if row.applies(run_id, flags) for pair in row.keys]
 
 
-def undocumented_paths(md: Path) -> dict[str, list[str]]:
+def undocumented_paths(md: Path, root: Path = REPO_ROOT) -> dict[str, list[str]]:
     """``{block id: [placeholder paths its commands use that the file's table does not document]}``."""
     table = placeholder_table(md)
     missing: dict[str, list[str]] = {}
-    for block in doc_blocks(md):
+    for block in doc_blocks(md, root=root):
         used = sorted({p for c in block_commands(block) for p in PLACEHOLDER.findall(c)} - set(table))
         if used:
             missing[block.id] = used

@@ -1,15 +1,12 @@
-"""Every shell block of ``bundle/survival/docs/README.md`` and ``docs/adding_a_task.md`` runs as written (issue 14,
-item 8).
+"""Every shell block of ``bundle/survival/docs/README.md`` runs as written (issue 14, item 8).
 
 As in ``test_transfer_subtyping_doc_commands.py`` (:mod:`tests.support.sibling_doc_runs`): one bash script per
-block, in a throw-away workspace, after the file's earlier blocks, ``/data/...`` replaced by small data (survival:
-the tiny slide demo's features and its SYNTHETIC outcome table; adding_a_task: the grade test's 12 tiny bags and
-grade table), only the keys of :data:`tests.support.sibling_doc_runs.APPENDED_OVERRIDES` appended.
+block, in a throw-away workspace, after the file's earlier blocks, ``/data/...`` replaced by small data (the tiny
+slide demo's features and its SYNTHETIC outcome table), only the keys of
+:data:`tests.support.sibling_doc_runs.APPENDED_OVERRIDES` appended.
 """
 
 from __future__ import annotations
-
-import json
 
 import pytest
 
@@ -17,12 +14,14 @@ from scripts.engines.model_provenance import RESEARCH_NOTICE, SYNTHETIC_WARNING
 from tests.support.bundle_runs import REPO_ROOT
 from tests.support.doc_commands import doc_blocks, placeholder_table
 from tests.support.sibling_doc_runs import (
+    TINY_DEMO,
+    TINY_REPORT_DEMO,
     DocBlockRunner,
+    appended_keys,
     assert_block_runs,
     block_with,
-    grade_doc_data,
-    json_listing,
     make_workspace,
+    runnable_script,
     survival_doc_data,
     undocumented_paths,
 )
@@ -32,22 +31,33 @@ from tests.transfer.test_subtyping_bundle import save_test_report_model
 
 MD = REPO_ROOT / "bundle" / "survival" / "docs" / "README.md"
 BLOCKS = doc_blocks(MD)
-TASK_MD = REPO_ROOT / "docs" / "adding_a_task.md"
-TASK_BLOCKS = doc_blocks(TASK_MD)
 
 
-def test_every_placeholder_path_of_the_docs_is_in_their_tables():
-    assert BLOCKS and TASK_BLOCKS
-    assert undocumented_paths(MD) == {} and undocumented_paths(TASK_MD) == {}
+def test_every_placeholder_path_of_the_doc_is_in_its_table():
+    assert BLOCKS, f"{MD}: no shell blocks found"
+    assert undocumented_paths(MD) == {}
     assert set(placeholder_table(MD)) == {"/data/features", "/data/luad_os.csv"}
-    assert set(placeholder_table(TASK_MD)) == {"/data/grades.csv", "/data/features"}
 
 
-def test_the_grade_configs_of_adding_a_task_are_the_repository_s():
-    listed = json_listing(TASK_MD)
-    assert sorted(listed) == [f"bundle/grade/configs/{n}.json" for n in ("evaluate", "inference", "train")]
-    for path, config in listed.items():
-        assert json.loads((REPO_ROOT / path).read_text()) == config, path
+def test_an_undocumented_placeholder_is_found_and_overrides_go_only_where_the_table_says(tmp_path):
+    md = tmp_path / "doc.md"
+    md.write_text("# T\n\n```bash\npython -m monai.bundle run training --config_file configs/train.json "
+                  "--dataset_dir /data/feats --annotation_file /data/notes.json\n```\n\n"
+                  "## Paths in the examples\n\n| path | meaning |\n|---|---|\n| `/data/feats` | features |\n")
+    assert undocumented_paths(md, root=tmp_path) == {"doc.md:3": ["/data/notes.json"]}
+    block = doc_blocks(md, root=tmp_path)[0]
+    with pytest.raises(KeyError, match="/data/notes.json"):
+        runnable_script(block, {"/data/feats": tmp_path / "f"})
+    sibling = "['bundle/survival/configs/train.json','scripts/transfer/configs/transfer_train.json']"
+    assert appended_keys(f'python -m monai.bundle run training --config_file "{sibling}"') == [
+        ("demo", TINY_DEMO), ("num_folds", "2"), ("max_epochs", "1")]
+    assert appended_keys('python -m monai.bundle run training --config_file "$B" --csv_file x.csv') == [
+        ("num_folds", "2"), ("max_epochs", "1")]
+    assert appended_keys('python -m monai.bundle run evaluating --config_file "$B"') == [("demo", TINY_DEMO)]
+    assert appended_keys('python -m monai.bundle run inference --config_file "$B" --dataset_dir d') == []
+    assert appended_keys("python -m monai.bundle run training --config_file configs/train.json") == [
+        ("demo", TINY_REPORT_DEMO), ("max_epochs", "1")]
+    assert appended_keys("ls runs") == []
 
 
 @pytest.fixture(scope="module")
@@ -60,27 +70,10 @@ def runner(tmp_path_factory):
     return DocBlockRunner(MD, make_workspace(folder / "workspace", demo, model.parent), data)
 
 
-@pytest.fixture(scope="module")
-def task_runner(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("task_doc")
-    data = grade_doc_data(folder / "data")
-    assert set(placeholder_table(TASK_MD)) <= set(data), "a documented placeholder without small data"
-    return DocBlockRunner(TASK_MD, make_workspace(folder / "workspace"), data)
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("block_id", [b.id for b in BLOCKS])
 def test_documented_block_runs_as_written(runner, block_id):
     assert_block_runs(runner, block_id)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("block_id", [b.id for b in TASK_BLOCKS])
-def test_adding_a_task_block_runs_as_written(task_runner, block_id):
-    assert_block_runs(task_runner, block_id)
-    rows = read_rows(task_runner.workspace / "runs" / "grade" / "predictions" / "predictions.csv")
-    assert list(rows[0]) == ["slide_id", "predicted", "prob_low", "prob_high", "notice"]  # as the doc lists them
-    assert {r["notice"] for r in rows} == {RESEARCH_NOTICE}  # the user's own data: no SYNTHETIC-DATA line
 
 
 @pytest.mark.slow
