@@ -62,6 +62,7 @@ from .mil_networks import (
     network_spec,
 )
 from .mlflow_folds import FoldTracking
+from .output_notice import NOTICE_COLUMN, transfer_notice, with_notice
 from .slide_data import resolve_slide_table
 from .slide_table import SlideRecord, SlideTable, read_slide_table
 from .splits import (
@@ -154,4 +155,7 @@ __all__ = [
     "task_outputs",
     "trainable_parameters",
     "write_folds",
+    "NOTICE_COLUMN",
+    "transfer_notice",
+    "with_notice",
 ]

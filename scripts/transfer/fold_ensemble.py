@@ -5,7 +5,9 @@
 
 - subtyping: ``slide_id, predicted, prob_<class>...`` (class probabilities averaged over the fold models);
 - survival: ``slide_id, risk, risk_fold_<k>...`` (``risk = -sum_j S_j``, averaged over the fold models; each
-  fold model has its own time bins, so only risks are combined).
+  fold model has its own time bins, so only risks are combined);
+
+then ``notice``: the research-use notice, SYNTHETIC-DATA first for models of the demo (:mod:`.output_notice`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from scripts.engines.report_data import feature_file_list
 
 from .cross_validation import restart_engine
 from .fold_models import list_fold_models, load_fold_weights
+from .output_notice import transfer_notice, with_notice
 from .tasks import task_from_info
 
 __all__ = ["EnsemblePredictionWriter", "FoldEnsemble"]
@@ -68,6 +71,7 @@ class EnsemblePredictionWriter:
         for slide_id in ids:
             row = task.ensemble_row(slide_id, {k: torch.from_numpy(self.outputs[k][slide_id]) for k in folds}, infos)
             rows.append({c: f"{v:.6g}" if isinstance(v, float) else v for c, v in row.items() if c in columns})
+        rows, columns = with_notice(rows, columns, transfer_notice(infos.values()))
         path = atomic_write_csv(self.output_dir / "predictions.csv", rows, columns)
         logger.info("wrote predictions of %d slide(s) by %d fold model(s) to %s", len(rows), len(folds), path)
         return path

@@ -21,6 +21,7 @@ from scripts.ids import fold_dir_name
 
 from .fold_data import CrossValidationData
 from .fold_models import save_fold_model
+from .output_notice import transfer_notice, with_notice
 from .task_outputs import SubtypingOutputs, SurvivalOutputs
 
 __all__ = ["FoldBestModel", "FoldTestWriter", "selection_score", "selection_score_function"]
@@ -115,7 +116,8 @@ class FoldBestModel:
 class FoldTestWriter(EpochRowCollector):
     """Collect the test evaluator's predictions; write ``<eval_dir>/fold_<k>/`` when it completes.
 
-    Files: ``metrics.json`` (scores, fold counts, selection info), ``predictions.csv``, and the task's figure
+    Files: ``metrics.json`` (scores, fold counts, selection info), ``predictions.csv`` (its last column the
+    research-use ``notice``, SYNTHETIC-DATA first on the demo: :mod:`.output_notice`), and the task's figure
     (``confusion_matrix.png`` or ``kaplan_meier.png``). Attach to the test evaluator.
 
     Args:
@@ -155,7 +157,8 @@ class FoldTestWriter(EpochRowCollector):
         result = {"task": self.data.task, "fold": fold, "part": "test", **report, "data": self.data.describe(),
                   **({"selection": self.selection} if self.selection else {}), **self.info}
         self.last_result = result
-        atomic_write_csv(folder / "predictions.csv", self.rows, self.outputs.columns)
+        atomic_write_csv(folder / "predictions.csv", *with_notice(self.rows, self.outputs.columns,
+                                                                 transfer_notice([self.info])))
         atomic_write_json(folder / "metrics.json", result)
         shown = ", ".join(f"{k} {v:.4f}" for k, v in report["metrics"].items() if isinstance(v, float))
         logger.info("fold %s test (%d slides): %s -> %s", fold, len(self.rows), shown, folder / "metrics.json")

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from scripts.engines import save_report_model
+from scripts.engines.model_provenance import RESEARCH_NOTICE, SYNTHETIC_WARNING
 from scripts.networks import HistGen, HistGenConfig
 from scripts.text import Vocabulary
 from tests.support.bundle_runs import REPO_ROOT, bundle_env, path_of
@@ -202,6 +203,10 @@ def test_inference_averages_the_fold_models(trained, report_demo, tmp_path):
         probs = [float(row[f"prob_{c}"]) for c in classes]
         assert sum(probs) == pytest.approx(1.0, abs=1e-4)
         assert row["predicted"] == classes[probs.index(max(probs))]
+        # trained on the SYNTHETIC demo: every prediction says so, then the research-use notice
+        assert row["notice"].startswith(SYNTHETIC_WARNING) and row["notice"].endswith(RESEARCH_NOTICE)
+    test_rows = read_rows(out / "eval" / "fold_0" / "predictions.csv")
+    assert list(test_rows[0])[-1] == "notice" and {r["notice"] for r in test_rows} == {rows[0]["notice"]}
 
 
 def test_abmil_baseline_runs_one_fold_on_standardised_features(report_demo, tmp_path):

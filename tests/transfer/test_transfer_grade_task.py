@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from scripts.data.feature_files import write_feature_file_h5
+from scripts.engines.model_provenance import RESEARCH_NOTICE
 from scripts.serving.transfer_predictor import FoldEnsemblePredictor
 from scripts.transfer import GradeTask, SlideTableError, read_slide_table, task_from_info
 from tests.support.transfer_runs import read_rows, run_transfer_workflow
@@ -59,7 +60,8 @@ def test_training_writes_grade_folds_selected_on_balanced_accuracy(trained):
     assert info["selected_by"] == "val balanced_accuracy"
     assert isinstance(task_from_info(info), GradeTask)
     rows = read_rows(folder / "run" / "eval" / "fold_0" / "predictions.csv")
-    assert list(rows[0]) == ["slide_id", "case_id", "label", "predicted", "prob_low", "prob_high"]
+    assert list(rows[0]) == ["slide_id", "case_id", "label", "predicted", "prob_low", "prob_high", "notice"]
+    assert {r["notice"] for r in rows} == {RESEARCH_NOTICE}  # the user's own data: no SYNTHETIC-DATA line
     assert {r["label"] for r in rows} <= {"low", "high"}
 
 
@@ -71,7 +73,8 @@ def test_inference_and_the_served_predictor_give_the_same_grades(trained):
                           predictions_dir=folder / "predictions")
     rows = read_rows(folder / "predictions" / "predictions.csv")
     served = FoldEnsemblePredictor(folder / "run" / "models", device="cpu").predict_files(files)
-    assert [list(r) for r in rows] == [["slide_id", "predicted", "prob_low", "prob_high"]] * 3
+    assert [list(r) for r in rows] == [["slide_id", "predicted", "prob_low", "prob_high", "notice"]] * 3
+    assert {r["notice"] for r in rows} == {RESEARCH_NOTICE}
     for row, want in zip(rows, served):
         assert row["slide_id"] == want["slide_id"] and row["predicted"] == want["predicted"]
         assert float(row["prob_low"]) + float(row["prob_high"]) == pytest.approx(1.0, abs=1e-5)
