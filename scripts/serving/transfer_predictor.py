@@ -28,6 +28,7 @@ import torch
 from scripts.data import collate_bags, read_feature_file
 from scripts.transfer.fold_models import list_fold_models, load_fold_weights, network_from_fold_models
 from scripts.transfer.mil_networks import network_spec
+from scripts.transfer.output_notice import NOTICE_COLUMN, transfer_notice
 from scripts.transfer.task_survival import ensemble_survival_curve
 from scripts.transfer.tasks import TransferTask, task_from_info
 
@@ -88,8 +89,13 @@ class FoldEnsemblePredictor:
 
     @property
     def columns(self) -> list[str]:
-        """The output columns, in order."""
-        return [name for name, _ in self.task_def.serving_columns(self.folds)]
+        """The output columns, in order: the task's serving columns, then ``notice``."""
+        return [*(name for name, _ in self.task_def.serving_columns(self.folds)), NOTICE_COLUMN]
+
+    @property
+    def notice(self) -> str:
+        """The research-use notice of every row (SYNTHETIC-DATA first for models of the demo)."""
+        return transfer_notice(self.infos.values())
 
     def read_bag(self, path: str | os.PathLike[str], slide_id: str | None = None) -> torch.Tensor:
         """``[N, D]`` features of one ``.h5``/``.pt`` file, checked against the models' ``in_dim``."""
@@ -130,8 +136,9 @@ class FoldEnsemblePredictor:
         folds = sorted(logits)
         infos = {k: self.infos[k] for k in folds}
         # the same steps as EnsemblePredictionWriter, so the numbers match the inference workflow's
-        return [self.task_def.ensemble_row(slide_id, {k: torch.from_numpy(logits[k][i]) for k in folds}, infos)
-                for i, slide_id in enumerate(ids)]
+        notice = self.notice
+        return [{**self.task_def.ensemble_row(slide_id, {k: torch.from_numpy(logits[k][i]) for k in folds}, infos),
+                 NOTICE_COLUMN: notice} for i, slide_id in enumerate(ids)]
 
     def predict_files(self, paths: Sequence[str | os.PathLike[str]], slide_ids: Sequence[str] | None = None,
                       batch_size: int | None = None) -> list[dict[str, Any]]:

@@ -8,7 +8,8 @@ Input: the report model's (:mod:`scripts.serving.bag_rows`): a DataFrame with ``
 
 - subtyping: ``slide_id``, ``predicted``, ``prob_<class>``...;
 - survival: ``slide_id``, ``risk``, ``risk_fold_<k>``..., ``survival_times``, ``survival``;
-- any task: :meth:`scripts.transfer.TransferTask.serving_columns`.
+- any task: :meth:`scripts.transfer.TransferTask.serving_columns`;
+- then ``notice``: the research-use notice (SYNTHETIC-DATA first for models of the demo).
 
 The logged model holds only the fold models (``fold_<k>/model.pt``, ``model_info.json``) and carries
 ``scripts/`` as code (``code_paths``), so ``mlflow.pyfunc.load_model("models:/<name>/<version>")`` works in
@@ -30,6 +31,7 @@ from mlflow.models import ModelSignature
 from mlflow.types.schema import Array, ColSpec, ParamSchema, ParamSpec, Schema
 
 from scripts.transfer.fold_models import INFO_FILE, MODEL_FILE, fold_model_dir, list_fold_models, load_fold_info
+from scripts.transfer.output_notice import NOTICE_COLUMN
 from scripts.transfer.tasks import task_from_info
 
 from .bag_rows import bags_from_frame
@@ -59,6 +61,7 @@ def transfer_model_signature(info: dict[str, Any], folds: list[int]) -> ModelSig
     ])
     columns = [ColSpec(Array("double") if kind == "double[]" else kind, name)
                for name, kind in task_from_info(info).serving_columns(folds)]
+    columns.append(ColSpec("string", NOTICE_COLUMN))
     params = ParamSchema([ParamSpec("batch_size", "long", DEFAULT_TRANSFER_BATCH_SIZE)])
     return ModelSignature(inputs=inputs, outputs=Schema(columns), params=params)
 

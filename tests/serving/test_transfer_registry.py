@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 import torch
 
+from scripts.engines.model_provenance import RESEARCH_NOTICE
 from scripts.serving import bags_from_frame, ensemble_survival_curve
 from tests.support.bundle_runs import REPO_ROOT, bundle_env
 from tests.support.local_servers import free_port, post_json, running_server
@@ -120,13 +121,16 @@ def test_fresh_process_loads_the_registered_model_and_matches_the_bundle(registe
     assert set(got["inputs"]) == {"slide_id", "feature_file", "features"}
     assert got["outputs"] == got["columns"]
     assert got["shipped"] == [f"fold_{k}/{f}" for k in (0, 1) for f in ("model.pt", "model_info.json")]
+    # models of the user's own table (not the demo): the research-use notice only, on every served row
+    assert {row["notice"] for row in got["by_file"]} == {RESEARCH_NOTICE}
     if registered["bundle"] == "subtyping":
-        assert got["columns"] == ["slide_id", "predicted", *(f"prob_{c}" for c in CLASSES)]
+        assert got["columns"] == ["slide_id", "predicted", *(f"prob_{c}" for c in CLASSES), "notice"]
         numbers = [f"prob_{c}" for c in CLASSES]
         for row in got["by_file"]:
             assert row["predicted"] == expected[row["slide_id"]]["predicted"]
     else:
-        assert got["columns"] == ["slide_id", "risk", "risk_fold_0", "risk_fold_1", "survival_times", "survival"]
+        assert got["columns"] == ["slide_id", "risk", "risk_fold_0", "risk_fold_1", "survival_times", "survival",
+                                  "notice"]
         numbers = ["risk", "risk_fold_0", "risk_fold_1"]
         edges = [json.loads((registered["out"] / "models" / f"fold_{k}" / "model_info.json").read_text())["bin_edges"]
                  for k in (0, 1)]
