@@ -13,6 +13,7 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+import h5py
 import numpy as np
 import torch
 
@@ -52,11 +53,13 @@ def _two_slides(root: Path, target: Path) -> None:
 
 
 def _features_folder(root: Path, target: Path) -> None:
-    """The demo's feature files (the annotation's ids), plus ``slide1.h5`` (the serving examples name it)."""
+    """The demo's feature files (the annotation's ids), plus ``slide1.h5`` and ``slide2.pt`` (the serving examples')."""
     target.mkdir(parents=True, exist_ok=True)
     for path in (root / "demo_data" / "features").glob("*.h5"):
         _link(path, target / path.name)
     _link(root / "demo_data" / "features" / f"{_TEST_SLIDES[0]}.h5", target / "slide1.h5")
+    with h5py.File(root / "demo_data" / "features" / f"{_TEST_SLIDES[1]}.h5", "r") as handle:  # HistGen's .pt form
+        torch.save(torch.from_numpy(handle["feats"][()]), target / "slide2.pt")
 
 
 def _new_features(root: Path, target: Path) -> None:

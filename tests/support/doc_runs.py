@@ -73,6 +73,18 @@ APPENDED_OVERRIDES: dict[tuple[str, str], tuple[str, str]] = {
                   "'configs/presets/histgen_released.json']\" --dataset_dir /data/histgen/features --annotation_file "
                   "/data/histgen/annotation.json --output_dir runs/histgen --tracking mlflow"):
         ("--max_epochs 1", "the preset's 40 epochs of the paper-size network"),
+    ("docs/share_and_serve/registry.md", "python -m monai.bundle run training --config_file configs/train.json "
+                                         "--tracking mlflow --register_model histgen-report"):
+        (f'--demo "{TINY_DEMO}" --max_epochs 3', "the 240-slide demo; 3 epochs: the workspace's run has done 2, "
+                                                "and a re-run that trains nothing registers nothing"),
+}
+
+#: (file, python key) -> the environment a python block's comments ask for (set before it runs; placeholders too)
+BLOCK_ENVIRONMENT: dict[tuple[str, str], dict[str, str]] = {
+    ("docs/share_and_serve/registry.md", "python:model.predict(pd.DataFrame({\"feature_file\": [\"slide1.h5\", "
+                                         "\"/data/features/slide2.pt\"]}))"):
+        {"MLFLOW_TRACKING_URI": "sqlite:////path/to/eval/mlruns.db", "MLFLOW_REGISTRY_URI": "sqlite:////path/to/eval/mlruns.db",
+         "HISTGEN_FEATURE_ROOT": "/data/features"},
 }
 
 #: what a placeholder stands for in the workspace where the table's plain meaning cannot be met small
@@ -319,7 +331,9 @@ def commands_to_run(block: DocBlock, root: Path, table: dict[str, str]) -> list[
             return []
         script = root / f".doc_{Path(block.path).stem}_{block.line}.py"
         script.write_text(substitute(block.text, table, root), encoding="utf-8")
-        return [f"python {script.name}"]
+        environment = BLOCK_ENVIRONMENT.get((block.path, python_key(block)), {})
+        exports = [substitute(f"export {k}={v}", table, root) for k, v in environment.items()]
+        return [*exports, f"python {script.name}"]
     raw = block_commands(block)
     planned = planned_commands(block, root, table)
     keep = [_server_command(p) if c.startswith(tuple(SERVERS)) else p for i, (c, p) in enumerate(zip(raw, planned))
