@@ -67,8 +67,8 @@ def _new_features(root: Path, target: Path) -> None:
         _link(root / "demo_data" / "features" / f"{name}.h5", target / f"{name}.h5")
 
 
-#: 148 words + "." = the small reference checkpoint's 149 words (+ <unk> = its vocab_size 150) at threshold 10
-_HISTGEN_WORDS = [f"q{a}{b}" for a in "abcdefghijklm" for b in "abcdefghijklm"][:148]
+#: 149 words (+ "." + <unk>: the small reference checkpoint's vocab_size 150, 151 outputs) at threshold 10
+_HISTGEN_WORDS = [f"q{a}{b}" for a in "abcdefghijklm" for b in "abcdefghijklm"][:149]
 
 
 def _histgen_annotation(root: Path, target: Path) -> None:

@@ -130,8 +130,7 @@ NOT_RUN: dict[tuple[str, str], str] = {
                                          "[\"/data/features/slide1.h5\"]}))"):
         "needs the registered subtyping model (above)",
     ("docs/share_and_serve/registry.md", "export MLFLOW_TRACKING_URI="
-                                         "sqlite:////path/to/bundle/subtyping/eval/mlruns.db "
-                                         "MLFLOW_REGISTRY_URI=$MLFLOW_TRACKING_URI"):
+                                         "sqlite:////path/to/bundle/subtyping/eval/mlruns.db"):
         "needs the registered subtyping model (above)",
     ("docs/share_and_serve/registry.md", "mlflow models serve -m models:/histgen-subtyping/1 --env-manager local "
                                          "-h 127.0.0.1 -p 5002"):
@@ -223,8 +222,11 @@ def make_workspace(root: Path) -> Path:
     bin_dir = root / ".bin"
     bin_dir.mkdir(exist_ok=True)
     python = workspace_python()
+    # torchrun: its rendezvous on a free port (PET_* are torchrun's own environment defaults), since test files
+    # run in parallel and its default port 29500 would be shared
     for name, target in (("python", f'"{python}"'), ("python3", f'"{python}"'),
-                         ("torchrun", f'"{python}" -m torch.distributed.run')):
+                         ("torchrun", f'env PET_RDZV_BACKEND=c10d PET_RDZV_ENDPOINT=localhost:0 "{python}" '
+                                      "-m torch.distributed.run")):
         wrapper = bin_dir / name
         wrapper.write_text(f'#!/bin/sh\nexec {target} "$@"\n')
         wrapper.chmod(0o755)
@@ -272,13 +274,16 @@ def planned_commands(block: DocBlock, root: Path, table: dict[str, str]) -> list
 
 def run_commands(commands: list[str], cwd: Path, timeout: float = 600,
                  env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """Run ``commands`` with bash in ``cwd`` (stop at the first failure); fail with the output if one fails."""
+    """Run ``commands`` with bash in ``cwd`` (stop at the first failure); fail with the output if one fails.
+
+    Unset variables expand to nothing, as in the user's shell (no ``set -u``).
+    """
     environment = dict(env or bundle_env())
     guard = [] if environment.get("HISTGEN_TESTS_ALLOW_NETWORK") == "1" else [str(NO_NETWORK_DIR)]
     environment["PYTHONPATH"] = os.pathsep.join([*guard, str(cwd)])  # the workspace is the clone
     environment["PATH"] = os.pathsep.join([str(cwd / ".bin"), str(Path(sys.executable).parent),
                                            environment.get("PATH", "")])
-    script = "set -euo pipefail\n" + "\n".join(commands) + "\n"
+    script = "set -eo pipefail\n" + "\n".join(commands) + "\n"  # -e: stop at the first failure, as CI
     proc = subprocess.run(["bash", "-c", script], cwd=cwd, env=environment, capture_output=True, text=True,
                           timeout=timeout)
     if proc.returncode != 0:
