@@ -28,7 +28,7 @@ import sys
 from pathlib import Path
 
 from tests.support.bundle_runs import NO_NETWORK_DIR, bundle_env
-from tests.support.doc_commands import SHELL_LANGUAGES, DocBlock, block_commands, placeholder_table
+from tests.support.doc_commands import SHELL_LANGUAGES, DocBlock, block_commands, doc_blocks, placeholder_table
 from tests.support.shared_fixtures import REPO_ROOT
 
 #: the file whose "Paths in the examples" table documents the placeholders of README.md and docs/*.md
@@ -324,7 +324,8 @@ def python_key(block: DocBlock) -> str:
 
 
 def commands_to_run(block: DocBlock, root: Path, table: dict[str, str]) -> list[str]:
-    """:func:`planned_commands` less the :data:`NOT_RUN` ones and a leading :data:`BASE_COMMAND` (already run).
+    """:func:`planned_commands` less the :data:`NOT_RUN` ones, a leading :data:`BASE_COMMAND` (already run) and,
+    outside README.md, the commands README.md shows word for word (:func:`readme_commands`).
 
     A python block is written (placeholders substituted) to ``<root>/.doc_<file>_<line>.py`` and run with
     ``python``.
@@ -341,9 +342,16 @@ def commands_to_run(block: DocBlock, root: Path, table: dict[str, str]) -> list[
         return [*exports, f"python {script.name}"]
     raw = block_commands(block)
     planned = planned_commands(block, root, table)
+    shown_in_readme = readme_commands() if block.path != "README.md" else set()
     keep = [_server_command(p) if c.startswith(tuple(SERVERS)) else p for i, (c, p) in enumerate(zip(raw, planned))
-            if (block.path, c) not in NOT_RUN and not (i == 0 and c == BASE_COMMAND)]
+            if (block.path, c) not in NOT_RUN and not (i == 0 and c == BASE_COMMAND) and c not in shown_in_readme]
     return keep
+
+
+def readme_commands() -> set[str]:
+    """The commands of README.md's blocks: a guide that shows one of them word for word (the extraction, the
+    slide inference) leaves it to the README test, which runs it on the same data (CI time is scarce)."""
+    return {c for block in doc_blocks(REPO_ROOT / "README.md") for c in block_commands(block)}
 
 
 def ci_block(block: DocBlock) -> bool:
