@@ -77,6 +77,14 @@ APPENDED_OVERRIDES: dict[tuple[str, str], tuple[str, str]] = {
                                          "--tracking mlflow --register_model histgen-report"):
         (f'--demo "{TINY_DEMO}" --max_epochs 3', "the 240-slide demo; 3 epochs: the workspace's run has done 2, "
                                                 "and a re-run that trains nothing registers nothing"),
+    ("docs/share_and_serve/registry.md", "curl -X POST http://127.0.0.1:5001/invocations -H 'Content-Type: "
+                                         "application/json' -d '{\"dataframe_records\": [{\"feature_file\": "
+                                         "\"/data/features/slide1.h5\"}], \"params\": {\"beam_size\": 3}}'"):
+        ("--fail-with-body", "an HTTP error answer fails the test (curl exits 0 on one)"),
+    ("docs/share_and_serve/monailabel.md", "curl -X POST \"http://127.0.0.1:8000/infer/histgen_report?image=slide_a&"
+                                           "output=json\" -F 'params={\"location\": [256, 256], "
+                                           "\"size\": [1536, 1536]}'"):
+        ("--fail-with-body", "an HTTP error answer fails the test (curl exits 0 on one)"),
 }
 
 #: (file, python key) -> the environment a python block's comments ask for (set before it runs; placeholders too)
