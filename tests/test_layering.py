@@ -178,7 +178,8 @@ def test_the_checker_catches_a_lower_room_importing_a_higher_one(tmp_path):
 
 #: test folders that are not a room of scripts/: shared helpers, the benchmark scripts, the network guard
 TEST_FOLDERS_BESIDE_ROOMS = {"support": "helpers imported as tests.support.<name>",
-                             "benchmarks": "tests of benchmarks/", "no_network": "sitecustomize for subprocesses"}
+                             "benchmarks": "tests of benchmarks/", "no_network": "sitecustomize for subprocesses",
+                             "docs": "the commands of README.md and docs/, run as written"}
 
 
 def test_tests_mirror_the_rooms():

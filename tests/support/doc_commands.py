@@ -81,8 +81,8 @@ def block_commands(block: DocBlock) -> list[str]:
         line = _strip_comment(raw)
         if not pending and not line.strip():
             continue
-        if line.endswith("\\"):
-            pending += line[:-1].rstrip() + " "
+        if line.endswith("\\"):  # the shell joins the next line: its indentation is only layout
+            pending += (line[:-1].strip() if pending else line[:-1].rstrip()) + " "
             continue
         command = (pending + line.strip()).strip()
         pending = ""
