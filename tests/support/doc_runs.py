@@ -65,10 +65,10 @@ APPENDED_OVERRIDES: dict[tuple[str, str], tuple[str, str]] = {
     ("docs/README.md", "torchrun --nproc_per_node=2 -m monai.bundle run training --config_file "
                        "\"['configs/train.json','configs/multi_gpu_train.json']\" --output_dir runs/ddp"):
         (f'--demo "{TINY_DEMO}" --max_epochs 1', "the default demo is 240 slides and 40 epochs"),
-    ("docs/README.md", "python -m monai.bundle run training --config_file \"['configs/train.json',"
-                       "'configs/presets/histgen_released.json']\" --dataset_dir /data/features --annotation_file "
-                       "/data/annotation.json --output_dir runs/exp1 --tracking mlflow"):
-        ("--max_epochs 1", "the preset's 40 epochs of the paper-size network"),
+    ("docs/README.md", "python -m monai.bundle run training --config_file configs/train.json --dataset_dir "
+                       "/data/features --annotation_file /data/annotation.json --output_dir runs/exp1 "
+                       "--tracking mlflow"):
+        ("--max_epochs 1", "40 epochs"),
     ("README.md", "python -m monai.bundle run training --config_file \"['configs/train.json',"
                   "'configs/presets/histgen_released.json']\" --dataset_dir /data/histgen/features --annotation_file "
                   "/data/histgen/annotation.json --output_dir runs/histgen --tracking mlflow"):
@@ -77,6 +77,11 @@ APPENDED_OVERRIDES: dict[tuple[str, str], tuple[str, str]] = {
                                          "--tracking mlflow --register_model histgen-report"):
         (f'--demo "{TINY_DEMO}" --max_epochs 3', "the 240-slide demo; 3 epochs: the workspace's run has done 2, "
                                                 "and a re-run that trains nothing registers nothing"),
+    ("docs/README.md", "python -m monai.bundle verify_net_in_out network_def --meta_file configs/metadata.json "
+                       "--config_file configs/inference.json"):
+        ("--_meta_#network_data_format#inputs#image#num_channels 128",
+         "the metadata lists D = 1024; the workspace's demo model has builtin-small's D = 128 (the override the "
+         "doc gives for other sizes)"),
     ("docs/share_and_serve/registry.md", "curl -X POST http://127.0.0.1:5001/invocations -H 'Content-Type: "
                                          "application/json' -d '{\"dataframe_records\": [{\"feature_file\": "
                                          "\"/data/features/slide1.h5\"}], \"params\": {\"beam_size\": 3}}'"):
@@ -126,6 +131,16 @@ NOT_RUN: dict[tuple[str, str], str] = {
                        "--config_file \"['bundle/subtyping/configs/inference.json',"
                        "'scripts/transfer/configs/transfer_inference.json']\""):
         "needs a trained subtyping fold (a 5-fold demo training): tests/test_cli_monai_bundle_commands.py",
+    ("docs/README.md", "python -m monai.bundle verify_net_in_out network_def --meta_file "
+                       "bundle/subtyping/configs/metadata.json --config_file "
+                       "\"['bundle/subtyping/configs/inference.json',"
+                       "'scripts/transfer/configs/transfer_inference.json']\""):
+        "needs trained subtyping folds: tests/test_cli_monai_net_in_out.py runs it on small ones",
+    ("docs/README.md", "python -m monai.bundle verify_net_in_out network_def --meta_file "
+                       "bundle/survival/configs/metadata.json --config_file "
+                       "\"['bundle/survival/configs/inference.json',"
+                       "'scripts/transfer/configs/transfer_inference.json']\""):
+        "needs trained survival folds: tests/test_cli_monai_net_in_out.py runs it on small ones",
     ("docs/share_and_serve/registry.md", "python -m monai.bundle run training --tracking mlflow --register_model "
                                          "histgen-subtyping --config_file \"['bundle/subtyping/configs/train.json',"
                                          "'scripts/transfer/configs/transfer_train.json']\""):
