@@ -55,7 +55,9 @@ def pytest_configure(config: pytest.Config) -> None:
 #: and the run does not end waiting on one of them (pytest-xdist hands out files in collection order)
 LONGEST_FIRST = (
     "demo/test_demo_training.py", "docs/test_docs_guides_commands.py", "docs/test_docs_share_and_serve_commands.py",
-    "docs/test_docs_readme_commands.py", "transfer/test_subtyping_bundle.py", "transfer/test_survival_bundle.py",
+    "docs/test_docs_readme_commands.py", "transfer/test_transfer_survival_doc_commands.py",
+    "transfer/test_transfer_subtyping_doc_commands.py", "transfer/test_subtyping_bundle.py",
+    "transfer/test_survival_bundle.py",
     "packaging/test_transfer_export_zip.py", "metrics/test_metrics.py", "engines/test_resume_faults.py",
     "benchmarks/test_bench_grounding.py", "packaging/test_export_zip.py", "serving/test_mlflow_registry.py",
     "serving/test_transfer_registry.py", "engines/test_report_bundle.py", "engines/test_offline_runs.py",

@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from tests.support.doc_commands import SHELL_LANGUAGES, doc_blocks
-from tests.support.doc_runs import prepare_base, run_block
+from tests.support.doc_runs import prepare_base, run_block, session_folder
 from tests.support.shared_fixtures import REPO_ROOT, require_histgen_small
 
 GUIDES = [REPO_ROOT / "docs" / "README.md",
@@ -22,7 +22,7 @@ BLOCKS = [b for md in GUIDES for b in sorted(doc_blocks(md, (*SHELL_LANGUAGES, "
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
     require_histgen_small()
-    return prepare_base(tmp_path_factory.mktemp("docs_guides") / "clone")
+    return prepare_base(tmp_path_factory.mktemp("docs_guides") / "clone", session_folder(tmp_path_factory))
 
 
 @pytest.mark.slow

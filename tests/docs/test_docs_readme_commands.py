@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from tests.support.doc_commands import doc_blocks
-from tests.support.doc_runs import prepare_base, run_block
+from tests.support.doc_runs import prepare_base, run_block, session_folder
 from tests.support.shared_fixtures import REPO_ROOT, require_histgen_small
 
 BLOCKS = doc_blocks(REPO_ROOT / "README.md")
@@ -20,7 +20,7 @@ BLOCKS = doc_blocks(REPO_ROOT / "README.md")
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
     require_histgen_small()
-    return prepare_base(tmp_path_factory.mktemp("docs_readme") / "clone")
+    return prepare_base(tmp_path_factory.mktemp("docs_readme") / "clone", session_folder(tmp_path_factory))
 
 
 @pytest.mark.slow

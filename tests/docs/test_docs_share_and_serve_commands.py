@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 
 from tests.support.doc_commands import SHELL_LANGUAGES, doc_blocks
-from tests.support.doc_runs import ci_block, prepare_base, run_block, stop_servers
+from tests.support.doc_runs import ci_block, prepare_base, run_block, session_folder, stop_servers
 from tests.support.shared_fixtures import REPO_ROOT, require_histgen_small
 
 FOLDER = REPO_ROOT / "docs" / "share_and_serve"
@@ -29,7 +29,7 @@ def workspace(tmp_path_factory):
     require_histgen_small()
     root = tmp_path_factory.mktemp("docs_share_and_serve") / "clone"
     try:
-        yield prepare_base(root)
+        yield prepare_base(root, session_folder(tmp_path_factory))
     finally:
         stop_servers(root)
 

@@ -26,6 +26,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from tests.support.bundle_runs import NO_NETWORK_DIR, bundle_env
 from tests.support.doc_commands import SHELL_LANGUAGES, DocBlock, block_commands, doc_blocks, placeholder_table
@@ -329,8 +330,37 @@ def ci_commands() -> list[str]:
 BASE_COMMAND = "python -m monai.bundle run training --config_file configs/train.json"
 
 
-def prepare_base(root: Path) -> Path:
-    """A workspace after the documented demo training (tiny demo), with every placeholder's data built."""
+def session_folder(tmp_path_factory: Any) -> Path:
+    """A folder that every process of this pytest session sees, and no other session: pytest's base temp, or
+    under pytest-xdist its parent (``pytest-<n>/``, which holds each worker's ``popen-gw<k>/``)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+def prepare_base(root: Path, shared: Path | None = None) -> Path:
+    """A workspace after the documented demo training (tiny demo), with every placeholder's data built.
+
+    With ``shared`` (a folder all test processes of the session see, e.g. the parent of pytest's base temp
+    under xdist), the base is built once there, under a file lock, and ``root`` is a copy of it (file times
+    kept, links kept): the doc test files then pay for one demo training, not one each.
+    """
+    if shared is None:
+        return _build_base(root)
+    import fcntl
+
+    shared.mkdir(parents=True, exist_ok=True)
+    base, done = shared / "doc_base", shared / "doc_base.done"
+    with open(shared / "doc_base.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also if building fails
+        if not done.exists():
+            shutil.rmtree(base, ignore_errors=True)
+            _build_base(base)
+            done.write_text("ok\n")
+    shutil.copytree(base, root, symlinks=True)
+    return root
+
+
+def _build_base(root: Path) -> Path:
     from tests.support.doc_data import build_placeholders
 
     make_workspace(root)
