@@ -56,7 +56,7 @@ def test_decoding_never_writes_a_word_that_states_a_class_the_heads_did_not_choo
     model = grounded_model()
     feats = torch.randn(3, 20, SMALL["in_dim"])
     free = model.generate(feats, beam_size=beam_size, max_len=8)
-    decisions = model.finding_decisions(model.memory_and_findings(model.encode(feats))[2])
+    decisions = model.finding_decisions(model.encode(feats))
     first, second = int(free[0, 0]), int(free[0, 1])
     # the first word commits the sentence to an LVI class the heads did not choose for slide 0
     wrong = 1 - int(decisions[0, 1])
@@ -79,7 +79,7 @@ def test_rules_apply_again_after_each_sentence_end():
     model = grounded_model()
     feats = torch.randn(1, 20, SMALL["in_dim"])
     free = model.generate(feats, beam_size=1, max_len=8)
-    decisions = model.finding_decisions(model.memory_and_findings(model.encode(feats))[2])
+    decisions = model.finding_decisions(model.encode(feats))
     wrong = 1 - int(decisions[0, 1])
     # the second generated word ends a sentence: the third word is a sentence's first word again
     first, second, third = (int(v) for v in free[0, :3])

@@ -133,12 +133,14 @@ class HistGen(SlideEncoder):
             return empty_phrase_rules(self.decoder.logit.weight.device)
         return heads.phrase_rules()
 
-    def finding_decisions(self, finding_logits: torch.Tensor) -> torch.Tensor:
-        """The class each finding head chose, ``[B, F] long`` (``[B, 0]`` without heads)."""
+    def finding_decisions(self, encoding: SlideEncoding, needed: bool = True) -> torch.Tensor:
+        """The class each finding head chose for each bag, ``[B, F] long`` (``[B, 0]`` without heads or when
+        not ``needed``)."""
         heads = self.findings
-        if heads is None:
-            return torch.zeros(finding_logits.shape[0], 0, dtype=torch.long, device=finding_logits.device)
-        return heads.decisions(finding_logits)
+        b = encoding.patch_tokens.shape[0]
+        if heads is None or not needed:
+            return torch.zeros(b, 0, dtype=torch.long, device=encoding.patch_tokens.device)
+        return heads.decisions(heads(encoding.patch_tokens, encoding.patch_mask).logits)
 
     @torch.jit.export
     def predict_findings(self, features: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -248,9 +250,7 @@ class HistGen(SlideEncoder):
         """
         b = encoding.region_tokens.shape[0]
         device = encoding.region_tokens.device
-        memory, memory_mask, finding_logits = self.memory_and_findings(encoding)
-        context_k, context_v = self.context.project_memory(self.memory_matrix)
-        cache = self.decoder.start(memory, memory_mask, context_k, context_v)
+        cache = self.start_decoding(encoding)
         logprobs, cache = self.decode_step(torch.zeros(b, dtype=torch.long, device=device), cache)
         vocab = logprobs.shape[-1]
         if beam_size > vocab:
@@ -260,7 +260,7 @@ class HistGen(SlideEncoder):
         # the words that would state a class the finding heads did not choose are banned (finding_phrases)
         rules = self.phrase_rules()
         constrained = rules.word.shape[0] > 0
-        decisions = self.finding_decisions(finding_logits)
+        decisions = self.finding_decisions(encoding, constrained)
         phrases = phrase_start(rules, b)
         if constrained:
             logprobs = phrase_ban(rules, phrases, decisions, logprobs)
@@ -321,12 +321,10 @@ class HistGen(SlideEncoder):
         """
         b = encoding.region_tokens.shape[0]
         device = encoding.region_tokens.device
-        memory, memory_mask, finding_logits = self.memory_and_findings(encoding)
-        context_k, context_v = self.context.project_memory(self.memory_matrix)
-        cache = self.decoder.start(memory, memory_mask, context_k, context_v)
+        cache = self.start_decoding(encoding)
         rules = self.phrase_rules()
         constrained = rules.word.shape[0] > 0
-        decisions = self.finding_decisions(finding_logits)
+        decisions = self.finding_decisions(encoding, constrained)
         phrases = phrase_start(rules, b)
         seq = torch.zeros(b, max_len, dtype=torch.long, device=device)
         it = torch.zeros(b, dtype=torch.long, device=device)
