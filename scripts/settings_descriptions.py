@@ -96,6 +96,7 @@ DESCRIPTIONS: dict[str, str] = {
     "finding_heads": "train auxiliary finding classifiers on the slide embedding (grounds the report in the slide)",
     "finding_loss_weight": "weight of the finding heads' loss next to the report loss",
     "word_dropout": "share of teacher-forced input words replaced by <unk> in training",
+    "finding_phrase_decoding": "decoding writes the finding heads' class (bans words that state another class)",
     "text_encoder": "local sentence-embedding checkpoint for the EMB part of the REG score (null: not scored)",
     "write_findings": "write <id>.findings.json and finding columns in reports.csv",
     "report_data": _DERIVED + "the dataset (or built demo) the run uses: annotation file, feature folder, dim",
@@ -103,6 +104,7 @@ DESCRIPTIONS: dict[str, str] = {
     "key_phrases": _DERIVED + "clinical key phrases scored by the key-phrase accuracy metric",
     "findings_vocabulary": _DERIVED + "diagnoses and grades the clinical-finding metrics and heads know",
     "finding_labeler": _DERIVED + "reads finding labels from the report text for the finding heads",
+    "finding_phrases": _DERIVED + "the training sentences' words that commit a sentence to a finding's class",
     "feature_extraction": _DERIVED + "extraction settings of the features, saved with the model",
     "decoding": _DERIVED + "beam size and length used to generate (the model's own unless given)",
     # slide inference and feature extraction

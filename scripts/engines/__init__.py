@@ -5,6 +5,7 @@ import warnings
 from scripts import quiet_cucim  # noqa: F401  (first: cuCIM's start-up lines stay quiet)
 
 from .feature_checks import CHECKED_KEYS, FeatureMismatchError, check_feature_files
+from .finding_phrases import build_phrase_rules, finding_phrase_rules, with_finding_phrases
 from .grounding import ReportFindingLabeler, TeacherForcingBatches, finding_labeler
 from .input_normalisation import fit_input_norm
 from .mlflow_extras import MLflowRunExtras, find_mlflow_handler
@@ -95,7 +96,10 @@ __all__ = [
     "GroundedReportLoss",
     "ReportFindingLabeler",
     "TeacherForcingBatches",
+    "build_phrase_rules",
     "finding_labeler",
+    "finding_phrase_rules",
+    "with_finding_phrases",
     "MLflowRunExtras",
     "PatchAttention",
     "ReportData",

@@ -19,12 +19,22 @@ source:
   class and nothing else: with the pooled vector added as well (its LayerNorm-ed norm ~sqrt(d), the class
   embedding's ~1) the class was a small part of the token, and on the needle benchmark the heads were right
   on LVI for every test slide while the reports were right on 0.47 (docs/grounding.md).
+
+The heads also hold the phrase rules of :mod:`scripts.networks.finding_phrases` (buffers, saved with the
+weights): the words at which a training sentence commits to a class, so that decoding writes the class the
+heads chose. A model saved before the rules existed loads with none.
 """
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
+
+from .finding_phrases import PhraseRules
+
+#: the buffers that hold the phrase rules, in :class:`PhraseRules` field order.
+PHRASE_BUFFERS = ("phrase_context", "phrase_length", "phrase_word", "phrase_finding", "phrase_label",
+                  "phrase_sentence_end")
 
 
 class FindingOutputs(NamedTuple):
@@ -81,6 +91,53 @@ class SlideFindingHeads(nn.Module):
         self.class_embed = nn.Parameter(torch.randn(offsets[-1], d_model))
         self.type_embed = nn.Parameter(torch.randn(self.num_findings, d_model))
         self.token_norm = nn.LayerNorm(d_model)
+        empty = torch.zeros(0, dtype=torch.long)
+        self.register_buffer("phrase_context", torch.full([0, 1], -1, dtype=torch.long))
+        self.register_buffer("phrase_length", empty.clone())
+        self.register_buffer("phrase_word", empty.clone())
+        self.register_buffer("phrase_finding", empty.clone())
+        self.register_buffer("phrase_label", empty.clone())
+        self.register_buffer("phrase_sentence_end", torch.full([1], -1, dtype=torch.long))
+
+    def set_phrase_rules(self, rules: PhraseRules) -> None:
+        """Hold ``rules`` (see :mod:`scripts.networks.finding_phrases`), checked against the heads' classes."""
+        k = rules.word.shape[0]
+        if any(t.shape[0] != k for t in (rules.context, rules.length, rules.word, rules.finding, rules.label)):
+            raise ValueError("phrase rules: context, length, word, finding and label need one row per rule")
+        if k:
+            if int(rules.finding.min()) < 0 or int(rules.finding.max()) >= self.num_findings:
+                raise ValueError(f"phrase rules name a finding outside 0..{self.num_findings - 1}")
+            sizes = torch.tensor(self.num_classes)[rules.finding.cpu()]
+            if bool(((rules.label.cpu() < 0) | (rules.label.cpu() >= sizes)).any()):
+                raise ValueError("phrase rules name a class outside their finding's classes")
+            if bool((rules.context[:, -1] != -1).any()) or int(rules.length.max()) >= rules.context.shape[1]:
+                raise ValueError("phrase rules: every context row must end with -1 padding")
+        device = self.class_embed.device
+        for name, value in zip(PHRASE_BUFFERS, rules, strict=True):
+            setattr(self, name, value.to(device=device, dtype=torch.long))
+
+    def phrase_rules(self) -> PhraseRules:
+        """The rules held (``K = 0`` when none were set)."""
+        return PhraseRules(self.phrase_context, self.phrase_length, self.phrase_word, self.phrase_finding,
+                           self.phrase_label, self.phrase_sentence_end)
+
+    def decisions(self, logits: torch.Tensor) -> torch.Tensor:
+        """``logits [B, C_total]`` -> the class each head chose, ``[B, F] long``."""
+        chosen: list[torch.Tensor] = []
+        for f in range(self.num_findings):
+            chosen.append(logits[:, self.offsets[f] : self.offsets[f + 1]].argmax(dim=-1))
+        return torch.stack(chosen, dim=1)
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
+        # the rules have as many rows as the training reports gave: take the saved shapes; a model saved
+        # before the rules existed has none (decoding as it was)
+        for name in PHRASE_BUFFERS:
+            saved = state_dict.get(prefix + name)
+            if saved is None:
+                state_dict[prefix + name] = getattr(self, name)
+            else:
+                setattr(self, name, torch.empty_like(saved, device=self.class_embed.device))
+        super()._load_from_state_dict(state_dict, prefix, *args)
 
     def forward(
         self, tokens: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor | None = None

@@ -7,6 +7,14 @@ import torch
 
 from .config import HistGenConfig
 from .finding_heads import SlideFindingHeads
+from .finding_phrases import (
+    PhraseRules,
+    empty_phrase_rules,
+    phrase_advance,
+    phrase_ban,
+    phrase_select,
+    phrase_start,
+)
 from .report_decoder import DecoderCache, ReportDecoder, select_hypotheses
 from .slide_encoder import SlideEncoder, SlideEncoding
 
@@ -117,6 +125,22 @@ class HistGen(SlideEncoder):
         """
         memory, memory_mask, _ = self.memory_and_findings(encoding)
         return memory, memory_mask
+
+    def phrase_rules(self) -> PhraseRules:
+        """The finding heads' phrase rules (none without heads), see :mod:`scripts.networks.finding_phrases`."""
+        heads = self.findings
+        if heads is None:
+            return empty_phrase_rules(self.decoder.logit.weight.device)
+        return heads.phrase_rules()
+
+    def finding_decisions(self, encoding: SlideEncoding, needed: bool = True) -> torch.Tensor:
+        """The class each finding head chose for each bag, ``[B, F] long`` (``[B, 0]`` without heads or when
+        not ``needed``)."""
+        heads = self.findings
+        b = encoding.patch_tokens.shape[0]
+        if heads is None or not needed:
+            return torch.zeros(b, 0, dtype=torch.long, device=encoding.patch_tokens.device)
+        return heads.decisions(heads(encoding.patch_tokens, encoding.patch_mask).logits)
 
     @torch.jit.export
     def predict_findings(self, features: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -233,6 +257,14 @@ class HistGen(SlideEncoder):
             raise ValueError(f"beam_size {beam_size} exceeds the number of output ids {vocab}")
         if self.blocks_empty_report and max_len > 1:
             logprobs = self._no_end_token(logprobs)
+        # the words that would state a class the finding heads did not choose are banned (finding_phrases)
+        rules = self.phrase_rules()
+        constrained = rules.word.shape[0] > 0
+        decisions = self.finding_decisions(encoding, constrained)
+        phrases = phrase_start(rules, b)
+        if constrained:
+            logprobs = phrase_ban(rules, phrases, decisions, logprobs)
+            decisions = decisions.repeat_interleave(beam_size, dim=0)
         best_score = torch.full([b], float("-inf"), device=device, dtype=logprobs.dtype)
         best_seq = torch.zeros(b, max_len, dtype=torch.long, device=device)
         seqs = torch.zeros(b, beam_size, 0, dtype=torch.long, device=device)
@@ -248,7 +280,10 @@ class HistGen(SlideEncoder):
             if t > 0:
                 seqs = seqs.gather(1, beam_ix.unsqueeze(-1).expand(-1, -1, seqs.shape[-1]))
             seqs = torch.cat([seqs, words.unsqueeze(-1)], dim=-1)
-            cache = select_hypotheses(cache, (beam_ix + offsets * width).reshape(-1))
+            kept = (beam_ix + offsets * width).reshape(-1)
+            cache = select_hypotheses(cache, kept)
+            if constrained:
+                phrases = phrase_advance(rules, phrase_select(phrases, kept), words.reshape(-1))
 
             ended = words == 0
             if t == max_len - 1:
@@ -269,6 +304,8 @@ class HistGen(SlideEncoder):
                 break
             step_logprobs, cache = self.decode_step(seqs[:, :, -1].reshape(-1), cache)
             logprobs = torch.log_softmax(step_logprobs, dim=-1)
+            if constrained:
+                logprobs = phrase_ban(rules, phrases, decisions, logprobs)
         return best_seq
 
     def greedy_search(self, encoding: SlideEncoding, max_len: int, block_trigrams: bool = True) -> torch.Tensor:
@@ -285,6 +322,10 @@ class HistGen(SlideEncoder):
         b = encoding.region_tokens.shape[0]
         device = encoding.region_tokens.device
         cache = self.start_decoding(encoding)
+        rules = self.phrase_rules()
+        constrained = rules.word.shape[0] > 0
+        decisions = self.finding_decisions(encoding, constrained)
+        phrases = phrase_start(rules, b)
         seq = torch.zeros(b, max_len, dtype=torch.long, device=device)
         it = torch.zeros(b, dtype=torch.long, device=device)
         unfinished = torch.ones(b, dtype=torch.bool, device=device)
@@ -299,7 +340,11 @@ class HistGen(SlideEncoder):
             if block_trigrams and t >= 3:
                 last3: list[list[int]] = seq[:, t - 3 : t].tolist()
                 logprobs = logprobs + self._trigram_penalty(logprobs, last3, seen)
+            if constrained:
+                logprobs = phrase_ban(rules, phrases, decisions, logprobs)
             it = logprobs.argmax(dim=-1).masked_fill(~unfinished, 0)
+            if constrained:
+                phrases = phrase_advance(rules, phrases, it)
             seq[:, t] = it
             unfinished = unfinished & (it != 0)
             if not bool(unfinished.any()):

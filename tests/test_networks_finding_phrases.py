@@ -1,0 +1,144 @@
+"""Finding-consistent decoding: the generated text states the class the finding heads chose."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from scripts.engines import build_phrase_rules, finding_labeler, finding_phrase_rules, with_finding_phrases
+from scripts.metrics import FindingsVocabulary
+from scripts.networks import HistGen, HistGenConfig
+from scripts.networks.finding_phrases import PhraseRules
+from scripts.text import Vocabulary
+
+SMALL = dict(
+    in_dim=24, d_vf=40, d_model=32, d_ff=48, num_heads=4, num_layers=2, topk=8, cmm_size=16, cmm_dim=32,
+    region_size=8, prototype_num=6, vocab_size=30, max_seq_length=12, dropout=0.1,
+)
+FINDINGS = {"diagnosis": 3, "lymphovascular_invasion": 2}
+END = 9  # the sentence end's id in the hand-made rules
+
+
+def grounded_model(seed: int = 0) -> HistGen:
+    torch.manual_seed(seed)
+    return HistGen(HistGenConfig(**SMALL, finding_classes=FINDINGS)).eval()
+
+
+def rules_of(*rows: tuple[list[int], int, int, int]) -> PhraseRules:
+    """``(context, word, finding, class)`` rows -> :class:`PhraseRules`."""
+    return PhraseRules(
+        torch.tensor([c + [-1] * (4 - len(c)) for c, _, _, _ in rows], dtype=torch.long),
+        torch.tensor([len(c) for c, _, _, _ in rows]),
+        torch.tensor([w for _, w, _, _ in rows]),
+        torch.tensor([f for _, _, f, _ in rows]),
+        torch.tensor([k for _, _, _, k in rows]),
+        torch.tensor([END]),
+    )
+
+
+def test_a_rule_sits_where_the_training_sentences_commit_to_one_class():
+    # finding 1 (LVI): [5 6 7] present, [5 6 8 7] absent, [5 6 8 3] absent; finding 0 not stated
+    sentences = [([5, 6, 7], [-1, 1]), ([5, 6, 8, 7], [-1, 0]), ([5, 6, 8, 3], [-1, 0]), ([2, 4], [0, -1]),
+                 ([2, 3], [2, -1])]
+    rules = build_phrase_rules(sentences, 2, END)
+    rows = sorted((int(f), tuple(rules.context[k, : int(rules.length[k])].tolist()), int(rules.word[k]), int(c))
+                  for k, (f, c) in enumerate(zip(rules.finding, rules.label, strict=True)))
+    # "5 6" is shared by both LVI classes: the rules sit at the next word; "5 6 8 7" adds no rule below "8"
+    assert rows == [(0, (2,), 3, 2), (0, (2,), 4, 0), (1, (5, 6), 7, 1), (1, (5, 6), 8, 0)]
+    assert rules.context.shape[1] == 3 and bool((rules.context[:, -1] == -1).all())
+    assert int(rules.sentence_end) == END
+
+
+@pytest.mark.parametrize("beam_size", [1, 3])
+def test_decoding_never_writes_a_word_that_states_a_class_the_heads_did_not_choose(beam_size):
+    model = grounded_model()
+    feats = torch.randn(3, 20, SMALL["in_dim"])
+    free = model.generate(feats, beam_size=beam_size, max_len=8)
+    decisions = model.finding_decisions(model.encode(feats))
+    first, second = int(free[0, 0]), int(free[0, 1])
+    # the first word commits the sentence to an LVI class the heads did not choose for slide 0
+    wrong = 1 - int(decisions[0, 1])
+    with_finding_phrases(model, rules_of(([], first, 1, wrong)))
+    banned = model.generate(feats, beam_size=beam_size, max_len=8)
+    assert int(banned[0, 0]) != first
+    # a rule for the class the heads chose changes nothing; nor does one whose context is not followed
+    other = first % (SMALL["vocab_size"] - 1) + 1  # a word id that is not ``first``
+    with_finding_phrases(model, rules_of(([], first, 1, 1 - wrong), ([other], second, 1, wrong)))
+    assert torch.equal(model.generate(feats, beam_size=beam_size, max_len=8)[0], free[0])
+    # a rule with a context applies after that context only
+    with_finding_phrases(model, rules_of(([first], second, 1, wrong)))
+    after = model.generate(feats, beam_size=beam_size, max_len=8)
+    assert (int(after[0, 0]), int(after[0, 1])) != (first, second)
+    if beam_size == 1:
+        assert int(after[0, 0]) == first
+
+
+def test_rules_apply_again_after_each_sentence_end():
+    model = grounded_model()
+    feats = torch.randn(1, 20, SMALL["in_dim"])
+    free = model.generate(feats, beam_size=1, max_len=8)
+    decisions = model.finding_decisions(model.encode(feats))
+    wrong = 1 - int(decisions[0, 1])
+    # the second generated word ends a sentence: the third word is a sentence's first word again
+    first, second, third = (int(v) for v in free[0, :3])
+    assert third != first  # (seeded) else the rule would change the first word too
+    rules = rules_of(([], third, 1, wrong))._replace(sentence_end=torch.tensor([second]))
+    with_finding_phrases(model, rules)
+    out = model.generate(feats, beam_size=1, max_len=8)
+    assert int(out[0, 0]) == first and int(out[0, 1]) == second and int(out[0, 2]) != third
+    # without the sentence end the third word is not a sentence's first word: kept
+    with_finding_phrases(model, rules._replace(sentence_end=torch.tensor([-1])))
+    assert torch.equal(model.generate(feats, beam_size=1, max_len=8), free)
+
+
+def test_rules_travel_with_the_weights_and_the_scripted_model():
+    model = grounded_model()
+    feats = torch.randn(2, 20, SMALL["in_dim"])
+    first = int(model.generate(feats, beam_size=3, max_len=8)[0, 0])
+    with_finding_phrases(model, rules_of(([], first, 0, 0), ([], first, 0, 1), ([], first, 0, 2)))
+    constrained = model.generate(feats, beam_size=3, max_len=8)
+    assert int(constrained[0, 0]) != first and int(constrained[1, 0]) != first
+    fresh = grounded_model(seed=1)
+    fresh.load_state_dict(model.state_dict())
+    assert torch.equal(fresh.generate(feats, beam_size=3, max_len=8), constrained)
+    assert torch.equal(torch.jit.script(model).generate(feats, beam_size=3, max_len=8), constrained)
+    # a model saved before the rules existed loads with none
+    old = {k: v for k, v in model.state_dict().items() if ".phrase_" not in k}
+    built = grounded_model(seed=2)
+    built.load_state_dict(old)
+    assert built.findings.phrase_rules().word.shape == (0,)
+    unconstrained = grounded_model().generate(feats, beam_size=3, max_len=8)
+    assert torch.equal(built.generate(feats, beam_size=3, max_len=8), unconstrained)
+
+
+def test_bad_rules_are_refused():
+    model = grounded_model()
+    with pytest.raises(ValueError, match="class outside"):
+        with_finding_phrases(model, rules_of(([], 3, 1, 2)))
+    with pytest.raises(ValueError, match="finding outside"):
+        with_finding_phrases(model, rules_of(([], 3, 2, 0)))
+
+
+def test_rules_of_a_training_annotation_name_the_words_that_state_lvi(tmp_path):
+    reports = (["Invasive ductal carcinoma. Lymphovascular invasion present. Margins negative."] * 3
+               + ["Invasive lobular carcinoma. Lymphovascular invasion not identified. Margins negative."] * 3
+               + ["Invasive lobular carcinoma. Lymphovascular invasion absent. Margins positive."] * 3)
+    items = [{"id": f"s{i}", "report": r} for i, r in enumerate(reports)]
+    path = tmp_path / "annotation.json"
+    path.write_text(json.dumps({"train": items, "val": items[:1], "test": items[:1]}), encoding="utf-8")
+    vocab = Vocabulary.build(reports, threshold=1)
+    labeler = finding_labeler(FindingsVocabulary.from_annotation(path), path, True)
+    rules = finding_phrase_rules(labeler, vocab, path)
+    lvi = labeler.names.index("lymphovascular_invasion")
+    found = set()
+    for k in range(rules.word.shape[0]):
+        if int(rules.finding[k]) == lvi:
+            context = " ".join(vocab.id_to_token(i) for i in rules.context[k, : int(rules.length[k])].tolist())
+            found.add((context, vocab.id_to_token(int(rules.word[k])),
+                       labeler.classes["lymphovascular_invasion"][int(rules.label[k])]))
+    assert found == {("lymphovascular invasion", "present", "present"),
+                     ("lymphovascular invasion", "not", "absent"), ("lymphovascular invasion", "absent", "absent")}
+    assert int(rules.sentence_end) == vocab.token_to_id(".")
+    assert finding_phrase_rules(labeler, vocab, path, "false") is None
