@@ -332,3 +332,28 @@ def assert_block_runs(runner: DocBlockRunner, block_id: str) -> BlockRun:
 def block_with(blocks: list[DocBlock], text: str) -> DocBlock:
     """The first block whose text holds ``text``."""
     return next(b for b in blocks if text in b.text)
+
+
+def assert_demo_predictions_carry_the_synthetic_notice(runner: DocBlockRunner, blocks: list[DocBlock],
+                                                       bundle: str) -> None:
+    """After the block with the demo's inference: the fold and ensemble predictions end with the SYNTHETIC-DATA
+    notice, then the research-use notice, on every row."""
+    from scripts.engines.model_provenance import RESEARCH_NOTICE, SYNTHETIC_WARNING
+
+    assert_block_runs(runner, block_with(blocks, "run inference").id)
+    out = runner.workspace / "bundle" / bundle
+    for table in (out / "predictions" / "predictions.csv", out / "eval" / "fold_0" / "predictions.csv"):
+        rows = _read_csv(table)
+        assert rows and list(rows[0])[-1] == "notice", table
+        assert all(r["notice"].startswith(SYNTHETIC_WARNING) and r["notice"].endswith(RESEARCH_NOTICE)
+                   for r in rows), table
+
+
+def assert_report_pretrained_runs(runner: DocBlockRunner, blocks: list[DocBlock], own_table: str) -> None:
+    """The own-data block (``--csv_file <own_table>``) starts from ``models/model.pt`` and the results-table block
+    from ``runs/report_slides/models/model.pt`` (and its rows without it from a random initialisation)."""
+    own = assert_block_runs(runner, block_with(blocks, f"--csv_file {own_table}").id)
+    assert "REPORT-PRETRAINED weights from models/model.pt" in own.output
+    rows = assert_block_runs(runner, block_with(blocks, "R=runs/report_slides/models/model.pt").id)
+    assert "REPORT-PRETRAINED weights from runs/report_slides/models/model.pt" in rows.output
+    assert "RANDOM initialisation" in rows.output

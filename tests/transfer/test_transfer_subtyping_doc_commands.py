@@ -16,13 +16,14 @@ import json
 
 import pytest
 
-from scripts.engines.model_provenance import RESEARCH_NOTICE, SYNTHETIC_WARNING
+from scripts.engines.model_provenance import RESEARCH_NOTICE
 from tests.support.bundle_runs import REPO_ROOT
 from tests.support.doc_commands import doc_blocks, placeholder_table
 from tests.support.sibling_doc_runs import (
     DocBlockRunner,
     assert_block_runs,
-    block_with,
+    assert_demo_predictions_carry_the_synthetic_notice,
+    assert_report_pretrained_runs,
     grade_doc_data,
     json_listing,
     make_workspace,
@@ -89,19 +90,9 @@ def test_adding_a_task_block_runs_as_written(task_runner, block_id):
 
 @pytest.mark.slow
 def test_the_demo_s_predictions_carry_the_synthetic_data_notice(runner):
-    assert_block_runs(runner, block_with(BLOCKS, "run inference").id)
-    out = runner.workspace / "bundle" / "subtyping"
-    for table in (out / "predictions" / "predictions.csv", out / "eval" / "fold_0" / "predictions.csv"):
-        rows = read_rows(table)
-        assert rows and list(rows[0])[-1] == "notice", table
-        assert all(r["notice"].startswith(SYNTHETIC_WARNING) and r["notice"].endswith(RESEARCH_NOTICE)
-                   for r in rows), table
+    assert_demo_predictions_carry_the_synthetic_notice(runner, BLOCKS, "subtyping")
 
 
 @pytest.mark.slow
 def test_the_report_pretrained_runs_start_from_the_documented_report_models(runner):
-    own = assert_block_runs(runner, block_with(BLOCKS, "--csv_file /data/nsclc.csv").id)
-    assert "REPORT-PRETRAINED weights from models/model.pt" in own.output
-    rows = assert_block_runs(runner, block_with(BLOCKS, "R=runs/report_slides/models/model.pt").id)
-    assert "REPORT-PRETRAINED weights from runs/report_slides/models/model.pt" in rows.output
-    assert "RANDOM initialisation" in rows.output
+    assert_report_pretrained_runs(runner, BLOCKS, "/data/nsclc.csv")

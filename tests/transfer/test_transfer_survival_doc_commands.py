@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import pytest
 
-from scripts.engines.model_provenance import RESEARCH_NOTICE, SYNTHETIC_WARNING
 from tests.support.bundle_runs import REPO_ROOT
 from tests.support.doc_commands import doc_blocks, placeholder_table
 from tests.support.sibling_doc_runs import (
@@ -19,14 +18,14 @@ from tests.support.sibling_doc_runs import (
     DocBlockRunner,
     appended_keys,
     assert_block_runs,
-    block_with,
+    assert_demo_predictions_carry_the_synthetic_notice,
+    assert_report_pretrained_runs,
     make_workspace,
     runnable_script,
     survival_doc_data,
     undocumented_paths,
 )
 from tests.support.transfer_demo import tiny_report_demo
-from tests.support.transfer_runs import read_rows
 from tests.transfer.test_subtyping_bundle import save_test_report_model
 
 MD = REPO_ROOT / "bundle" / "survival" / "docs" / "README.md"
@@ -78,18 +77,9 @@ def test_documented_block_runs_as_written(runner, block_id):
 
 @pytest.mark.slow
 def test_the_demo_s_risks_carry_the_synthetic_data_notice(runner):
-    assert_block_runs(runner, block_with(BLOCKS, "run inference").id)
-    out = runner.workspace / "bundle" / "survival"
-    for table in (out / "predictions" / "predictions.csv", out / "eval" / "fold_0" / "predictions.csv"):
-        rows = read_rows(table)
-        assert rows and list(rows[0])[-1] == "notice", table
-        assert all(r["notice"].startswith(SYNTHETIC_WARNING) and r["notice"].endswith(RESEARCH_NOTICE)
-                   for r in rows), table
+    assert_demo_predictions_carry_the_synthetic_notice(runner, BLOCKS, "survival")
 
 
 @pytest.mark.slow
 def test_the_report_pretrained_runs_start_from_the_documented_report_models(runner):
-    own = assert_block_runs(runner, block_with(BLOCKS, "--csv_file /data/luad_os.csv").id)
-    assert "REPORT-PRETRAINED weights from models/model.pt" in own.output
-    rows = assert_block_runs(runner, block_with(BLOCKS, "R=runs/report_slides/models/model.pt").id)
-    assert "REPORT-PRETRAINED weights from runs/report_slides/models/model.pt" in rows.output
+    assert_report_pretrained_runs(runner, BLOCKS, "/data/luad_os.csv")
