@@ -19,7 +19,6 @@ without rules (``K = 0``) decodes exactly as before.
 from typing import NamedTuple
 
 import torch
-import torch.nn.functional as F
 
 #: log-probability given to a word that would state a class the heads did not choose.
 BANNED_LOGPROB = -1.0e4
@@ -72,7 +71,9 @@ def phrase_ban(rules: PhraseRules, state: PhraseState, decisions: torch.Tensor, 
     applicable = state.alive & (rules.length[None, :] == state.length[:, None])  # [H, K]
     chosen = decisions.gather(1, rules.finding[None, :].expand(decisions.shape[0], -1))  # [H, K]
     banned = applicable & (chosen != rules.label[None, :])
-    hits = banned.to(logprobs.dtype) @ F.one_hot(rules.word, logprobs.shape[-1]).to(logprobs.dtype)  # [H, V]
+    # count the banned rules per word: O(H * K), not a [K, V] one-hot product at every decoding step
+    index = rules.word[None, :].expand(banned.shape[0], -1)
+    hits = torch.zeros_like(logprobs).scatter_add_(1, index, banned.to(logprobs.dtype))  # [H, V]
     return logprobs.masked_fill(hits > 0, -1.0e4)  # BANNED_LOGPROB (TorchScript reads no float globals)
 
 
