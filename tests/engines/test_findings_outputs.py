@@ -169,3 +169,28 @@ def test_writers_on_an_engine(tmp_path):
     saved = json.loads((tmp_path / "reports" / "s2.findings.json").read_text(encoding="utf-8"))
     assert saved["findings"]["diagnosis"] == "invasive lobular carcinoma" and saved["findings"]["margin"] == "negative"
     assert json.loads((tmp_path / "eval" / "metrics.json").read_text())["num_reports"] == 3
+
+
+def _phrase_rules_saved(model_dir) -> dict[str, list[int]]:
+    from scripts.safe_load import load_plain
+
+    state = load_plain(model_dir / "models" / "model.pt", what="report model")
+    return {key.rsplit(".", 1)[-1]: value.tolist() for key, value in state.items()
+            if key.rsplit(".", 1)[-1] in ("phrase_word", "phrase_finding")}
+
+
+@pytest.mark.slow
+def test_finding_phrase_decoding_is_on_by_default_and_one_key_turns_it_off(findings_demo, trained, tmp_path):
+    demo, annotation_file, _ = findings_demo
+    saved = _phrase_rules_saved(trained)
+    assert saved["phrase_word"], "the default training saved no phrase rules with the model"
+    vocab = Vocabulary.load(trained / "models" / "vocab.json")
+    words = {vocab.decode([0, w]).strip() for w in saved["phrase_word"]}
+    assert {"present", "positive", "negative"} & words  # LVI / margin values commit their sentences
+
+    out = tmp_path / "off"
+    proc = run_bundle("training", "train.json", dataset_dir=path_of(demo.dataset_dir),
+                      annotation_file=path_of(annotation_file), output_dir=path_of(out), max_epochs=1,
+                      finding_phrase_decoding="false", **TRAIN_OVERRIDES)
+    assert "finding-consistent decoding:" not in proc.stdout + proc.stderr
+    assert _phrase_rules_saved(out) == {"phrase_word": [], "phrase_finding": []}
