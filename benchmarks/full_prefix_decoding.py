@@ -27,12 +27,17 @@ class FullPrefixHistGen(HistGen):
         baseline.load_state_dict(model.state_dict())
         return baseline.train(model.training)
 
-    def start_decoding(self, encoding: SlideEncoding) -> DecoderCache:
-        memory, memory_mask = self.decoder_memory(encoding)
+    def start_decoding_with_decisions(self, encoding: SlideEncoding, needed: bool
+                                      ) -> tuple[DecoderCache, torch.Tensor]:
+        memory, memory_mask, logits = self.memory_and_findings(encoding)
         context_k, context_v = self.context.project_memory(self.memory_matrix)
         prefix = torch.zeros(memory.shape[0], 0, dtype=torch.long, device=memory.device)
         cross_mask = None if memory_mask is None else memory_mask[:, None, None, :]
-        return DecoderCache([prefix], [], [memory], [], cross_mask, context_k, context_v, 0)
+        cache = DecoderCache([prefix], [], [memory], [], cross_mask, context_k, context_v, 0)
+        heads = self.findings
+        if heads is None or not needed:
+            return cache, torch.zeros(logits.shape[0], 0, dtype=torch.long, device=logits.device)
+        return cache, heads.decisions(logits)
 
     def decode_step(self, ids: torch.Tensor, cache: DecoderCache) -> tuple[torch.Tensor, DecoderCache]:
         prefix = torch.cat([cache.self_k[0], ids[:, None]], dim=1)

@@ -133,6 +133,12 @@ class HistGen(SlideEncoder):
             return empty_phrase_rules(self.decoder.logit.weight.device)
         return heads.phrase_rules()
 
+    @torch.jit.unused
+    def check_phrase_rules(self) -> None:
+        """Raise ``ValueError`` when the held phrase rules name a word id the decoder cannot write."""
+        if self.findings is not None:
+            self.findings.check_phrase_rules(self.findings.phrase_rules(), self.decoder.logit.out_features)
+
     def finding_decisions(self, encoding: SlideEncoding, needed: bool = True) -> torch.Tensor:
         """The class each finding head chose for each bag, ``[B, F] long`` (``[B, 0]`` without heads or when
         not ``needed``)."""
@@ -223,9 +229,20 @@ class HistGen(SlideEncoder):
     # ------------------------------------------------------------------ step-wise decoding
     def start_decoding(self, encoding: SlideEncoding) -> DecoderCache:
         """Empty decoder cache for ``B`` encoded bags (one hypothesis each)."""
-        memory, memory_mask = self.decoder_memory(encoding)
+        return self.start_decoding_with_decisions(encoding, False)[0]
+
+    def start_decoding_with_decisions(self, encoding: SlideEncoding, needed: bool
+                                      ) -> tuple[DecoderCache, torch.Tensor]:
+        """:meth:`start_decoding` and :meth:`finding_decisions` from one pass of the finding heads."""
+        memory, memory_mask, logits = self.memory_and_findings(encoding)
         context_k, context_v = self.context.project_memory(self.memory_matrix)
-        return self.decoder.start(memory, memory_mask, context_k, context_v)
+        cache = self.decoder.start(memory, memory_mask, context_k, context_v)
+        heads = self.findings
+        if heads is None or not needed:
+            decisions = torch.zeros(logits.shape[0], 0, dtype=torch.long, device=logits.device)
+        else:
+            decisions = heads.decisions(logits)
+        return cache, decisions
 
     def decode_step(self, ids: torch.Tensor, cache: DecoderCache) -> tuple[torch.Tensor, DecoderCache]:
         """One cached decoding step: ``ids [B]`` -> log-probabilities ``[B, V+1]`` and the new cache."""
@@ -250,17 +267,16 @@ class HistGen(SlideEncoder):
         """
         b = encoding.region_tokens.shape[0]
         device = encoding.region_tokens.device
-        cache = self.start_decoding(encoding)
+        # the words that would state a class the finding heads did not choose are banned (finding_phrases)
+        rules = self.phrase_rules()
+        constrained = rules.word.shape[0] > 0
+        cache, decisions = self.start_decoding_with_decisions(encoding, constrained)
         logprobs, cache = self.decode_step(torch.zeros(b, dtype=torch.long, device=device), cache)
         vocab = logprobs.shape[-1]
         if beam_size > vocab:
             raise ValueError(f"beam_size {beam_size} exceeds the number of output ids {vocab}")
         if self.blocks_empty_report and max_len > 1:
             logprobs = self._no_end_token(logprobs)
-        # the words that would state a class the finding heads did not choose are banned (finding_phrases)
-        rules = self.phrase_rules()
-        constrained = rules.word.shape[0] > 0
-        decisions = self.finding_decisions(encoding, constrained)
         phrases = phrase_start(rules, b)
         if constrained:
             logprobs = phrase_ban(rules, phrases, decisions, logprobs)
@@ -321,10 +337,9 @@ class HistGen(SlideEncoder):
         """
         b = encoding.region_tokens.shape[0]
         device = encoding.region_tokens.device
-        cache = self.start_decoding(encoding)
         rules = self.phrase_rules()
         constrained = rules.word.shape[0] > 0
-        decisions = self.finding_decisions(encoding, constrained)
+        cache, decisions = self.start_decoding_with_decisions(encoding, constrained)
         phrases = phrase_start(rules, b)
         seq = torch.zeros(b, max_len, dtype=torch.long, device=device)
         it = torch.zeros(b, dtype=torch.long, device=device)
