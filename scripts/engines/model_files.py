@@ -210,7 +210,11 @@ def load_report_model(
     path = model_dir / MODEL_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{path}: model weights not found")
-    model.load_state_dict(load_plain(path, what="model weights"))
+    try:
+        model.load_state_dict(load_plain(path, what="model weights"))
+        model.check_phrase_rules()
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from err
     return model.to(device).eval(), load_model_vocabulary(model_dir)
 
 

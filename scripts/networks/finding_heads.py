@@ -101,7 +101,20 @@ class SlideFindingHeads(nn.Module):
 
     def set_phrase_rules(self, rules: PhraseRules) -> None:
         """Hold ``rules`` (see :mod:`scripts.networks.finding_phrases`), checked against the heads' classes."""
+        self.check_phrase_rules(rules)
+        device = self.class_embed.device
+        for name, value in zip(PHRASE_BUFFERS, rules, strict=True):
+            setattr(self, name, value.to(device=device, dtype=torch.long))
+
+    def check_phrase_rules(self, rules: PhraseRules, vocab_size: int = 0) -> None:
+        """Raise ``ValueError`` unless ``rules`` fit these heads (and, with ``vocab_size`` > 0, ids ``< vocab_size``).
+
+        Rules read from a file are data: a row naming a finding, class or word id that does not exist would
+        fail deep inside decoding (an index error), so it is refused up front.
+        """
         k = rules.word.shape[0]
+        if rules.context.dim() != 2 or rules.sentence_end.shape != (1,):
+            raise ValueError("phrase rules: context must be [K, L + 1] and sentence_end [1]")
         if any(t.shape[0] != k for t in (rules.context, rules.length, rules.word, rules.finding, rules.label)):
             raise ValueError("phrase rules: context, length, word, finding and label need one row per rule")
         if k:
@@ -112,9 +125,12 @@ class SlideFindingHeads(nn.Module):
                 raise ValueError("phrase rules name a class outside their finding's classes")
             if bool((rules.context[:, -1] != -1).any()) or int(rules.length.max()) >= rules.context.shape[1]:
                 raise ValueError("phrase rules: every context row must end with -1 padding")
-        device = self.class_embed.device
-        for name, value in zip(PHRASE_BUFFERS, rules, strict=True):
-            setattr(self, name, value.to(device=device, dtype=torch.long))
+            if int(rules.length.min()) < 0:
+                raise ValueError("phrase rules: negative context length")
+        if vocab_size > 0:
+            ids = torch.cat([rules.context.reshape(-1), rules.word, rules.sentence_end]).cpu()
+            if bool(((ids < -1) | (ids >= vocab_size)).any()) or bool((rules.word.cpu() < 0).any()):
+                raise ValueError(f"phrase rules name word ids outside the model's vocabulary (0..{vocab_size - 1})")
 
     def phrase_rules(self) -> PhraseRules:
         """The rules held (``K = 0`` when none were set)."""
@@ -138,6 +154,7 @@ class SlideFindingHeads(nn.Module):
             else:
                 setattr(self, name, torch.empty_like(saved, device=self.class_embed.device))
         super()._load_from_state_dict(state_dict, prefix, *args)
+        self.check_phrase_rules(self.phrase_rules())
 
     def forward(
         self, tokens: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor | None = None

@@ -121,6 +121,32 @@ def test_bad_rules_are_refused():
         with_finding_phrases(model, rules_of(([], 3, 2, 0)))
 
 
+def test_rules_read_from_a_model_file_are_checked_and_the_file_named(tmp_path):
+    """A ``model.pt`` whose saved rules name a word the decoder cannot write is refused at load, not mid-decoding."""
+    from scripts.engines.model_files import load_report_model, save_report_model
+
+    model = grounded_model()
+    vocab = Vocabulary(["<unk>", *(f"w{i}" for i in range(SMALL["vocab_size"] - 1))])
+    with_finding_phrases(model, rules_of(([], 3, 0, 1)))
+    save_report_model(tmp_path / "ok", model, vocab)
+    loaded, _ = load_report_model(tmp_path / "ok")
+    assert torch.equal(loaded.findings.phrase_rules().word, torch.tensor([3]))
+
+    state = model.state_dict()
+    state["findings.phrase_word"] = torch.tensor([SMALL["vocab_size"] + 5])
+    save_report_model(tmp_path / "bad_word", model, vocab)
+    torch.save(state, tmp_path / "bad_word" / "model.pt")
+    with pytest.raises(ValueError, match=r"bad_word/model.pt: phrase rules name word ids outside"):
+        load_report_model(tmp_path / "bad_word")
+
+    state = model.state_dict()
+    state["findings.phrase_finding"] = torch.tensor([7])
+    save_report_model(tmp_path / "bad_finding", model, vocab)
+    torch.save(state, tmp_path / "bad_finding" / "model.pt")
+    with pytest.raises(ValueError, match=r"bad_finding/model.pt: phrase rules name a finding outside"):
+        load_report_model(tmp_path / "bad_finding")
+
+
 def test_rules_of_a_training_annotation_name_the_words_that_state_lvi(tmp_path):
     reports = (["Invasive ductal carcinoma. Lymphovascular invasion present. Margins negative."] * 3
                + ["Invasive lobular carcinoma. Lymphovascular invasion not identified. Margins negative."] * 3
