@@ -46,6 +46,10 @@ def _parallel(config: pytest.Config) -> bool:
 def pytest_configure(config: pytest.Config) -> None:
     if _parallel(config) and not os.environ.get("OMP_NUM_THREADS"):
         os.environ["OMP_NUM_THREADS"] = "1"
+    if hasattr(config.option, "loadscopereorder"):
+        # pytest-xdist (>= 3.6) re-sorts --dist loadfile's files by their number of tests unless told not to,
+        # which would undo LONGEST_FIRST below and leave one worker finishing a long file alone at the end
+        config.option.loadscopereorder = False
     if not os.environ.get("CUFILE_LOGFILE_PATH"):
         folder = Path(tempfile.mkdtemp(prefix="histgen-tests-cufile-"))
         os.environ["CUFILE_LOGFILE_PATH"] = str(folder / "cufile.log")
