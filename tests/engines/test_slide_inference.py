@@ -335,3 +335,18 @@ def test_a_case_of_three_slides_gets_one_report(trained, tmp_path):
             patches += handle["feats"].shape[0]
     assert int(case["n_patches"]) == patches
     assert not (reports / "SYNTH-test-0000.txt").exists()  # no per-slide report for a case's slides
+
+
+def test_slide_inference_refuses_an_encoder_other_than_the_one_the_model_was_trained_with(tmp_path):
+    """The encoder is rebuilt from the model's record: other weights (a different checksum) stop the run."""
+    from scripts.encoders import build_encoder
+    from scripts.engines.slide_inference import slide_feature_extractor
+
+    record = {"encoder_name": "builtin-small", "encoder_checksum": "ab" * 32, "patch_size": 128, "target_mpp": 0.5}
+    actual = build_encoder("builtin-small", device="cpu").checksum
+    with pytest.raises(ValueError, match=(
+            f"encoder builtin-small: checksum {actual} differs from the {'ab' * 32} of the encoder the model was "
+            r"trained with \(models/feature_extraction.json\); give the same weights as --encoder_checkpoint")):
+        slide_feature_extractor(record, tmp_path, device="cpu", record_path="models/feature_extraction.json")
+    extractor = slide_feature_extractor(dict(record, encoder_checksum=actual), tmp_path, device="cpu")
+    assert extractor is not None
