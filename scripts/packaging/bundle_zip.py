@@ -124,6 +124,10 @@ def collect_bundle_files(
             sibling bundles give the repository root.
         model_subdirs: shell patterns of ``model_dir`` sub-folders shipped too (``("fold_*",)`` for the
             sibling bundles' fold models); other sub-folders are left out.
+
+    Raises:
+        FileNotFoundError: no ``configs/`` or ``scripts/`` package, or ``model_subdirs`` given and no sub-folder
+            matching them holds a ``model.pt`` (a zip of an untrained sibling bundle would infer nothing).
     """
     root = Path(bundle_root)
     code = Path(code_root) if code_root is not None else root
@@ -138,7 +142,11 @@ def collect_bundle_files(
                                     (root / "docs", "docs", tuple(docs_exclude))):
         for path in _files_under(folder, exclude):
             files[f"{prefix}/{path.relative_to(folder).as_posix()}"] = path
-    files.update(_model_files(models, tuple(model_subdirs)))
+    model_files = _model_files(models, tuple(model_subdirs))
+    if model_subdirs and not any(name.endswith("/model.pt") and name.count("/") == 2 for name in model_files):
+        patterns = ", ".join(f"{pattern}/model.pt" for pattern in model_subdirs)
+        raise FileNotFoundError(f"{models}: no trained fold model ({patterns}); train the bundle first")
+    files.update(model_files)
     if (code / "LICENSE").is_file():
         files["LICENSE"] = code / "LICENSE"
     return files

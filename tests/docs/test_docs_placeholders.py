@@ -15,6 +15,7 @@ from tests.support.doc_runs import (
     APPENDED_OVERRIDES,
     BLOCK_ENVIRONMENT,
     NOT_RUN,
+    SIBLING_TRAININGS,
     STAND_INS,
     documented_placeholders,
     python_key,
@@ -62,6 +63,19 @@ def test_override_and_not_run_tables_name_documented_commands():
     stale = [key for key in [*APPENDED_OVERRIDES, *NOT_RUN, *BLOCK_ENVIRONMENT] if key not in commands]
     assert stale == [], f"entries for commands the docs no longer show (update tests/support/doc_runs.py): {stale}"
     assert set(APPENDED_OVERRIDES).isdisjoint(NOT_RUN)
+
+
+def test_docs_readme_says_which_commands_are_not_run():
+    text = (REPO_ROOT / "docs" / "README.md").read_text(encoding="utf-8")
+    assert len(NOT_RUN) == 5 and "the five commands it does not\nrun" in text, "update docs/README.md's count"
+    assert sum("UNI" in why for why in NOT_RUN.values()) + sum(
+        "Docker" in why for why in NOT_RUN.values()) == len(NOT_RUN)
+
+
+def test_the_base_workspace_s_sibling_trainings_are_the_sibling_docs_commands():
+    for path, command in SIBLING_TRAININGS:
+        shown = {c for block in doc_blocks(REPO_ROOT / path) for c in block_commands(block)}
+        assert command in shown, f"{path} no longer shows {command!r} (update doc_runs.SIBLING_TRAININGS)"
 
 
 def test_undocumented_paths_are_caught():

@@ -79,6 +79,20 @@ def test_the_report_bundle_still_ships_only_its_top_level_model_files(tmp_path):
     assert files["LICENSE"] == REPO_ROOT / "LICENSE" and files["scripts/__init__.py"].parent == REPO_ROOT / "scripts"
 
 
+@pytest.mark.parametrize("bundle", BUNDLES)
+def test_export_of_an_untrained_bundle_is_refused_and_writes_no_zip(bundle, tmp_path):
+    run_dir = tmp_path / "run"
+    (run_dir / "models" / "fold_0").mkdir(parents=True)
+    (run_dir / "models" / "fold_0" / "model_info.json").write_text("{}")  # a fold folder without its model
+    cmd = [sys.executable, "-m", "monai.bundle", "run", "export", "--config_file",
+           f"bundle/{bundle}/configs/export.json", "--output_dir", str(run_dir), "--dist_dir", str(tmp_path / "dist")]
+    proc = subprocess.run(cmd, cwd=REPO_ROOT, env=bundle_env(), capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0
+    assert f"{run_dir / 'models'}: no trained fold model (fold_*/model.pt); train the bundle first" in (
+        proc.stdout + proc.stderr)
+    assert not (tmp_path / "dist").exists() or not any((tmp_path / "dist").iterdir())
+
+
 def test_a_sibling_bundle_folder_alone_is_refused_without_its_code_root(tmp_path):
     with pytest.raises(FileNotFoundError, match="bundle root without the scripts/ package"):
         collect_bundle_files(REPO_ROOT / "bundle" / "subtyping", tmp_path)
