@@ -137,12 +137,20 @@ class SlideFindingHeads(nn.Module):
         return PhraseRules(self.phrase_context, self.phrase_length, self.phrase_word, self.phrase_finding,
                            self.phrase_label, self.phrase_sentence_end)
 
+    def per_head(self, logits: torch.Tensor) -> list[torch.Tensor]:
+        """``logits [B, C_total]`` split into one ``[B, C_f]`` block per head, in head order."""
+        blocks: list[torch.Tensor] = []
+        for f in range(self.num_findings):
+            blocks.append(logits[:, self.offsets[f] : self.offsets[f + 1]])
+        return blocks
+
     def decisions(self, logits: torch.Tensor) -> torch.Tensor:
         """``logits [B, C_total]`` -> the class each head chose, ``[B, F] long``."""
-        chosen: list[torch.Tensor] = []
-        for f in range(self.num_findings):
-            chosen.append(logits[:, self.offsets[f] : self.offsets[f + 1]].argmax(dim=-1))
-        return torch.stack(chosen, dim=1)
+        return torch.stack([block.argmax(dim=-1) for block in self.per_head(logits)], dim=1)
+
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        """``logits [B, C_total]`` -> each head's softmax, concatenated in head order ``[B, C_total]``."""
+        return torch.cat([torch.softmax(block, dim=-1) for block in self.per_head(logits)], dim=-1)
 
     def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, *args: Any) -> None:
         # the rules have as many rows as the training reports gave: take the saved shapes; a model saved

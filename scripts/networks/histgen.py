@@ -156,10 +156,7 @@ class HistGen(SlideEncoder):
             heads = self.findings
             if heads is None:
                 return logits
-            probs: list[torch.Tensor] = []
-            for f in range(heads.num_findings):
-                probs.append(torch.softmax(logits[:, heads.offsets[f] : heads.offsets[f + 1]], dim=-1))
-            return torch.cat(probs, dim=-1)
+            return heads.probabilities(logits)
 
     def word_states(self, ids: torch.Tensor, start: int, context_k: torch.Tensor, context_v: torch.Tensor
                     ) -> torch.Tensor:
