@@ -11,6 +11,7 @@ import time
 import pytest
 
 from tests.support.bundle_runs import path_of, run_bundle
+from tests.support.transfer_demo import seed_with_checkout_demo
 
 pytestmark = pytest.mark.slow
 
@@ -26,8 +27,14 @@ def train_and_evaluate(out, **overrides) -> tuple[dict, float]:
 
 @pytest.fixture(scope="module")
 def default_run(tmp_path_factory):
-    """The README's main job in a fresh folder: builds the slide demo, trains, evaluates."""
+    """The README's main job in a fresh folder: builds the slide demo (or reuses the checkout's), trains, evaluates.
+
+    Where the main job already ran in the checkout (``.ci/run`` runs it before the tests), its ``demo_data`` is
+    linked in (:func:`tests.support.transfer_demo.seed_with_checkout_demo`): the builder reuses it only if it is
+    current, else rebuilds it. Training and evaluation always run here.
+    """
     out = tmp_path_factory.mktemp("demo")
+    seed_with_checkout_demo(out / "demo_data")
     metrics, seconds = train_and_evaluate(out)
     return out, metrics, seconds
 
