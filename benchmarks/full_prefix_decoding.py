@@ -34,10 +34,7 @@ class FullPrefixHistGen(HistGen):
         prefix = torch.zeros(memory.shape[0], 0, dtype=torch.long, device=memory.device)
         cross_mask = None if memory_mask is None else memory_mask[:, None, None, :]
         cache = DecoderCache([prefix], [], [memory], [], cross_mask, context_k, context_v, 0)
-        heads = self.findings
-        if heads is None or not needed:
-            return cache, torch.zeros(logits.shape[0], 0, dtype=torch.long, device=logits.device)
-        return cache, heads.decisions(logits)
+        return cache, self.decisions_of(logits, needed)
 
     def decode_step(self, ids: torch.Tensor, cache: DecoderCache) -> tuple[torch.Tensor, DecoderCache]:
         prefix = torch.cat([cache.self_k[0], ids[:, None]], dim=1)

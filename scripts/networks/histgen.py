@@ -141,12 +141,21 @@ class HistGen(SlideEncoder):
 
     def finding_decisions(self, encoding: SlideEncoding, needed: bool = True) -> torch.Tensor:
         """The class each finding head chose for each bag, ``[B, F] long`` (``[B, 0]`` without heads or when
-        not ``needed``)."""
+        not ``needed``; the heads only run when needed)."""
         heads = self.findings
-        b = encoding.patch_tokens.shape[0]
+        if heads is not None and needed:
+            logits = heads(encoding.patch_tokens, encoding.patch_mask).logits
+        else:
+            logits = encoding.patch_tokens.new_zeros(encoding.patch_tokens.shape[0], 0)
+        return self.decisions_of(logits, needed)
+
+    def decisions_of(self, logits: torch.Tensor, needed: bool = True) -> torch.Tensor:
+        """The finding heads' logits ``[B, C_total]`` -> the class each head chose, ``[B, F] long`` (``[B, 0]``
+        without heads or when not ``needed``)."""
+        heads = self.findings
         if heads is None or not needed:
-            return torch.zeros(b, 0, dtype=torch.long, device=encoding.patch_tokens.device)
-        return heads.decisions(heads(encoding.patch_tokens, encoding.patch_mask).logits)
+            return torch.zeros(logits.shape[0], 0, dtype=torch.long, device=logits.device)
+        return heads.decisions(logits)
 
     @torch.jit.export
     def predict_findings(self, features: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -234,12 +243,7 @@ class HistGen(SlideEncoder):
         memory, memory_mask, logits = self.memory_and_findings(encoding)
         context_k, context_v = self.context.project_memory(self.memory_matrix)
         cache = self.decoder.start(memory, memory_mask, context_k, context_v)
-        heads = self.findings
-        if heads is None or not needed:
-            decisions = torch.zeros(logits.shape[0], 0, dtype=torch.long, device=logits.device)
-        else:
-            decisions = heads.decisions(logits)
-        return cache, decisions
+        return cache, self.decisions_of(logits, needed)
 
     def decode_step(self, ids: torch.Tensor, cache: DecoderCache) -> tuple[torch.Tensor, DecoderCache]:
         """One cached decoding step: ``ids [B]`` -> log-probabilities ``[B, V+1]`` and the new cache."""
