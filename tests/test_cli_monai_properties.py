@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import shutil
 import time
 from pathlib import Path
 
@@ -25,6 +23,7 @@ from scripts.demo.feature_bags import make_demo_dataset
 from scripts.engines import save_report_model
 from scripts.transfer import save_fold_model
 from tests.support.bundle_runs import REPO_ROOT
+from tests.support.transfer_demo import seed_with_checkout_demo
 
 BASE = REPO_ROOT / "scripts" / "transfer" / "configs"
 #: workflow type -> (config file name, run id)
@@ -112,7 +111,7 @@ def test_monai_property_checks_pass_with_the_literal_defaults(tmp_path):
     is linked in first, as a user's second command finds it; the builder checks its parameters and files and
     rebuilds it if they are not the defaults.
     """
-    _link_main_job_demo(tmp_path / "demo_data")
+    seed_with_checkout_demo(tmp_path / "demo_data")
     train = _workflow("report", "train", tmp_path)
     train.initialize()
     assert train.check_properties() == []
@@ -132,17 +131,3 @@ def test_monai_property_checks_pass_with_the_literal_defaults(tmp_path):
         _check(_workflow(bundle, "eval", root))
     assert (tmp_path / "demo_data" / "demo_manifest.json").stat().st_mtime == manifest_time  # reused, not rebuilt
 
-
-def _link_main_job_demo(target: Path) -> None:
-    """Hard-link (or copy, across file systems) the checkout's ``demo_data/`` to ``target`` when it is finished."""
-    source = REPO_ROOT / "demo_data"
-    if not (source / "demo_manifest.json").is_file():
-        return
-
-    def link_or_copy(src: str, dst: str) -> None:
-        try:
-            os.link(src, dst)
-        except OSError:
-            shutil.copy2(src, dst)
-
-    shutil.copytree(source, target, copy_function=link_or_copy)
