@@ -20,6 +20,7 @@ and the commands not run at all are in :data:`NOT_RUN` with the reason.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -44,8 +45,12 @@ CI_SCRIPT = REPO_ROOT / ".ci" / "run"
 
 #: the tiny slide demo (20 slides of 1024 x 1024 px, ~20 patches each) that stands for the 240-slide default:
 #: the fewest slides with which the sibling bundles' 2-fold demo cross-validation can still cut a val part
-TINY_DEMO = "{'source': 'slides', 'n_train': 12, 'n_val': 4, 'n_test': 4, 'slide_size': 1024, 'seed': 3}"
-_TINY_DEMO_JSON = '{"n_train": 12, "n_val": 4, "n_test": 4, "slide_size": 1024, "seed": 3}'
+_TINY_DEMO_OPTIONS = {"n_train": 12, "n_val": 4, "n_test": 4, "slide_size": 1024, "seed": 3}
+#: as the report bundle's ``--demo`` value (which also names the demo's source)
+TINY_DEMO = repr({"source": "slides", **_TINY_DEMO_OPTIONS})
+_TINY_CONTROL_DEMO = repr({"source": "slides", **_TINY_DEMO_OPTIONS, "shuffle_pairs": True})
+#: as ``python -m scripts.demo --demo`` takes it (JSON)
+_TINY_DEMO_JSON = json.dumps(_TINY_DEMO_OPTIONS)
 #: what makes a sibling bundle's demo training small: the workspace's tiny demo, 2 folds of 1 epoch
 _SIBLING_SMALL = f'--demo "{TINY_DEMO}" --num_folds 2 --max_epochs 1'
 _SIBLING_SMALL_WHY = "5 folds x up to 8 epochs on the 240-slide demo"
@@ -60,7 +65,7 @@ APPENDED_OVERRIDES: dict[tuple[str, str], tuple[str, str]] = {
         (f'--demo "{TINY_DEMO}"', "reads the demo the training above wrote (same demo setting)"),
     ("docs/slide_pipeline.md", "python -m monai.bundle run training --config_file configs/train.json "
                                "--demo#shuffle_pairs true --output_dir runs/control"):
-        (f'--demo "{TINY_DEMO[:-1]}, \'shuffle_pairs\': True}}" --max_epochs 1', "240 slides and 40 epochs"),
+        (f'--demo "{_TINY_CONTROL_DEMO}" --max_epochs 1', "240 slides and 40 epochs"),
     ("docs/slide_pipeline.md", "python -m scripts.demo --output_dir runs/demo"):
         (f"--demo '{_TINY_DEMO_JSON}'", "the default demo is 240 slides"),
     ("docs/slide_pipeline.md", "python -m monai.bundle run training --config_file configs/train.json --dataset_dir "
