@@ -7,6 +7,9 @@ sentences through its parent prefix state several: there the sentence commits to
 ("lymphovascular invasion" -> "present" / "not"; "histologic type invasive" -> "ductal" / "lobular").
 While decoding, the model bans such a word when the heads chose another class
 (:mod:`scripts.networks.finding_phrases`).
+
+A finding is *required* when at least :data:`REQUIRED_SHARE` of the training reports have a sentence that
+goes through one of its rule words: the model then does not end a report before stating it.
 """
 
 from __future__ import annotations
@@ -25,10 +28,14 @@ from .grounding import ReportFindingLabeler
 
 logger = logging.getLogger("histgen.grounding")
 
-__all__ = ["SENTENCE_END", "build_phrase_rules", "finding_phrase_rules", "with_finding_phrases"]
+__all__ = ["REQUIRED_SHARE", "SENTENCE_END", "build_phrase_rules", "finding_phrase_rules", "required_findings",
+           "with_finding_phrases"]
 
 #: the token that ends a sentence in cleaned report text.
 SENTENCE_END = "."
+
+#: the share of training reports that must state a finding (through a rule word) for it to be required.
+REQUIRED_SHARE = 0.95
 
 
 def _sentences(ids: Sequence[int], sentence_end: int) -> list[list[int]]:
@@ -51,7 +58,8 @@ def build_phrase_rules(
     """Rules from ``(word ids, labels [F])`` per sentence (``-1`` = the sentence does not state the finding).
 
     Returns:
-        :class:`PhraseRules` sorted by (finding, context, word).
+        :class:`PhraseRules` sorted by (finding, context, word), no finding required (see
+        :func:`required_findings`).
     """
     classes: list[dict[tuple[int, ...], set[int]]] = [{} for _ in range(num_findings)]
     for words, labels in sentences:
@@ -70,7 +78,8 @@ def build_phrase_rules(
     rules.sort()
     if not rules:
         rules_out = empty_phrase_rules(torch.device("cpu"))
-        return rules_out._replace(sentence_end=torch.tensor([sentence_end]))
+        return rules_out._replace(sentence_end=torch.tensor([sentence_end]),
+                                  required=torch.zeros(num_findings, dtype=torch.long))
     width = max(len(context) for _, context, _, _ in rules) + 1
     context = torch.full([len(rules), width], -1, dtype=torch.long)
     for k, (_, words, _, _) in enumerate(rules):
@@ -82,7 +91,37 @@ def build_phrase_rules(
         torch.tensor([f for f, _, _, _ in rules], dtype=torch.long),
         torch.tensor([c for _, _, _, c in rules], dtype=torch.long),
         torch.tensor([sentence_end], dtype=torch.long),
+        torch.zeros(num_findings, dtype=torch.long),
     )
+
+
+def required_findings(rules: PhraseRules, reports: Sequence[Sequence[Sequence[int]]],
+                      share: float = REQUIRED_SHARE) -> torch.Tensor:
+    """``[F] long``: 1 for each finding stated through a rule word by at least ``share`` of ``reports``.
+
+    Args:
+        rules: the rules (their ``required`` gives ``F``).
+        reports: each report as its sentences' word ids.
+        share: the fewest reports, as a share, that must state the finding.
+    """
+    num_findings = rules.required.shape[0]
+    starts: dict[tuple[int, ...], set[int]] = {}
+    for k in range(rules.word.shape[0]):
+        prefix = (*rules.context[k, : int(rules.length[k])].tolist(), int(rules.word[k]))
+        starts.setdefault(prefix, set()).add(int(rules.finding[k]))
+    stated = [0] * num_findings
+    total = 0
+    for sentences in reports:
+        total += 1
+        found: set[int] = set()
+        for words in sentences:
+            for end in range(1, len(words) + 1):
+                found |= starts.get(tuple(words[:end]), set())
+        for f in found:
+            stated[f] += 1
+    if not total:
+        return torch.zeros(num_findings, dtype=torch.long)
+    return torch.tensor([int(count >= share * total) for count in stated], dtype=torch.long)
 
 
 def finding_phrase_rules(
@@ -106,14 +145,17 @@ def finding_phrase_rules(
 
     sentence_end = vocab.token_to_id(SENTENCE_END)
     reports = [item["report"] for item in load_annotation(annotation_file, required_splits=("train",))["train"]]
-    pairs = []
+    pairs, split_reports = [], []
     for report in reports:
-        for words in _sentences(vocab.encode(report)[1:-1], sentence_end):
+        split_reports.append(_sentences(vocab.encode(report)[1:-1], sentence_end))
+        for words in split_reports[-1]:
             pairs.append((words, labeler(vocab.decode([0, *words]))))
     rules = build_phrase_rules(pairs, len(labeler.names), sentence_end)
+    rules = rules._replace(required=required_findings(rules, split_reports))
     counts = torch.bincount(rules.finding, minlength=len(labeler.names)).tolist()
-    logger.info("finding-consistent decoding: %s", ", ".join(f"{n} {c} rules" for n, c in zip(labeler.names,
-                                                                                             counts, strict=True)))
+    required = rules.required.tolist()
+    logger.info("finding-consistent decoding: %s", ", ".join(
+        f"{n} {c} rules{' (required)' if r else ''}" for n, c, r in zip(labeler.names, counts, required, strict=True)))
     return rules
 
 

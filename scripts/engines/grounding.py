@@ -87,6 +87,9 @@ def finding_labeler(
 
     A finding gets a head when the training reports state it with at least two classes of at least
     ``min_count`` reports each (read by :func:`scripts.metrics.extract_findings` with ``vocabulary``).
+    The grade head's classes are grade tiers (:func:`scripts.metrics.grade_tier`): "Fuhrman grade 2",
+    "ISUP grade 2" and "grade 2" are one class, since which system a report names is the writer's choice,
+    not something the slide shows.
 
     Args:
         vocabulary: the :class:`scripts.metrics.FindingsVocabulary` of the training reports.
@@ -95,16 +98,20 @@ def finding_labeler(
         min_count: fewest training reports per kept class.
     """
     from scripts.data import load_annotation
-    from scripts.metrics import extract_findings
+    from scripts.metrics import extract_findings, grade_tier, grade_tiers
 
     def read(text: str) -> dict[str, Any]:
-        return extract_findings(text, vocabulary).categorical()
+        found = extract_findings(text, vocabulary).categorical()
+        found["grade"] = grade_tier(found["grade"])
+        return found
 
     if not as_flag(enabled, "finding_heads"):
         logger.info("finding heads off (finding_heads=false): the model learns from the report NLL alone")
         return ReportFindingLabeler([], {}, read)
     reports = [item["report"] for item in load_annotation(annotation_file, required_splits=("train",))["train"]]
-    return ReportFindingLabeler.from_reports(reports, read, vocabulary.classes(), min_count=min_count)
+    candidates = dict(vocabulary.classes())
+    candidates["grade"] = grade_tiers(candidates["grade"])
+    return ReportFindingLabeler.from_reports(reports, read, candidates, min_count=min_count)
 
 
 class TeacherForcingBatches:

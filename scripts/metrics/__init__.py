@@ -12,6 +12,7 @@ from .classification import (
     plot_confusion_matrix,
 )
 from .clinical_scoring import REG_WEIGHTS, clinical_scores, reg_score
+from .findings_grades import grade_tier, grade_tiers
 from .findings_rules import CATEGORICAL_FINDINGS, ReportFindings, extract_findings
 from .findings_scores import clinical_keywords, findings_comparison, findings_scores, keyword_jaccard
 from .findings_vocabulary import FindingsVocabulary
@@ -57,6 +58,8 @@ __all__ = [
     "extract_findings",
     "find_java",
     "find_key_phrases",
+    "grade_tier",
+    "grade_tiers",
     "findings_comparison",
     "findings_scores",
     "key_phrase_accuracy",

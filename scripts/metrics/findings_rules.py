@@ -150,8 +150,8 @@ def _gleason(words: Sequence[str], i: int) -> str | None:
 
 def _grade_number(words: Sequence[str], j: int, maximum: int = 4) -> int | None:
     """A grade value at ``words[j]`` (skipping "grade", "group", "nuclear"...): digits, roman, G2."""
-    while j < len(words) and words[j] in {"grade", "group", "nuclear", "histologic", "histological", "score",
-                                          "overall", "combined", "is", "of", "who", "isup", "fuhrman", "g"}:
+    while j < len(words) and words[j] in {"grade", "group", "nuclear", "nucleolar", "histologic", "histological",
+                                          "score", "overall", "combined", "is", "of", "who", "isup", "fuhrman", "g"}:
         j += 1
     if j >= len(words):
         return None

@@ -11,6 +11,9 @@ finding ``<name>`` (:data:`~scripts.metrics.CATEGORICAL_FINDINGS`):
   same pairs; a missing or other generated value is a miss for the reference's class);
 - ``finding_<name>_eligible``: how many references state it.
 
+Grades are compared by tier (:func:`~scripts.metrics.grade_tier`): "fuhrman 2", "isup 2", "grade 2" and
+"moderately differentiated" are the same tier, so the system a writer chose is not scored as a wrong grade.
+
 Summaries over the findings that at least one reference states: ``finding_mean_accuracy`` (mean of the
 accuracies) and ``finding_macro_f1`` (mean of the per-finding F1s); NaN when no reference states any.
 
@@ -26,12 +29,14 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+from .findings_grades import grade_tier
 from .findings_rules import CATEGORICAL_FINDINGS, ReportFindings, extract_findings
 from .findings_vocabulary import FindingsVocabulary
 
 __all__ = [
     "FINDING_SUMMARY_KEYS",
     "clinical_keywords",
+    "compared_values",
     "findings_comparison",
     "findings_scores",
     "keyword_jaccard",
@@ -54,6 +59,13 @@ def _macro_f1(pairs: list[tuple[str, str | None]]) -> float:
     return sum(scores) / len(scores)
 
 
+def compared_values(findings: ReportFindings) -> dict[str, str | None]:
+    """The categorical findings as scoring compares them (the grade as its tier)."""
+    values = findings.categorical()
+    values["grade"] = grade_tier(values["grade"])
+    return values
+
+
 def scores_from_findings(
     generated: Sequence[ReportFindings], references: Sequence[ReportFindings]
 ) -> dict[str, float]:
@@ -62,8 +74,8 @@ def scores_from_findings(
         raise ValueError(f"{len(generated)} generated findings but {len(references)} reference findings")
     result: dict[str, float] = {}
     accuracies, f1s = [], []
-    gen_values = [g.categorical() for g in generated]
-    ref_values = [r.categorical() for r in references]
+    gen_values = [compared_values(g) for g in generated]
+    ref_values = [compared_values(r) for r in references]
     for name in CATEGORICAL_FINDINGS:
         pairs = [(ref[name], gen[name]) for gen, ref in zip(gen_values, ref_values) if ref[name] is not None]
         result[f"finding_{name}_eligible"] = float(len(pairs))
@@ -121,11 +133,14 @@ def findings_comparison(
     """One table row: ``<name>_reference``, ``<name>_generated`` and ``<name>_correct`` per categorical finding.
 
     ``_correct`` is ``"yes"``/``"no"`` where the reference states the finding, empty where it does not (or
-    when there is no reference); ``all_correct`` is ``"yes"`` when every stated finding matches.
+    when there is no reference); ``all_correct`` is ``"yes"`` when every stated finding matches. Values are
+    shown as written; grades are judged by tier (``"fuhrman 2"`` against ``"isup 2"`` is correct).
     """
     row: dict[str, Any] = {}
     gen = generated.categorical()
     ref = reference.categorical() if reference is not None else dict.fromkeys(CATEGORICAL_FINDINGS)
+    gen_compared = compared_values(generated)
+    ref_compared = compared_values(reference) if reference is not None else ref
     judged = []
     for name in CATEGORICAL_FINDINGS:
         row[f"{name}_reference"] = ref[name] or ""
@@ -133,7 +148,7 @@ def findings_comparison(
         if ref[name] is None:
             row[f"{name}_correct"] = ""
         else:
-            judged.append(ref[name] == gen[name])
+            judged.append(ref_compared[name] == gen_compared[name])
             row[f"{name}_correct"] = "yes" if judged[-1] else "no"
     row["all_correct"] = ("yes" if all(judged) else "no") if judged else ""
     return row

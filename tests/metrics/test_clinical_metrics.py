@@ -69,6 +69,25 @@ def test_findings_scores_by_hand() -> None:
     assert findings_scores(GENERATED, [clean_report(r) for r in REFERENCES]) == pytest.approx(scores, nan_ok=True)
 
 
+def test_grades_are_scored_by_tier_and_shown_as_written() -> None:
+    from scripts.metrics import findings_comparison, grade_tier
+
+    references = ["Clear cell renal cell carcinoma, Fuhrman nuclear grade 2 of 4.",
+                  "Adenocarcinoma, moderately differentiated.", "Adenocarcinoma, grade 3 of 3.",
+                  "Acinar adenocarcinoma, Gleason score 3+4=7."]
+    generated = ["clear cell renal cell carcinoma isup nucleolar grade ii .", "adenocarcinoma grade 2 of 3 .",
+                 "adenocarcinoma well differentiated .", "acinar adenocarcinoma gleason score 4 + 4 = 8 ."]
+    scores = findings_scores(generated, references)
+    # same tier in another system: right (2 of 4); another tier, and another Gleason score: wrong
+    assert scores["finding_grade_eligible"] == 4.0
+    assert scores["finding_grade_accuracy"] == pytest.approx(2 / 4)
+    row = findings_comparison(extract_findings(generated[0]), extract_findings(references[0]))
+    assert (row["grade_reference"], row["grade_generated"], row["grade_correct"]) == ("fuhrman 2", "isup 2", "yes")
+    assert grade_tier("undifferentiated") == "grade 4"
+    assert grade_tier("moderately to poorly differentiated") == "moderately to poorly differentiated"
+    assert grade_tier("high grade") == "high grade"
+
+
 def test_keywords_and_jaccard() -> None:
     ref = extract_findings(REFERENCES[0])
     assert clinical_keywords(ref) == {"diagnosis=invasive ductal carcinoma", "grade=grade 2", "margin=negative",

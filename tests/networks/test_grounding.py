@@ -238,3 +238,20 @@ def test_a_finding_token_says_its_class_and_nothing_else_about_the_slide():
     assert not torch.allclose(other[0, 0], out.tokens[0, 0])
     assert torch.allclose(other[0, 1], out.tokens[0, 1], atol=1e-6)
     assert not torch.allclose(other[1, 1], out.tokens[1, 1])
+
+
+def test_grade_head_classes_are_tiers_whatever_system_or_wording_a_report_uses(tmp_path):
+    reports = (["Invasive ductal carcinoma, well differentiated. Margins negative."] * 2
+               + ["Invasive ductal carcinoma, grade 1 of 3. Margins negative."] * 2
+               + ["Invasive ductal carcinoma, poorly differentiated. Margins negative."] * 2
+               + ["Invasive ductal carcinoma, Nottingham grade 3 of 3. Margins positive."] * 2)
+    path = _annotation(tmp_path, reports)
+    vocabulary = FindingsVocabulary.from_annotation(path)
+    # the vocabulary keeps what the reports wrote; the head gets one class per tier
+    assert set(vocabulary.grades) == {"grade 1", "grade 3", "well differentiated", "poorly differentiated"}
+    labeler = finding_labeler(vocabulary, path, True, min_count=3)
+    assert labeler.classes["grade"] == ["grade 1", "grade 3"]
+    g = labeler.classes["grade"]
+    labels = labeler.labels([reports[0], reports[2], reports[4], reports[6]])
+    assert labels[:, labeler.names.index("grade")].tolist() == [g.index("grade 1"), g.index("grade 1"),
+                                                               g.index("grade 3"), g.index("grade 3")]

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from scripts.engines import build_phrase_rules, finding_labeler, finding_phrase_rules, with_finding_phrases
+from scripts.engines.finding_phrases import required_findings
 from scripts.metrics import FindingsVocabulary
 from scripts.networks import HistGen, HistGenConfig
 from scripts.networks.finding_phrases import PhraseRules
@@ -35,6 +36,7 @@ def rules_of(*rows: tuple[list[int], int, int, int]) -> PhraseRules:
         torch.tensor([f for _, _, f, _ in rows]),
         torch.tensor([k for _, _, _, k in rows]),
         torch.tensor([END]),
+        torch.zeros(0, dtype=torch.long),
     )
 
 
@@ -168,3 +170,76 @@ def test_rules_of_a_training_annotation_name_the_words_that_state_lvi(tmp_path):
                      ("lymphovascular invasion", "not", "absent"), ("lymphovascular invasion", "absent", "absent")}
     assert int(rules.sentence_end) == vocab.token_to_id(".")
     assert finding_phrase_rules(labeler, vocab, path, "false") is None
+
+
+def test_grade_rules_commit_at_the_tier_whatever_system_the_sentence_names(tmp_path):
+    """One grade class per tier: "fuhrman 2" and "isup 2" are the same head class, so a head that chose tier 2
+    never bans "ii" after "isup nucleolar grade" (with one class per system it banned every tier there)."""
+    reports = []
+    for tier, roman in ((1, "I"), (2, "II"), (3, "III")):
+        reports += [f"Clear cell renal cell carcinoma, ISUP nucleolar grade {roman}. Margins negative.",
+                    f"Clear cell renal cell carcinoma, Fuhrman nuclear grade {tier} of 4. Margins negative.",
+                    f"Papillary renal cell carcinoma, ISUP nucleolar grade {roman}. Margins positive."]
+    items = [{"id": f"s{i}", "report": r} for i, r in enumerate(reports)]
+    path = tmp_path / "annotation.json"
+    path.write_text(json.dumps({"train": items, "val": items[:1], "test": items[:1]}), encoding="utf-8")
+    vocab = Vocabulary.build(reports, threshold=1)
+    labeler = finding_labeler(FindingsVocabulary.from_annotation(path), path, True)
+    assert labeler.classes["grade"] == ["grade 1", "grade 2", "grade 3"]
+    rules = finding_phrase_rules(labeler, vocab, path)
+    grade = labeler.names.index("grade")
+    found = set()
+    for k in range(rules.word.shape[0]):
+        if int(rules.finding[k]) == grade:
+            context = " ".join(vocab.id_to_token(i) for i in rules.context[k, : int(rules.length[k])].tolist())
+            found.add((context.split()[-1], vocab.id_to_token(int(rules.word[k])),
+                       labeler.classes["grade"][int(rules.label[k])]))
+    # the commit words are the tier's numerals, in both systems' sentences
+    assert ("grade", "ii", "grade 2") in found and ("grade", "iii", "grade 3") in found
+    assert {label for _, _, label in found} == {"grade 1", "grade 2", "grade 3"}
+    assert not any(word in {"isup", "fuhrman", "nucleolar", "nuclear"} for _, word, _ in found)
+
+
+@pytest.mark.parametrize("beam_size", [1, 3])
+def test_a_report_does_not_end_before_it_states_a_required_finding(beam_size):
+    model = grounded_model()
+    with torch.no_grad():
+        model.decoder.logit.bias[0] += 8.0  # the end token comes right after the first word
+    feats = torch.randn(2, 20, SMALL["in_dim"])
+    free = model.generate(feats, beam_size=beam_size, max_len=10)
+    assert int((free[0] > 0).sum()) <= 2
+    decisions = model.finding_decisions(model.encode(feats))
+    lvi = int(decisions[0, 1])
+    never = next(w for w in range(1, SMALL["vocab_size"]) if w != END)
+    with_finding_phrases(model, rules_of(([END, END], never, 1, lvi))._replace(required=torch.tensor([0, 0])))
+    assert torch.equal(model.generate(feats, beam_size=beam_size, max_len=10), free)  # not required: no change
+    # required, and no rule word the report can reach: it runs to max_len without an end token
+    with_finding_phrases(model, rules_of(([END, END], never, 1, lvi))._replace(required=torch.tensor([0, 1])))
+    forced = model.generate(feats, beam_size=beam_size, max_len=10)[0].tolist()
+    assert 0 not in forced
+    # required, with a rule on the third word the report writes: it ends right after stating it
+    t0, t1, t2 = forced[:3]
+    assert END not in (t0, t1)  # (seeded) else the rule's context would not be one sentence
+    rules = rules_of(([t0, t1], t2, 1, lvi))._replace(required=torch.tensor([0, 1]))
+    with_finding_phrases(model, rules)
+    out = model.generate(feats, beam_size=beam_size, max_len=10)
+    assert out[0, :4].tolist() == [t0, t1, t2, 0]
+    assert torch.equal(torch.jit.script(model).generate(feats, beam_size=beam_size, max_len=10), out)
+    # a model saved before required findings existed loads with none required
+    old = {k: v for k, v in model.state_dict().items() if not k.endswith("phrase_required")}
+    built = grounded_model(seed=2)
+    built.load_state_dict(old)
+    assert built.findings.phrase_rules().required.shape == (0,)
+    with pytest.raises(ValueError, match="required must have one entry per finding"):
+        with_finding_phrases(model, rules._replace(required=torch.tensor([1])))
+
+
+def test_required_findings_are_those_nearly_every_report_states_through_a_rule_word():
+    # finding 0 rule at [2] -> 3, finding 1 rule at [5 6] -> 7 / 8
+    sentences = [([5, 6, 7], [-1, 1]), ([5, 6, 8], [-1, 0]), ([2, 4], [0, -1]), ([2, 3], [2, -1])]
+    rules = build_phrase_rules(sentences, 2, END)
+    assert rules.required.tolist() == [0, 0]
+    reports = [[[2, 4], [5, 6, 7]]] * 19 + [[[2, 3]]]  # 19 of 20 state finding 1; all 20 state finding 0
+    assert required_findings(rules, reports).tolist() == [1, 1]
+    assert required_findings(rules, reports, share=0.96).tolist() == [1, 0]
+    assert required_findings(rules, []).tolist() == [0, 0]
