@@ -45,6 +45,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import dataclasses
+import hashlib
 import io
 import json
 import logging
@@ -86,6 +87,8 @@ SHUFFLED_ANNOTATION_NAME = "annotation_shuffled.json"
 SLIDES_DIR_NAME = "slides"
 TRUTH_DIR_NAME = "truth"
 TEXTURES_DIR_NAME = "textures"  # the shared texture bank while slides are written (removed afterwards)
+#: a folder that keeps the texture bank between demo builds (tests set it; unset, each build renders its own)
+TEXTURE_CACHE_ENV = "HISTGEN_TEXTURE_CACHE"
 FEATURES_DIR_NAME = "features"
 SPLITS = ("train", "val", "test")
 
@@ -207,7 +210,7 @@ def _write_slide(out_dir: str, job: _SlideJob, encode_threads: int | None = None
         downsample=p["downsample"],
         jpeg_quality=p["jpeg_quality"],
         texture_variants=p["texture_variants"],
-        texture_cache=folder / TEXTURES_DIR_NAME,
+        texture_cache=texture_bank_dir(folder),
         layout_side=p["layout_side"],
         encode_threads=encode_threads,
     )
@@ -255,10 +258,27 @@ def _bank_entries_used(jobs: list[_SlideJob]) -> list[tuple[str, int, int, float
     return [(name, v, SWATCH_PERIOD, mpp) for variants, mpp in sorted(keys) for name, v in bank_entries(variants)]
 
 
+def texture_bank_dir(out_dir: str | os.PathLike[str]) -> Path:
+    """Where the demo's texture bank swatches are kept while its slides are written.
+
+    ``<out_dir>/textures`` (removed when the slides are written), or, when the environment variable
+    :data:`TEXTURE_CACHE_ENV` names a folder, a subfolder of it named by a digest of the rendering code, kept
+    between builds: the swatches depend only on that code and their file names (component, variant, period,
+    mpp), so a test session renders them once instead of once per demo it builds.
+    """
+    shared = os.environ.get(TEXTURE_CACHE_ENV, "").strip()
+    if not shared:
+        return Path(out_dir) / TEXTURES_DIR_NAME
+    digest = hashlib.sha256()
+    for name in ("synthetic_slides.py", "tissue_textures.py"):
+        digest.update((Path(__file__).parent / name).read_bytes())
+    return Path(shared) / f"bank-{digest.hexdigest()[:16]}"
+
+
 def _render_bank_entry(out_dir: str, entry: tuple[str, int, int, float]) -> None:
     from .synthetic_slides import bank_swatch
 
-    bank_swatch(*entry, cache_dir=str(Path(out_dir) / TEXTURES_DIR_NAME))
+    bank_swatch(*entry, cache_dir=str(texture_bank_dir(out_dir)))
 
 
 def _run_all(pool: concurrent.futures.Executor | None, calls: list[tuple[Any, ...]], progress: _Progress) -> None:
@@ -637,7 +657,8 @@ def make_slide_demo_dataset(
     tick = time.perf_counter()
     _write_slides(out_dir, todo, n_workers)
     seconds["slides"] = time.perf_counter() - tick
-    shutil.rmtree(out_dir / TEXTURES_DIR_NAME, ignore_errors=True)  # the slides hold what it was for
+    if texture_bank_dir(out_dir) == out_dir / TEXTURES_DIR_NAME:
+        shutil.rmtree(out_dir / TEXTURES_DIR_NAME, ignore_errors=True)  # the slides hold what it was for
 
     tick = time.perf_counter()
     _extract(extractor, out_dir, jobs)

@@ -13,7 +13,7 @@ import pytest
 
 from scripts.demo import DemoProducer
 from scripts.demo.reports import DEMO_KEY_PHRASES, diagnoses_in_text, share_band
-from scripts.demo.slide_dataset import make_slide_demo_dataset
+from scripts.demo.slide_dataset import TEXTURE_CACHE_ENV, make_slide_demo_dataset, texture_bank_dir
 from scripts.demo.tissue_classes import COMPONENT_IDS, DIAGNOSIS_CLASSES
 from scripts.engines import feature_extraction_of, resolve_report_data
 from scripts.text import clean_report
@@ -129,6 +129,28 @@ def test_a_lost_slide_is_rebuilt_identically_and_alone(tiny_demo, tmp_path):
     after = _file_states(out / "slides")
     assert {k for k in after if after[k] != before.get(k)} == {f"{lost}.svs"}
     assert not list(out.rglob("*.tmp"))
+
+
+def test_a_shared_texture_bank_gives_the_same_slides_and_stays_for_the_next_build(tiny_demo, tmp_path, monkeypatch):
+    """With ``HISTGEN_TEXTURE_CACHE`` (the test session sets it) the bank is kept between builds, under a digest
+    of the rendering code; without it each build renders its own bank in ``textures/`` and removes it."""
+    one = {**TINY, "n_train": 1, "n_val": 1, "n_test": 1}
+    monkeypatch.delenv(TEXTURE_CACHE_ENV, raising=False)
+    assert texture_bank_dir(tmp_path / "own") == tmp_path / "own" / "textures"
+    alone = make_slide_demo_dataset(tmp_path / "own", **one)
+    assert not (tmp_path / "own" / "textures").exists()
+    monkeypatch.setenv(TEXTURE_CACHE_ENV, str(tmp_path / "bank"))
+    bank = texture_bank_dir(tmp_path / "shared")
+    assert bank.parent == tmp_path / "bank" and bank.name.startswith("bank-")
+    shared = make_slide_demo_dataset(tmp_path / "shared", **one)
+    kept = sorted(p.name for p in bank.glob("*.npy"))
+    assert kept and not (tmp_path / "shared" / "textures").exists()
+    for slide in sorted((alone.out_dir / "slides").glob("*.svs")):
+        assert _sha(slide) == _sha(shared.out_dir / "slides" / slide.name)  # same bytes either way
+    again = make_slide_demo_dataset(tmp_path / "again", **one)
+    assert sorted(p.name for p in bank.glob("*.npy")) == kept and not list(bank.glob("*.tmp"))
+    for slide in sorted((alone.out_dir / "slides").glob("*.svs")):
+        assert _sha(slide) == _sha(again.out_dir / "slides" / slide.name)
 
 
 def test_new_extraction_settings_reextract_without_rewriting_slides(tiny_demo, tmp_path):
