@@ -9,13 +9,16 @@ While decoding, the model bans such a word when the heads chose another class
 (:mod:`scripts.networks.finding_phrases`).
 
 A finding is *required* when at least :data:`REQUIRED_SHARE` of the training reports have a sentence that
-goes through one of its rule words: the model then does not end a report before stating it.
+goes through one of its rule words; each class of a finding gets a *fallback sentence*, the most frequent
+training sentence that states that class and no other finding (:func:`fallback_sentences`). A decoded report
+that leaves a required finding out gets the fallback sentence of the heads' class appended.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -28,8 +31,8 @@ from .grounding import ReportFindingLabeler
 
 logger = logging.getLogger("histgen.grounding")
 
-__all__ = ["REQUIRED_SHARE", "SENTENCE_END", "build_phrase_rules", "finding_phrase_rules", "required_findings",
-           "with_finding_phrases"]
+__all__ = ["REQUIRED_SHARE", "SENTENCE_END", "build_phrase_rules", "fallback_sentences", "finding_phrase_rules",
+           "required_findings", "with_finding_phrases"]
 
 #: the token that ends a sentence in cleaned report text.
 SENTENCE_END = "."
@@ -92,7 +95,36 @@ def build_phrase_rules(
         torch.tensor([c for _, _, _, c in rules], dtype=torch.long),
         torch.tensor([sentence_end], dtype=torch.long),
         torch.zeros(num_findings, dtype=torch.long),
+        torch.full([0, 1], -1, dtype=torch.long),
     )
+
+
+def fallback_sentences(sentences: Sequence[tuple[Sequence[int], Sequence[int]]], num_classes: Sequence[int],
+                       sentence_end: int) -> torch.Tensor:
+    """``[C_total, W] long``: per class of each finding, the most frequent of ``(word ids, labels [F])`` sentences
+    that states that class and no other finding (else any sentence stating that class), then the sentence end;
+    ``-1`` padding, an all ``-1`` row where no sentence states the class. Ties go to the shorter sentence."""
+    counts: list[Counter[tuple[int, ...]]] = [Counter() for _ in range(sum(num_classes))]
+    alone: list[bool] = [False] * len(counts)
+    offsets = [0]
+    for c in num_classes:
+        offsets.append(offsets[-1] + int(c))
+    for words, labels in sentences:
+        stated = [f for f, label in enumerate(labels) if label >= 0]
+        for f in stated:
+            row = offsets[f] + int(labels[f])
+            if len(stated) == 1 and not alone[row]:
+                alone[row] = True
+                counts[row].clear()
+            if len(stated) == 1 or not alone[row]:
+                counts[row][tuple(words)] += 1
+    chosen = [min(c, key=lambda w: (-c[w], len(w), w)) + (sentence_end,) if c else () for c in counts]
+    width = max([len(w) for w in chosen] + [1])
+    table = torch.full([len(chosen), width], -1, dtype=torch.long)
+    for row, words in enumerate(chosen):
+        if words:
+            table[row, : len(words)] = torch.tensor(words, dtype=torch.long)
+    return table
 
 
 def required_findings(rules: PhraseRules, reports: Sequence[Sequence[Sequence[int]]],
@@ -151,7 +183,8 @@ def finding_phrase_rules(
         for words in split_reports[-1]:
             pairs.append((words, labeler(vocab.decode([0, *words]))))
     rules = build_phrase_rules(pairs, len(labeler.names), sentence_end)
-    rules = rules._replace(required=required_findings(rules, split_reports))
+    rules = rules._replace(required=required_findings(rules, split_reports),
+                           fallback=fallback_sentences(pairs, list(labeler.num_classes.values()), sentence_end))
     counts = torch.bincount(rules.finding, minlength=len(labeler.names)).tolist()
     required = rules.required.tolist()
     logger.info("finding-consistent decoding: %s", ", ".join(

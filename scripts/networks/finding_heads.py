@@ -22,8 +22,9 @@ source:
 
 The heads also hold the phrase rules of :mod:`scripts.networks.finding_phrases` (buffers, saved with the
 weights): the words at which a training sentence commits to a class, so that decoding writes the class the
-heads chose, and the findings a report must state before it ends. A model saved before the rules existed
-loads with none; one saved before required findings existed, with none required.
+heads chose, the findings every report must state and the sentence that states each class when a report
+leaves a required finding out. A model saved before the rules existed loads with none; one saved before
+required findings existed, with none required.
 """
 
 from typing import Any, NamedTuple
@@ -35,7 +36,7 @@ from .finding_phrases import PhraseRules
 
 #: the buffers that hold the phrase rules, in :class:`PhraseRules` field order.
 PHRASE_BUFFERS = ("phrase_context", "phrase_length", "phrase_word", "phrase_finding", "phrase_label",
-                  "phrase_sentence_end", "phrase_required")
+                  "phrase_sentence_end", "phrase_required", "phrase_fallback")
 
 
 class FindingOutputs(NamedTuple):
@@ -100,6 +101,7 @@ class SlideFindingHeads(nn.Module):
         self.register_buffer("phrase_label", empty.clone())
         self.register_buffer("phrase_sentence_end", torch.full([1], -1, dtype=torch.long))
         self.register_buffer("phrase_required", empty.clone())
+        self.register_buffer("phrase_fallback", torch.full([0, 1], -1, dtype=torch.long))
 
     def set_phrase_rules(self, rules: PhraseRules) -> None:
         """Hold ``rules`` (see :mod:`scripts.networks.finding_phrases`), checked against the heads' classes."""
@@ -133,15 +135,18 @@ class SlideFindingHeads(nn.Module):
             raise ValueError(f"phrase rules: required must have one entry per finding ({self.num_findings}) or none")
         if bool(((rules.required != 0) & (rules.required != 1)).any()):
             raise ValueError("phrase rules: required entries must be 0 or 1")
+        if rules.fallback.dim() != 2 or rules.fallback.shape[0] not in (0, self.offsets[-1]):
+            raise ValueError(f"phrase rules: fallback must have one row per class ({self.offsets[-1]}) or none")
         if vocab_size > 0:
-            ids = torch.cat([rules.context.reshape(-1), rules.word, rules.sentence_end]).cpu()
+            ids = torch.cat([rules.context.reshape(-1), rules.word, rules.sentence_end,
+                             rules.fallback.reshape(-1)]).cpu()
             if bool(((ids < -1) | (ids >= vocab_size)).any()) or bool((rules.word.cpu() < 0).any()):
                 raise ValueError(f"phrase rules name word ids outside the model's vocabulary (0..{vocab_size - 1})")
 
     def phrase_rules(self) -> PhraseRules:
         """The rules held (``K = 0`` when none were set)."""
         return PhraseRules(self.phrase_context, self.phrase_length, self.phrase_word, self.phrase_finding,
-                           self.phrase_label, self.phrase_sentence_end, self.phrase_required)
+                           self.phrase_label, self.phrase_sentence_end, self.phrase_required, self.phrase_fallback)
 
     def per_head(self, logits: torch.Tensor) -> list[torch.Tensor]:
         """``logits [B, C_total]`` split into one ``[B, C_f]`` block per head, in head order."""

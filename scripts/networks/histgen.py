@@ -9,6 +9,7 @@ from .config import HistGenConfig
 from .finding_heads import SlideFindingHeads
 from .finding_phrases import (
     PhraseRules,
+    complete_reports,
     empty_phrase_rules,
     phrase_advance,
     phrase_ban,
@@ -279,6 +280,7 @@ class HistGen(SlideEncoder):
         if self.blocks_empty_report and max_len > 1:
             logprobs = self._no_end_token(logprobs)
         phrases = phrase_start(rules, b)
+        bag_decisions = decisions
         if constrained:
             logprobs = phrase_ban(rules, phrases, decisions, logprobs)
             decisions = decisions.repeat_interleave(beam_size, dim=0)
@@ -323,7 +325,14 @@ class HistGen(SlideEncoder):
             logprobs = torch.log_softmax(step_logprobs, dim=-1)
             if constrained:
                 logprobs = phrase_ban(rules, phrases, decisions, logprobs)
-        return best_seq
+        return self._complete(rules, bag_decisions, best_seq)
+
+    def _complete(self, rules: PhraseRules, decisions: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        """``ids`` with the fallback sentence of each required finding a report left out (finding_phrases)."""
+        heads = self.findings
+        if heads is None or rules.word.shape[0] == 0:
+            return ids
+        return complete_reports(rules, heads.offsets, decisions, ids)
 
     def greedy_search(self, encoding: SlideEncoding, max_len: int, block_trigrams: bool = True) -> torch.Tensor:
         """Pick the most likely token at each step.
@@ -365,7 +374,7 @@ class HistGen(SlideEncoder):
             unfinished = unfinished & (it != 0)
             if not bool(unfinished.any()):
                 break
-        return seq
+        return self._complete(rules, decisions, seq)
 
     def _no_end_token(self, logprobs: torch.Tensor) -> torch.Tensor:
         """``logprobs [B, V+1]`` with the end token (id 0) made impossible."""

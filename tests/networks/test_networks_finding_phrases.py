@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from scripts.engines import build_phrase_rules, finding_labeler, finding_phrase_rules, with_finding_phrases
-from scripts.engines.finding_phrases import required_findings
+from scripts.engines.finding_phrases import fallback_sentences, required_findings
 from scripts.metrics import FindingsVocabulary
 from scripts.networks import HistGen, HistGenConfig
 from scripts.networks.finding_phrases import PhraseRules
@@ -37,6 +37,7 @@ def rules_of(*rows: tuple[list[int], int, int, int]) -> PhraseRules:
         torch.tensor([k for _, _, _, k in rows]),
         torch.tensor([END]),
         torch.zeros(0, dtype=torch.long),
+        torch.full([0, 1], -1, dtype=torch.long),
     )
 
 
@@ -169,6 +170,13 @@ def test_rules_of_a_training_annotation_name_the_words_that_state_lvi(tmp_path):
     assert found == {("lymphovascular invasion", "present", "present"),
                      ("lymphovascular invasion", "not", "absent"), ("lymphovascular invasion", "absent", "absent")}
     assert int(rules.sentence_end) == vocab.token_to_id(".")
+    # every report states LVI and the margin: both required; each class's fallback is its training sentence
+    required = dict(zip(labeler.names, rules.required.tolist(), strict=True))
+    assert required["lymphovascular_invasion"] == 1 and required["margin"] == 1
+    offset = sum(len(labeler.classes[n]) for n in labeler.names[:lvi])
+    texts = {c: " ".join(vocab.id_to_token(i) for i in rules.fallback[offset + k].tolist() if i >= 0)
+             for k, c in enumerate(labeler.classes["lymphovascular_invasion"])}
+    assert texts == {"present": "lymphovascular invasion present .", "absent": "lymphovascular invasion absent ."}
     assert finding_phrase_rules(labeler, vocab, path, "false") is None
 
 
@@ -201,37 +209,58 @@ def test_grade_rules_commit_at_the_tier_whatever_system_the_sentence_names(tmp_p
 
 
 @pytest.mark.parametrize("beam_size", [1, 3])
-def test_a_report_does_not_end_before_it_states_a_required_finding(beam_size):
+def test_a_report_that_leaves_out_a_required_finding_gets_the_fallback_sentence_of_the_heads_class(beam_size):
     model = grounded_model()
     with torch.no_grad():
-        model.decoder.logit.bias[0] += 8.0  # the end token comes right after the first word
+        model.decoder.logit.bias[0] += 8.0  # the reports end after their first word
     feats = torch.randn(2, 20, SMALL["in_dim"])
-    free = model.generate(feats, beam_size=beam_size, max_len=10)
-    assert int((free[0] > 0).sum()) <= 2
+    free = model.generate(feats, beam_size=beam_size, max_len=12)
+    assert int((free > 0).sum(dim=1).max()) <= 3
     decisions = model.finding_decisions(model.encode(feats))
-    lvi = int(decisions[0, 1])
-    never = next(w for w in range(1, SMALL["vocab_size"]) if w != END)
-    with_finding_phrases(model, rules_of(([END, END], never, 1, lvi))._replace(required=torch.tensor([0, 0])))
-    assert torch.equal(model.generate(feats, beam_size=beam_size, max_len=10), free)  # not required: no change
-    # required, and no rule word the report can reach: it runs to max_len without an end token
-    with_finding_phrases(model, rules_of(([END, END], never, 1, lvi))._replace(required=torch.tensor([0, 1])))
-    forced = model.generate(feats, beam_size=beam_size, max_len=10)[0].tolist()
-    assert 0 not in forced
-    # required, with a rule on the third word the report writes: it ends right after stating it
-    t0, t1, t2 = forced[:3]
-    assert END not in (t0, t1)  # (seeded) else the rule's context would not be one sentence
-    rules = rules_of(([t0, t1], t2, 1, lvi))._replace(required=torch.tensor([0, 1]))
-    with_finding_phrases(model, rules)
-    out = model.generate(feats, beam_size=beam_size, max_len=10)
-    assert out[0, :4].tolist() == [t0, t1, t2, 0]
-    assert torch.equal(torch.jit.script(model).generate(feats, beam_size=beam_size, max_len=10), out)
-    # a model saved before required findings existed loads with none required
-    old = {k: v for k, v in model.state_dict().items() if not k.endswith("phrase_required")}
+    written = set(free.reshape(-1).tolist())
+    never = [w for w in range(1, SMALL["vocab_size"]) if w not in written and w != END]
+    word = never[0]  # a word the free reports never write: no report states LVI through the rule
+    # fallback rows: diagnosis classes 0-2, then LVI absent (3) and present (4)
+    fallback = torch.full([5, 4], -1, dtype=torch.long)
+    fallback[3, :3] = torch.tensor([never[1], never[2], END])
+    fallback[4, :3] = torch.tensor([never[3], never[4], END])
+    rules = rules_of(([], word, 1, 0), ([], never[5], 1, 1))._replace(fallback=fallback)
+    with_finding_phrases(model, rules._replace(required=torch.tensor([0, 0])))
+    assert torch.equal(model.generate(feats, beam_size=beam_size, max_len=12), free)  # not required: no change
+    with_finding_phrases(model, rules._replace(required=torch.tensor([0, 1])))
+    out = model.generate(feats, beam_size=beam_size, max_len=12)
+    for b in range(2):
+        ids = [v for v in free[b].tolist() if v]
+        appended = fallback[3 + int(decisions[b, 1]), :3].tolist()
+        assert out[b].tolist() == ids + appended + [0] * (12 - len(ids) - 3)
+    assert torch.equal(torch.jit.script(model).generate(feats, beam_size=beam_size, max_len=12), out)
+    # a report that states LVI through a rule word keeps its text
+    stated = free.clone()
+    stated[0, 0] = word
+    from scripts.networks.finding_phrases import complete_reports, stated_findings
+
+    assert stated_findings(model.findings.phrase_rules(), stated)[:, 1].tolist() == [True, False]
+    completed = complete_reports(model.findings.phrase_rules(), model.findings.offsets, decisions, stated)
+    assert torch.equal(completed[0], stated[0]) and not torch.equal(completed[1], stated[1])
+    # a model saved before required findings existed loads with none required and no fallback
+    old = {k: v for k, v in model.state_dict().items() if not k.endswith(("phrase_required", "phrase_fallback"))}
     built = grounded_model(seed=2)
     built.load_state_dict(old)
     assert built.findings.phrase_rules().required.shape == (0,)
+    assert built.findings.phrase_rules().fallback.shape == (0, 1)
     with pytest.raises(ValueError, match="required must have one entry per finding"):
         with_finding_phrases(model, rules._replace(required=torch.tensor([1])))
+    with pytest.raises(ValueError, match="fallback must have one row per class"):
+        with_finding_phrases(model, rules._replace(fallback=fallback[:4]))
+
+
+def test_fallback_sentences_are_the_most_frequent_sentence_stating_the_class_alone():
+    sentences = [([1, 2, 3], [0, -1]), ([1, 2, 3], [0, -1]), ([4, 5], [0, 1]), ([4, 5], [0, 1]), ([4, 5], [0, 1]),
+                 ([6, 7], [-1, 1]), ([8], [-1, 0])]
+    table = fallback_sentences(sentences, [2, 2], END)
+    rows = [[w for w in row if w >= 0] for row in table.tolist()]
+    # finding 0 class 0: [1 2 3] states it alone (the more frequent [4 5] also states finding 1); class 1: none
+    assert rows == [[1, 2, 3, END], [], [8, END], [6, 7, END]]
 
 
 def test_required_findings_are_those_nearly_every_report_states_through_a_rule_word():
