@@ -10,7 +10,8 @@ While decoding, the model bans such a word when the heads chose another class
 
 A finding is *required* when at least :data:`REQUIRED_SHARE` of the training reports have a sentence that
 goes through one of its rule words; each class of a finding gets a *fallback sentence*, the most frequent
-training sentence that states that class and no other finding (:func:`fallback_sentences`). A decoded report
+training sentence that states that class and no other finding (:func:`fallback_sentences`; none where the
+class is only ever stated beside another finding). A decoded report
 that leaves a required finding out gets the fallback sentence of the heads' class appended.
 """
 
@@ -102,22 +103,18 @@ def build_phrase_rules(
 def fallback_sentences(sentences: Sequence[tuple[Sequence[int], Sequence[int]]], num_classes: Sequence[int],
                        sentence_end: int) -> torch.Tensor:
     """``[C_total, W] long``: per class of each finding, the most frequent of ``(word ids, labels [F])`` sentences
-    that states that class and no other finding (else any sentence stating that class), then the sentence end;
-    ``-1`` padding, an all ``-1`` row where no sentence states the class. Ties go to the shorter sentence."""
-    counts: list[Counter[tuple[int, ...]]] = [Counter() for _ in range(sum(num_classes))]
-    alone: list[bool] = [False] * len(counts)
+    that states that class and no other finding, then the sentence end; ``-1`` padding. A class that the
+    training sentences only state together with another finding gets no sentence (an all ``-1`` row): such a
+    sentence would also state that other finding's training value, whatever the heads chose for it (renal-two
+    states the grade only inside the diagnosis sentence). Ties go to the shorter sentence."""
     offsets = [0]
     for c in num_classes:
         offsets.append(offsets[-1] + int(c))
+    counts: list[Counter[tuple[int, ...]]] = [Counter() for _ in range(offsets[-1])]
     for words, labels in sentences:
         stated = [f for f, label in enumerate(labels) if label >= 0]
-        for f in stated:
-            row = offsets[f] + int(labels[f])
-            if len(stated) == 1 and not alone[row]:
-                alone[row] = True
-                counts[row].clear()
-            if len(stated) == 1 or not alone[row]:
-                counts[row][tuple(words)] += 1
+        if len(stated) == 1:
+            counts[offsets[stated[0]] + int(labels[stated[0]])][tuple(words)] += 1
     chosen = [min(c, key=lambda w: (-c[w], len(w), w)) + (sentence_end,) if c else () for c in counts]
     width = max([len(w) for w in chosen] + [1])
     table = torch.full([len(chosen), width], -1, dtype=torch.long)

@@ -256,10 +256,11 @@ def test_a_report_that_leaves_out_a_required_finding_gets_the_fallback_sentence_
 
 def test_fallback_sentences_are_the_most_frequent_sentence_stating_the_class_alone():
     sentences = [([1, 2, 3], [0, -1]), ([1, 2, 3], [0, -1]), ([4, 5], [0, 1]), ([4, 5], [0, 1]), ([4, 5], [0, 1]),
-                 ([6, 7], [-1, 1]), ([8], [-1, 0])]
+                 ([6, 7], [-1, 1]), ([8], [-1, 0]), ([9, 10], [1, 0]), ([9, 10], [1, 0])]
     table = fallback_sentences(sentences, [2, 2], END)
     rows = [[w for w in row if w >= 0] for row in table.tolist()]
-    # finding 0 class 0: [1 2 3] states it alone (the more frequent [4 5] also states finding 1); class 1: none
+    # finding 0 class 0: [1 2 3] states it alone (the more frequent [4 5] also states finding 1); finding 0
+    # class 1 is only stated beside finding 1 ([9 10]): no sentence, it would state finding 1's value too
     assert rows == [[1, 2, 3, END], [], [8, END], [6, 7, END]]
 
 
