@@ -138,7 +138,8 @@ def complete_reports(rules: PhraseRules, offsets: list[int], decisions: torch.Te
                      ) -> torch.Tensor:
     """``ids [B, L]`` with, for each required finding a report does not state, the fallback sentence of the
     heads' class (``decisions [B, F]``; ``offsets``: each finding's first class row) appended before its end
-    token. The result keeps ``L`` columns (a report already near ``L`` tokens is cut there)."""
+    token (after a sentence end, added when the report's last sentence has none). The result keeps ``L``
+    columns (a report already near ``L`` tokens is cut there)."""
     if rules.required.shape[0] == 0 or rules.fallback.shape[0] == 0 or decisions.shape[1] == 0:
         return ids
     missing = (rules.required[None, :] > 0) & ~stated_findings(rules, ids)
@@ -157,6 +158,9 @@ def complete_reports(rules: PhraseRules, offsets: list[int], decisions: torch.Te
             if value == 0:
                 break
             words.append(value)
+        end = int(rules.sentence_end[0])
+        if end >= 0 and len(words) > 0 and words[-1] != end:
+            words.append(end)  # close the report's last sentence before a new one starts
         for f in range(len(todo[b])):
             if todo[b][f]:
                 sentence: list[int] = rules.fallback[offsets[f] + chosen[b][f]].tolist()
