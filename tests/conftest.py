@@ -53,12 +53,15 @@ def pytest_configure(config: pytest.Config) -> None:
     if not os.environ.get("CUFILE_LOGFILE_PATH"):
         folder = Path(tempfile.mkdtemp(prefix="histgen-tests-cufile-"))
         os.environ["CUFILE_LOGFILE_PATH"] = str(folder / "cufile.log")
-    from scripts.demo.slide_dataset import TEXTURE_CACHE_ENV  # after CUFILE_LOGFILE_PATH: it may load cuCIM
-
     if not os.environ.get(TEXTURE_CACHE_ENV):
         # one texture bank for the session's demo builds (workers and bundle subprocesses inherit it); the
         # swatches are the same in every build, so rendering them per demo (~6 s on 2 cores) was repeated work
         os.environ[TEXTURE_CACHE_ENV] = tempfile.mkdtemp(prefix="histgen-tests-textures-")
+
+
+#: ``scripts.demo.slide_dataset.TEXTURE_CACHE_ENV`` (spelt out: this file is also copied into folders without
+#: ``scripts`` by tests/test_skip_policy.py; tests/demo/test_slide_demo.py checks the two agree)
+TEXTURE_CACHE_ENV = "HISTGEN_TEXTURE_CACHE"
 
 
 #: the longest test files (minutes each on 2 cores): collected first so that parallel workers start them first

@@ -134,6 +134,9 @@ def test_a_lost_slide_is_rebuilt_identically_and_alone(tiny_demo, tmp_path):
 def test_a_shared_texture_bank_gives_the_same_slides_and_stays_for_the_next_build(tiny_demo, tmp_path, monkeypatch):
     """With ``HISTGEN_TEXTURE_CACHE`` (the test session sets it) the bank is kept between builds, under a digest
     of the rendering code; without it each build renders its own bank in ``textures/`` and removes it."""
+    from tests.conftest import TEXTURE_CACHE_ENV as SESSION_ENV
+
+    assert SESSION_ENV == TEXTURE_CACHE_ENV  # the name the test session sets is the one the builder reads
     one = {**TINY, "n_train": 1, "n_val": 1, "n_test": 1}
     monkeypatch.delenv(TEXTURE_CACHE_ENV, raising=False)
     assert texture_bank_dir(tmp_path / "own") == tmp_path / "own" / "textures"
