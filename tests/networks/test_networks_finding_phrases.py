@@ -150,24 +150,34 @@ def test_rules_read_from_a_model_file_are_checked_and_the_file_named(tmp_path):
         load_report_model(tmp_path / "bad_finding")
 
 
-def test_rules_of_a_training_annotation_name_the_words_that_state_lvi(tmp_path):
-    reports = (["Invasive ductal carcinoma. Lymphovascular invasion present. Margins negative."] * 3
-               + ["Invasive lobular carcinoma. Lymphovascular invasion not identified. Margins negative."] * 3
-               + ["Invasive lobular carcinoma. Lymphovascular invasion absent. Margins positive."] * 3)
+def _training_rules(tmp_path, reports: list[str]):
+    """The vocabulary, labeler and phrase rules of a training annotation holding ``reports``."""
     items = [{"id": f"s{i}", "report": r} for i, r in enumerate(reports)]
     path = tmp_path / "annotation.json"
     path.write_text(json.dumps({"train": items, "val": items[:1], "test": items[:1]}), encoding="utf-8")
     vocab = Vocabulary.build(reports, threshold=1)
     labeler = finding_labeler(FindingsVocabulary.from_annotation(path), path, True)
-    rules = finding_phrase_rules(labeler, vocab, path)
-    lvi = labeler.names.index("lymphovascular_invasion")
+    return vocab, labeler, finding_phrase_rules(labeler, vocab, path), path
+
+
+def _readable_rules(rules, labeler, vocab, name: str) -> set[tuple[str, str, str]]:
+    """``(context, word, class)`` of the rules of finding ``name``, as text."""
+    f = labeler.names.index(name)
     found = set()
     for k in range(rules.word.shape[0]):
-        if int(rules.finding[k]) == lvi:
+        if int(rules.finding[k]) == f:
             context = " ".join(vocab.id_to_token(i) for i in rules.context[k, : int(rules.length[k])].tolist())
-            found.add((context, vocab.id_to_token(int(rules.word[k])),
-                       labeler.classes["lymphovascular_invasion"][int(rules.label[k])]))
-    assert found == {("lymphovascular invasion", "present", "present"),
+            found.add((context, vocab.id_to_token(int(rules.word[k])), labeler.classes[name][int(rules.label[k])]))
+    return found
+
+
+def test_rules_of_a_training_annotation_name_the_words_that_state_lvi(tmp_path):
+    reports = (["Invasive ductal carcinoma. Lymphovascular invasion present. Margins negative."] * 3
+               + ["Invasive lobular carcinoma. Lymphovascular invasion not identified. Margins negative."] * 3
+               + ["Invasive lobular carcinoma. Lymphovascular invasion absent. Margins positive."] * 3)
+    vocab, labeler, rules, path = _training_rules(tmp_path, reports)
+    lvi = labeler.names.index("lymphovascular_invasion")
+    assert _readable_rules(rules, labeler, vocab, "lymphovascular_invasion") == {("lymphovascular invasion", "present", "present"),
                      ("lymphovascular invasion", "not", "absent"), ("lymphovascular invasion", "absent", "absent")}
     assert int(rules.sentence_end) == vocab.token_to_id(".")
     # every report states LVI and the margin: both required; each class's fallback is its training sentence
@@ -188,20 +198,10 @@ def test_grade_rules_commit_at_the_tier_whatever_system_the_sentence_names(tmp_p
         reports += [f"Clear cell renal cell carcinoma, ISUP nucleolar grade {roman}. Margins negative.",
                     f"Clear cell renal cell carcinoma, Fuhrman nuclear grade {tier} of 4. Margins negative.",
                     f"Papillary renal cell carcinoma, ISUP nucleolar grade {roman}. Margins positive."]
-    items = [{"id": f"s{i}", "report": r} for i, r in enumerate(reports)]
-    path = tmp_path / "annotation.json"
-    path.write_text(json.dumps({"train": items, "val": items[:1], "test": items[:1]}), encoding="utf-8")
-    vocab = Vocabulary.build(reports, threshold=1)
-    labeler = finding_labeler(FindingsVocabulary.from_annotation(path), path, True)
+    vocab, labeler, rules, _ = _training_rules(tmp_path, reports)
     assert labeler.classes["grade"] == ["grade 1", "grade 2", "grade 3"]
-    rules = finding_phrase_rules(labeler, vocab, path)
-    grade = labeler.names.index("grade")
-    found = set()
-    for k in range(rules.word.shape[0]):
-        if int(rules.finding[k]) == grade:
-            context = " ".join(vocab.id_to_token(i) for i in rules.context[k, : int(rules.length[k])].tolist())
-            found.add((context.split()[-1], vocab.id_to_token(int(rules.word[k])),
-                       labeler.classes["grade"][int(rules.label[k])]))
+    found = {(context.split()[-1], word, label)
+             for context, word, label in _readable_rules(rules, labeler, vocab, "grade")}
     # the commit words are the tier's numerals, in both systems' sentences
     assert ("grade", "ii", "grade 2") in found and ("grade", "iii", "grade 3") in found
     assert {label for _, _, label in found} == {"grade 1", "grade 2", "grade 3"}
