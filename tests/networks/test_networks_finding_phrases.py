@@ -177,8 +177,9 @@ def test_rules_of_a_training_annotation_name_the_words_that_state_lvi(tmp_path):
                + ["Invasive lobular carcinoma. Lymphovascular invasion absent. Margins positive."] * 3)
     vocab, labeler, rules, path = _training_rules(tmp_path, reports)
     lvi = labeler.names.index("lymphovascular_invasion")
-    assert _readable_rules(rules, labeler, vocab, "lymphovascular_invasion") == {("lymphovascular invasion", "present", "present"),
-                     ("lymphovascular invasion", "not", "absent"), ("lymphovascular invasion", "absent", "absent")}
+    assert _readable_rules(rules, labeler, vocab, "lymphovascular_invasion") == {
+        ("lymphovascular invasion", "present", "present"), ("lymphovascular invasion", "not", "absent"),
+        ("lymphovascular invasion", "absent", "absent")}
     assert int(rules.sentence_end) == vocab.token_to_id(".")
     # every report states LVI and the margin: both required; each class's fallback is its training sentence
     required = dict(zip(labeler.names, rules.required.tolist(), strict=True))
