@@ -60,6 +60,9 @@ def _parser() -> argparse.ArgumentParser:
                         choices=("auto", "phrases"),
                         help="auto: scripts.metrics.extract_findings when installed, else the benchmarks' known "
                              "phrases; phrases: always the known phrases")
+    parser.add_argument("--control-dealings", "--control_dealings", dest="control_dealings", type=int, default=1,
+                        help="train the shuffled-pairs control on this many class-balanced dealings (default 1); "
+                             "the table adds a row per further dealing and their mean")
     parser.add_argument("--reuse-runs", "--reuse_runs", dest="reuse_runs", action="store_true",
                         help="keep finished bundle runs (same overrides, training config and data); score again")
     return parser
@@ -78,7 +81,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         extra = (*extra, *QUICK_EPOCHS)
     abmil_epochs = args.abmil_epochs or (3 if args.quick else 20)
     settings = SuiteSettings(output_dir=args.output_dir.resolve(), extra_args=extra, abmil_epochs=abmil_epochs,
-                             use_extractor=args.findings_reader == "auto", reuse_runs=args.reuse_runs)
+                             use_extractor=args.findings_reader == "auto", reuse_runs=args.reuse_runs,
+                             control_dealings=args.control_dealings)
+    if args.control_dealings < 1:
+        raise SystemExit("--control-dealings must be >= 1")
 
     rows: list[TableRow] = []
     readers: dict[str, str] = {}

@@ -13,10 +13,18 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["CONTROL_SPLITS", "shuffled_annotation"]
+__all__ = ["CONTROL_SPLITS", "dealing_seed", "shuffled_annotation"]
 
 #: Splits whose reports the control permutes.
 CONTROL_SPLITS: tuple[str, ...] = ("train", "val")
+
+
+def dealing_seed(seed: int, dealing: int) -> int:
+    """The seed of the control's ``dealing``-th dealing (0: ``seed`` itself, so the first dealing is the
+    benchmark's ``annotation_shuffled.json``; later ones: seeds no benchmark uses for its first)."""
+    if dealing < 0:
+        raise ValueError(f"dealing must be >= 0, got {dealing}")
+    return seed if dealing == 0 else seed + 100_003 * dealing
 
 
 def _benchmark_diagnosis(item: dict[str, Any]) -> str:

@@ -5,6 +5,7 @@ Layout under the suite's ``output_dir``::
     data/<name>-<params key>/                 the generated benchmark (cached by parameters)
     runs/<name>/<variant>/model|control/      bundle output dirs (variant: "defaults" or a hash of --extra-args)
     runs/<name>/<variant>/control_annotation.json   a demo's control: its reports dealt class-balanced (train/val)
+    runs/<name>/<variant>/control-<k>/, control_annotation_<k>.json   with ``--control-dealings``: dealing k >= 2
 
 A demo's model run writes the demo (no dataset given, as the README's command); its control trains on the
 same features with :func:`~benchmarks.grounding.control.shuffled_annotation` of the demo's annotation, so
@@ -25,7 +26,7 @@ from scripts.data import find_feature_file, read_feature_file, read_feature_head
 
 from .abmil_bound import train_abmil
 from .bundle_runs import BundleRun, evaluate_bundle, finished_run, train_bundle
-from .control import shuffled_annotation
+from .control import dealing_seed, shuffled_annotation
 from .dataset import make_benchmark_dataset
 from .registry import BenchmarkEntry
 from .scoring import BenchmarkTruth, demo_truth, read_reports_csv, score_reports, synthetic_truth
@@ -51,6 +52,9 @@ class SuiteSettings:
             (False: the benchmarks' known-phrase reader).
         reuse_runs: keep a run folder's finished run (same overrides, same training config bytes, same data)
             instead of training again; only the scoring is redone.
+        control_dealings: how many class-balanced dealings the control is trained on (each a full training);
+            with more than one the table gains a row per further dealing and their mean, since one control
+            training can land above chance by luck (docs/benchmarks.md).
         train_config, eval_config: the bundle config files (repository-relative).
     """
 
@@ -59,8 +63,13 @@ class SuiteSettings:
     abmil_epochs: int = 20
     use_extractor: bool = True
     reuse_runs: bool = False
+    control_dealings: int = 1
     train_config: str = "configs/train.json"
     eval_config: str = "configs/evaluate.json"
+
+
+def _demo_diagnosis(item: dict) -> str:
+    return item["diagnosis"]
 
 
 def variant_name(extra_args: tuple[str, ...]) -> str:
@@ -103,6 +112,19 @@ def _report_row(entry: BenchmarkEntry, name: str, run: BundleRun, truth: Benchma
     )
 
 
+def _mean_row(entry: BenchmarkEntry, controls: list[TableRow]) -> TableRow:
+    """The dealings' mean accuracy per finding, BLEU-4 and ROUGE-L (a finding missing from a row is left out)."""
+    def mean(values: list[float | None]) -> float | None:
+        kept = [v for v in values if v is not None]
+        return sum(kept) / len(kept) if len(kept) == len(values) else None
+
+    findings = set.intersection(*(set(row.accuracy) for row in controls))
+    return TableRow(entry.name, f"control, mean of {len(controls)} dealings",
+                    accuracy={f: sum(row.accuracy[f] for row in controls) / len(controls) for f in sorted(findings)},
+                    bleu_4=mean([row.bleu_4 for row in controls]), rouge_l=mean([row.rouge_l for row in controls]),
+                    wall_seconds=sum(row.wall_seconds or 0.0 for row in controls))
+
+
 def _trained(run_dir: Path, data_args: list[str], dataset_dir: Path, annotation_file: Path,
              settings: SuiteSettings) -> BundleRun:
     """Train into ``run_dir`` and evaluate on the true test pairs, or reuse a finished run there."""
@@ -123,12 +145,15 @@ def run_benchmark(entry: BenchmarkEntry, settings: SuiteSettings) -> tuple[list[
         ceiling), ``model``, ``control``, ``ABMIL``, ``chance``, and the name of the findings reader used.
     """
     runs_dir = settings.output_dir / "runs" / entry.name / variant_name(settings.extra_args)
+    if settings.control_dealings < 1:
+        raise ValueError(f"control_dealings must be >= 1, got {settings.control_dealings}")
     if entry.params is not None:
         data = make_benchmark_dataset(entry.params, settings.output_dir / "data" / f"{entry.name}-{entry.params.key()}")
         dataset_dir, true_annotation = data.dataset_dir, data.annotation_file
         model = _trained(runs_dir / "model", ["--dataset_dir", str(dataset_dir), "--annotation_file",
                                               str(true_annotation)], dataset_dir, true_annotation, settings)
         control_data = ["--dataset_dir", str(dataset_dir), "--annotation_file", str(data.shuffled_annotation_file)]
+        base_seed, class_of = entry.params.seed, None
         truth = synthetic_truth(entry.params, data.labels_file, data.annotation_file, settings.use_extractor)
         p = entry.params
         sizes = dict(seed=p.seed, bags=f"{p.n_train}/{p.n_val}/{p.n_test}",
@@ -140,7 +165,8 @@ def run_benchmark(entry: BenchmarkEntry, settings: SuiteSettings) -> tuple[list[
         model = _trained(runs_dir / "model", ["--demo#source", source], dataset_dir, true_annotation, settings)
         control_annotation = runs_dir / "control_annotation.json"
         annotation = json.loads(true_annotation.read_text(encoding="utf-8"))
-        atomic_write_json(control_annotation, shuffled_annotation(annotation, 0, lambda item: item["diagnosis"]))
+        base_seed, class_of = 0, _demo_diagnosis
+        atomic_write_json(control_annotation, shuffled_annotation(annotation, base_seed, class_of))
         control_data = ["--dataset_dir", str(dataset_dir), "--annotation_file", str(control_annotation)]
         truth = demo_truth(true_annotation)
         counts = [item["num_patches"] for s in ("train", "val", "test") for item in annotation[s]
@@ -150,12 +176,25 @@ def run_benchmark(entry: BenchmarkEntry, settings: SuiteSettings) -> tuple[list[
                      patches=f"{min(counts)}-{max(counts)}" if counts else None,
                      feature_dim=read_feature_header(find_feature_file(dataset_dir, first), first).feature_dim)
     control = _trained(runs_dir / "control", control_data, dataset_dir, true_annotation, settings)
+    controls = [_report_row(entry, "control", control, truth)]
+    for dealing in range(1, settings.control_dealings):
+        annotation_file = runs_dir / f"control_annotation_{dealing + 1}.json"
+        annotation = json.loads(true_annotation.read_text(encoding="utf-8"))
+        dealt = (shuffled_annotation(annotation, dealing_seed(base_seed, dealing)) if class_of is None
+                 else shuffled_annotation(annotation, dealing_seed(base_seed, dealing), class_of))
+        atomic_write_json(annotation_file, dealt)
+        run = _trained(runs_dir / f"control-{dealing + 1}", ["--dataset_dir", str(dataset_dir), "--annotation_file",
+                                                              str(annotation_file)], dataset_dir, true_annotation,
+                       settings)
+        controls.append(_report_row(entry, f"control, dealing {dealing + 1}", run, truth))
+    if len(controls) > 1:
+        controls.append(_mean_row(entry, controls))
 
     seed = entry.params.seed if entry.params is not None else 0
     references = score_reports(_reference_reports(true_annotation), truth)
     rows = [TableRow(entry.name, "references", accuracy=dict(references.accuracy),
                      diagnoses_written=references.diagnoses_written, diagnoses_total=len(truth.classes["diagnosis"])),
-            _report_row(entry, "model", model, truth), _report_row(entry, "control", control, truth),
+            _report_row(entry, "model", model, truth), *controls,
             _abmil_rows(entry, truth, dataset_dir, settings.abmil_epochs, seed),
             TableRow(entry.name, "chance", accuracy=truth.chance())]
     for row in rows:

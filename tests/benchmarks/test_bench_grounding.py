@@ -114,22 +114,35 @@ def test_variant_names():
 @pytest.mark.slow
 def test_quick_suite_runs_the_bundle_and_writes_the_table(tmp_path):
     result = subprocess.run([sys.executable, "-m", "benchmarks.bench_grounding", "--quick", "--output_dir",
-                             str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=900, check=False)
+                             str(tmp_path), "--control-dealings", "2"], cwd=REPO, capture_output=True, text=True,
+                            timeout=900, check=False)
     assert result.returncode == 0, result.stderr[-3000:]
     table = (tmp_path / "grounding_table.md").read_text()
     assert table.splitlines()[0] == "| " + " | ".join(COLUMNS) + " |"
     assert table in result.stdout
     payload = json.loads((tmp_path / "grounding_table.json").read_text())
     rows = {row["run"]: row for row in payload["rows"]}
-    assert set(rows) == {"references", "model", "control", "ABMIL", "chance"}
+    assert set(rows) == {"references", "model", "control", "control, dealing 2", "control, mean of 2 dealings",
+                         "ABMIL", "chance"}
     assert payload["extra_args"] == ["--max_epochs", "2"]
-    for name in ("model", "control"):
+    first = json.loads(next((tmp_path / "data").glob("quick-*/annotation_shuffled.json")).read_text())
+    second = json.loads((tmp_path / "runs" / "quick" / variant_name(("--max_epochs", "2"))
+                         / "control_annotation_2.json").read_text())
+    assert second["test"] == first["test"]
+    assert [i["report"] for i in second["train"]] != [i["report"] for i in first["train"]]
+    mean = rows["control, mean of 2 dealings"]
+    for finding in FINDINGS:
+        both = (rows["control"]["accuracy"][finding], rows["control, dealing 2"]["accuracy"][finding])
+        assert mean["accuracy"][finding] == pytest.approx(sum(both) / 2)
+    assert mean["bleu_4"] == pytest.approx((rows["control"]["bleu_4"] + rows["control, dealing 2"]["bleu_4"]) / 2)
+    for name in ("model", "control", "control, dealing 2"):
         row = rows[name]
         assert set(row["accuracy"]) == set(FINDINGS)
         assert all(0.0 <= v <= 1.0 for v in row["accuracy"].values())
         assert 0.0 <= row["bleu_4"] <= 1.0 and 0.0 < row["rouge_l"] <= 1.0
         assert row["epochs_run"] == 2 and 0 <= row["diagnoses_written"] <= 3 and row["wall_seconds"] > 0
-        run_dir = tmp_path / "runs" / "quick" / variant_name(("--max_epochs", "2")) / name
+        folder = {"control, dealing 2": "control-2"}.get(name, name)
+        run_dir = tmp_path / "runs" / "quick" / variant_name(("--max_epochs", "2")) / folder
         assert (run_dir / "eval" / "reports.csv").is_file()
     assert all(0.0 <= v <= 1.0 for v in rows["ABMIL"]["balanced_accuracy"].values())
     assert rows["chance"]["accuracy"]["diagnosis"] == pytest.approx(1 / 3)
@@ -140,10 +153,11 @@ def test_quick_suite_runs_the_bundle_and_writes_the_table(tmp_path):
     model_log = tmp_path / "runs" / "quick" / variant_name(("--max_epochs", "2")) / "model" / "bundle.log"
     written = model_log.stat().st_mtime_ns
     again = subprocess.run([sys.executable, "-m", "benchmarks.bench_grounding", "--quick", "--output_dir",
-                            str(tmp_path), "--reuse-runs", "--findings-reader", "phrases"], cwd=REPO,
+                            str(tmp_path), "--reuse-runs", "--findings-reader", "phrases", "--control-dealings", "2"],
+                           cwd=REPO,
                            capture_output=True, text=True, timeout=600, check=False)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert again.stderr.count("reusing the finished run") == 2 and model_log.stat().st_mtime_ns == written
+    assert again.stderr.count("reusing the finished run") == 3 and model_log.stat().st_mtime_ns == written
     reused = {row["run"]: row for row in json.loads((tmp_path / "grounding_table.json").read_text())["rows"]}
     assert reused["model"]["bleu_4"] == rows["model"]["bleu_4"]
     assert reused["model"]["wall_seconds"] == rows["model"]["wall_seconds"]

@@ -111,6 +111,25 @@ def test_shuffled_control_is_class_balanced_and_keeps_test_pairs(small):
     assert max(pairs.values()) - min(pairs.values()) <= 1 and len(pairs) == SMALL.n_diagnoses ** 2
 
 
+def test_further_control_dealings_are_other_balanced_dealings_of_the_same_reports(small):
+    from benchmarks.grounding.control import dealing_seed, shuffled_annotation
+
+    true = json.loads(small.annotation_file.read_text())
+    assert dealing_seed(SMALL.seed, 0) == SMALL.seed
+    first = json.loads(small.shuffled_annotation_file.read_text())
+    assert shuffled_annotation(true, dealing_seed(SMALL.seed, 0)) == first
+    seeds = {dealing_seed(SMALL.seed, k) for k in range(4)}
+    assert len(seeds) == 4
+    dealings = [shuffled_annotation(true, dealing_seed(SMALL.seed, k)) for k in range(3)]
+    assert len({tuple(i["report_from"] for i in d["train"]) for d in dealings}) == 3
+    for dealt in dealings:
+        assert dealt["test"] == true["test"]
+        pairs = Counter((i["findings"]["diagnosis"], i["report_class"]) for i in dealt["train"])
+        assert max(pairs.values()) - min(pairs.values()) <= 1 and len(pairs) == SMALL.n_diagnoses ** 2
+    with pytest.raises(ValueError, match="dealing"):
+        dealing_seed(SMALL.seed, -1)
+
+
 def test_feature_dims_and_bag_sizes_of_the_suite_are_as_documented():
     params = [e.params for e in BENCHMARKS.values() if e.params is not None]
     assert {p.feature_dim for p in params} == {64, 384, 1024}
