@@ -80,11 +80,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.quick and "--max_epochs" not in extra:
         extra = (*extra, *QUICK_EPOCHS)
     abmil_epochs = args.abmil_epochs or (3 if args.quick else 20)
-    settings = SuiteSettings(output_dir=args.output_dir.resolve(), extra_args=extra, abmil_epochs=abmil_epochs,
-                             use_extractor=args.findings_reader == "auto", reuse_runs=args.reuse_runs,
-                             control_dealings=args.control_dealings)
-    if args.control_dealings < 1:
-        raise SystemExit("--control-dealings must be >= 1")
+    try:
+        settings = SuiteSettings(output_dir=args.output_dir.resolve(), extra_args=extra, abmil_epochs=abmil_epochs,
+                                 use_extractor=args.findings_reader == "auto", reuse_runs=args.reuse_runs,
+                                 control_dealings=args.control_dealings)
+    except ValueError as err:
+        raise SystemExit(f"--control-dealings: {err}") from None
 
     rows: list[TableRow] = []
     readers: dict[str, str] = {}

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["CONTROL_SPLITS", "dealing_seed", "shuffled_annotation"]
+__all__ = ["CONTROL_SPLITS", "benchmark_diagnosis", "dealing_seed", "demo_diagnosis", "shuffled_annotation"]
 
 #: Splits whose reports the control permutes.
 CONTROL_SPLITS: tuple[str, ...] = ("train", "val")
@@ -27,12 +27,18 @@ def dealing_seed(seed: int, dealing: int) -> int:
     return seed if dealing == 0 else seed + 100_003 * dealing
 
 
-def _benchmark_diagnosis(item: dict[str, Any]) -> str:
+def benchmark_diagnosis(item: dict[str, Any]) -> str:
+    """A generated benchmark item's class: its bag's true diagnosis."""
     return item["findings"]["diagnosis"]
 
 
+def demo_diagnosis(item: dict[str, Any]) -> str:
+    """A demo item's class: its diagnosis."""
+    return item["diagnosis"]
+
+
 def shuffled_annotation(annotation: dict[str, Any], seed: int,
-                        class_of: Callable[[dict[str, Any]], str] = _benchmark_diagnosis) -> dict[str, Any]:
+                        class_of: Callable[[dict[str, Any]], str] = benchmark_diagnosis) -> dict[str, Any]:
     """A copy of ``annotation`` whose train/val reports are dealt class-balanced among the slides.
 
     Each item keeps its slide's own fields (``findings``: the truth of the bag) and gains ``report_from`` (the

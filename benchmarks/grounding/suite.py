@@ -26,7 +26,7 @@ from scripts.data import find_feature_file, read_feature_file, read_feature_head
 
 from .abmil_bound import train_abmil
 from .bundle_runs import BundleRun, evaluate_bundle, finished_run, train_bundle
-from .control import dealing_seed, shuffled_annotation
+from .control import benchmark_diagnosis, dealing_seed, demo_diagnosis, shuffled_annotation
 from .dataset import make_benchmark_dataset
 from .registry import BenchmarkEntry
 from .scoring import BenchmarkTruth, demo_truth, read_reports_csv, score_reports, synthetic_truth
@@ -67,9 +67,9 @@ class SuiteSettings:
     train_config: str = "configs/train.json"
     eval_config: str = "configs/evaluate.json"
 
-
-def _demo_diagnosis(item: dict) -> str:
-    return item["diagnosis"]
+    def __post_init__(self) -> None:
+        if self.control_dealings < 1:
+            raise ValueError(f"control_dealings must be >= 1, got {self.control_dealings}")
 
 
 def variant_name(extra_args: tuple[str, ...]) -> str:
@@ -145,15 +145,13 @@ def run_benchmark(entry: BenchmarkEntry, settings: SuiteSettings) -> tuple[list[
         ceiling), ``model``, ``control``, ``ABMIL``, ``chance``, and the name of the findings reader used.
     """
     runs_dir = settings.output_dir / "runs" / entry.name / variant_name(settings.extra_args)
-    if settings.control_dealings < 1:
-        raise ValueError(f"control_dealings must be >= 1, got {settings.control_dealings}")
     if entry.params is not None:
         data = make_benchmark_dataset(entry.params, settings.output_dir / "data" / f"{entry.name}-{entry.params.key()}")
         dataset_dir, true_annotation = data.dataset_dir, data.annotation_file
         model = _trained(runs_dir / "model", ["--dataset_dir", str(dataset_dir), "--annotation_file",
                                               str(true_annotation)], dataset_dir, true_annotation, settings)
         control_data = ["--dataset_dir", str(dataset_dir), "--annotation_file", str(data.shuffled_annotation_file)]
-        base_seed, class_of = entry.params.seed, None
+        base_seed, class_of = entry.params.seed, benchmark_diagnosis
         truth = synthetic_truth(entry.params, data.labels_file, data.annotation_file, settings.use_extractor)
         p = entry.params
         sizes = dict(seed=p.seed, bags=f"{p.n_train}/{p.n_val}/{p.n_test}",
@@ -165,7 +163,7 @@ def run_benchmark(entry: BenchmarkEntry, settings: SuiteSettings) -> tuple[list[
         model = _trained(runs_dir / "model", ["--demo#source", source], dataset_dir, true_annotation, settings)
         control_annotation = runs_dir / "control_annotation.json"
         annotation = json.loads(true_annotation.read_text(encoding="utf-8"))
-        base_seed, class_of = 0, _demo_diagnosis
+        base_seed, class_of = 0, demo_diagnosis
         atomic_write_json(control_annotation, shuffled_annotation(annotation, base_seed, class_of))
         control_data = ["--dataset_dir", str(dataset_dir), "--annotation_file", str(control_annotation)]
         truth = demo_truth(true_annotation)
@@ -177,12 +175,11 @@ def run_benchmark(entry: BenchmarkEntry, settings: SuiteSettings) -> tuple[list[
                      feature_dim=read_feature_header(find_feature_file(dataset_dir, first), first).feature_dim)
     control = _trained(runs_dir / "control", control_data, dataset_dir, true_annotation, settings)
     controls = [_report_row(entry, "control", control, truth)]
+    if settings.control_dealings > 1:
+        annotation = json.loads(true_annotation.read_text(encoding="utf-8"))
     for dealing in range(1, settings.control_dealings):
         annotation_file = runs_dir / f"control_annotation_{dealing + 1}.json"
-        annotation = json.loads(true_annotation.read_text(encoding="utf-8"))
-        dealt = (shuffled_annotation(annotation, dealing_seed(base_seed, dealing)) if class_of is None
-                 else shuffled_annotation(annotation, dealing_seed(base_seed, dealing), class_of))
-        atomic_write_json(annotation_file, dealt)
+        atomic_write_json(annotation_file, shuffled_annotation(annotation, dealing_seed(base_seed, dealing), class_of))
         run = _trained(runs_dir / f"control-{dealing + 1}", ["--dataset_dir", str(dataset_dir), "--annotation_file",
                                                               str(annotation_file)], dataset_dir, true_annotation,
                        settings)

@@ -16,7 +16,7 @@ import torch
 from benchmarks.grounding import FINDINGS, BenchmarkParams, make_benchmark_dataset, read_labels
 from benchmarks.grounding.abmil_bound import train_abmil
 from benchmarks.grounding.scoring import read_reports_csv, score_reports, synthetic_truth
-from benchmarks.grounding.suite import variant_name
+from benchmarks.grounding.suite import SuiteSettings, variant_name
 from benchmarks.grounding.table import COLUMNS, TableRow, markdown_table
 
 REPO = Path(__file__).resolve().parents[2]
@@ -104,6 +104,16 @@ def test_markdown_table_has_every_column_and_dashes():
     assert all(line.count("|") == len(COLUMNS) + 1 for line in lines)
     assert "| b | model | 0.50 | – | – | – | – | 0.250 | – | 2 of 4 | 3/9 | 12 | 1 | 1/2/3 | 5-9 | 8 |" in lines
     assert "| b | ABMIL | 0.90 / 0.80 |" in lines[3]
+
+
+def test_fewer_than_one_control_dealing_is_refused_before_anything_runs(tmp_path):
+    from benchmarks.bench_grounding import main
+
+    with pytest.raises(ValueError, match="control_dealings must be >= 1"):
+        SuiteSettings(output_dir=tmp_path, control_dealings=0)
+    with pytest.raises(SystemExit, match="--control-dealings: control_dealings must be >= 1, got 0"):
+        main(["--quick", "--output_dir", str(tmp_path / "out"), "--control-dealings", "0"])
+    assert not (tmp_path / "out").exists()
 
 
 def test_variant_names():
