@@ -336,17 +336,36 @@ def _margin_window(words: Sequence[str], i: int) -> tuple[list[str], list[str]]:
     return left, right
 
 
+_MARGIN_CLEAR = frozenset({"negative", "free", "uninvolved", "clear", "clean", "widely"})
+_DISTANCE_UNITS = frozenset({"mm", "cm", "millimetre", "millimetres", "millimeter", "millimeters"})
+
+
+def _states_distance(words: Sequence[str]) -> bool:
+    """Whether ``words`` measure a distance above zero: a number and a length unit ("4 mm", "0.2 cm"; not "0 mm")."""
+    return any(
+        words[k + 1] in _DISTANCE_UNITS and words[k].replace(".", "", 1).isdigit() and float(words[k]) > 0
+        for k in range(len(words) - 1)
+    )
+
+
 def _margin_status(left: list[str], right: list[str]) -> str | None:
-    """positive (an un-negated involvement word; "at" only just before the margin) > close > negative."""
+    """positive (an un-negated involvement word; "at" only just before the margin) > close > negative.
+
+    "at" before the margin is the weakest cue ("tumour at the inked margin"): it also opens distance
+    statements ("closest margin at 7 mm"), so it is not read as involvement when the same window measures a
+    distance or says the margin is free, negative or clear.
+    """
+    window = [*left, *right]
+    weak_at = not (_states_distance(window) or any(word in _MARGIN_CLEAR for word in window))
     for k, word in enumerate(right):
         negated = k > 0 and right[k - 1] in {"not", "no", "without"}
         if word in _MARGIN_POSITIVE and not negated and word != "at":
             return "positive"
     for k, word in enumerate(left):
         negated = (k > 0 and left[k - 1] in {"not", "no", "without"}) or "no" in left[:k]
-        if word in _MARGIN_POSITIVE - {"present"} and not negated and (word != "at" or k >= len(left) - 4):
+        if word in _MARGIN_POSITIVE - {"present"} and not negated and (
+                word != "at" or (weak_at and k >= len(left) - 4)):
             return "positive"
-    window = [*left, *right]
     if "close" in window:
         return "close"
     if any(word in _MARGIN_NEGATIVE for word in window):

@@ -98,6 +98,11 @@ def test_invasion_negation(text: str, lvi: str | None, pni: str | None) -> None:
         ("Margins negative, closest margin 2 mm.", "negative"),
         ("Carcinoma is close to the deep margin (0.5 mm).", "close"),
         ("no tumour at the margins", "negative"),
+        # "at" before the margin opens distance statements too: a measured distance or a "free" word wins
+        ("Margins negative for carcinoma closest margin at the closest margin at 7 mm", "negative"),
+        ("Margins: free of tumour, closest margin at the inked surgical margins free of 4 mm.", "negative"),
+        ("Tumour at the deep margin.", "positive"),
+        ("Invasive carcinoma is present at the posterior margin, 0 mm.", "positive"),
         ("Invasive ductal carcinoma.", None),
     ],
 )
