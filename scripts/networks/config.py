@@ -12,6 +12,8 @@ from scripts.flags import as_flag
 Compat = Literal["default", "histgen-v1"]
 COMPAT_MODES: tuple[str, ...] = ("default", "histgen-v1")
 PATCH_PRECISIONS: tuple[str, ...] = ("auto", "bf16", "fp32")
+#: ``slide_norm`` choices: no per-slide statistics, each slide's patches standardised on their own, or both views.
+SLIDE_NORMS: tuple[str, ...] = ("none", "slide", "both")
 # gradient_checkpointing="auto" recomputes the patch-level activations of bags with at least this many patches
 CHECKPOINT_MIN_PATCHES = 8_192
 
@@ -101,6 +103,14 @@ class HistGenConfig:
         input_norm: standardise each feature dimension with a mean and std fitted on the training
             bags (:meth:`HistGen.fit_input_norm`) and stored in the model as the buffers
             ``input_mean``/``input_std``. Off in the reference code and in imported checkpoints.
+        slide_norm: per-slide standardisation of the patch features before the first projection
+            (:func:`scripts.networks.input_norm.slide_standardise`: per-dimension mean and std over the slide's
+            real patches). ``"none"`` (the default): off. ``"slide"``: the projection reads each patch
+            standardised within its own slide instead of the input-normalised features, so a slide-wide offset or
+            scale per dimension (site, scanner, stain) cancels; what the slide's overall feature level says (how
+            much of it is tumour) is lost with it. ``"both"``: the projection reads the two side by side
+            (``2 * in_dim`` inputs). ``false``/``off`` mean ``"none"``. docs/grounding.md has the measured
+            trade-off. Off in the reference code and in imported checkpoints.
         finding_classes: ``{finding: number of classes}`` of the finding heads
             (:class:`scripts.networks.finding_heads.SlideFindingHeads`), in head order; empty (the default,
             and always for ``compat="histgen-v1"``) builds no heads. Training fills it from the findings that
@@ -127,11 +137,13 @@ class HistGenConfig:
     gradient_checkpointing: bool | str = "auto"
     patch_precision: str = "auto"
     input_norm: bool = False
+    slide_norm: str = "none"
     finding_classes: dict[str, int] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # ``--network_def#config#input_norm false`` arrives as the string "false", which is truthy
         self.input_norm = as_flag(self.input_norm, "input_norm")
+        self.slide_norm = _slide_norm_choice(self.slide_norm)
         if str(self.gradient_checkpointing).strip().lower() == "auto":
             self.gradient_checkpointing = "auto"
         else:
@@ -147,6 +159,8 @@ class HistGenConfig:
             raise ValueError(f"region_size must be >= 2 (patches + 1 global token), got {self.region_size}")
         if self.input_norm and self.compat == "histgen-v1":
             raise ValueError("input_norm is not part of the reference network: use compat='default'")
+        if self.slide_norm != "none" and self.compat == "histgen-v1":
+            raise ValueError("slide_norm is not part of the reference network: use compat='default'")
         self.finding_classes = {str(k): int(v) for k, v in dict(self.finding_classes or {}).items()}
         if self.finding_classes and self.compat == "histgen-v1":
             raise ValueError("finding heads are not part of the reference network: use compat='default'")
@@ -199,3 +213,13 @@ class HistGenConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def _slide_norm_choice(value: Any) -> str:
+    """``slide_norm`` as one of :data:`SLIDE_NORMS` (``False``/``None``/"false"/"off" -> ``"none"``)."""
+    if value is None or value is False or str(value).strip().lower() in ("false", "off", "no", "0"):
+        return "none"
+    text = str(value).strip().lower()
+    if text not in SLIDE_NORMS:
+        raise ValueError(f"slide_norm must be one of {SLIDE_NORMS}, got {value!r}")
+    return text

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["FeatureStatistics", "feature_statistics"]
+__all__ = ["FeatureStatistics", "feature_statistics", "slide_standardise"]
 
 #: standard deviations below this are treated as constant dimensions (scaled by 1, not blown up)
 MIN_STD = 1e-6
@@ -84,3 +84,25 @@ def feature_statistics(bags: Iterable[Any], dim: int) -> tuple[torch.Tensor, tor
             stats.update(features)
     mean, std = stats.result()
     return mean, std, stats.count
+
+
+def slide_standardise(features: torch.Tensor, mask: torch.Tensor, min_std: float = MIN_STD) -> torch.Tensor:
+    """Standardise each dimension within each slide: ``(x - slide mean) / slide std`` over its real patches.
+
+    A slide-wide offset and scale per dimension (site, scanner and stain differences seen through a patch
+    encoder) leave the result unchanged; padded patches stay zero.
+
+    Args:
+        features: ``[B, N, D]`` patch features.
+        mask: ``[B, N] bool``, True for real patches.
+        min_std: smallest divisor (a dimension constant within a slide is 0 there, not blown up).
+
+    Returns:
+        ``[B, N, D]`` in the features' dtype; a dimension constant within a slide becomes 0 there.
+    """
+    weights = mask.unsqueeze(-1).to(features.dtype)
+    count = weights.sum(dim=1, keepdim=True).clamp_min(1.0)
+    mean = (features * weights).sum(dim=1, keepdim=True) / count
+    centred = (features - mean) * weights
+    std = (centred.square().sum(dim=1, keepdim=True) / count).sqrt()
+    return centred / std.clamp_min(min_std)

@@ -21,7 +21,7 @@ from torch.utils.checkpoint import checkpoint
 from .config import HistGenConfig
 from .context_memory import CrossModalMemory
 from .hierarchical_encoder import LocalGlobalEncoder
-from .input_norm import feature_statistics
+from .input_norm import feature_statistics, slide_standardise
 from .layers import MultiHeadAttention
 
 logger = logging.getLogger("histgen.network")
@@ -81,6 +81,7 @@ class SlideEncoder(nn.Module):
         self.in_dim = c.in_dim
         self.prototype_num = c.prototype_num
         self.input_norm = c.input_norm
+        self.slide_norm = c.slide_norm
         self.checkpoint_min_patches = c.checkpoint_min_patches
         self.patch_precision = c.training_precision
         self.accepts_padded_batches = flags.accepts_padded_batches
@@ -89,7 +90,7 @@ class SlideEncoder(nn.Module):
         # checkpoints and imported reference weights still load
         self.register_buffer("input_mean", torch.zeros(c.in_dim), persistent=c.input_norm)
         self.register_buffer("input_std", torch.ones(c.in_dim), persistent=c.input_norm)
-        self.projection = nn.Linear(c.in_dim, c.d_vf)
+        self.projection = nn.Linear(c.in_dim * (2 if c.slide_norm == "both" else 1), c.d_vf)
         self.visual_embed = nn.Sequential(nn.Linear(c.d_vf, c.d_model), nn.ReLU(), nn.Dropout(c.drop_prob_lm))
         self.memory_matrix = nn.Parameter(torch.empty(c.cmm_size, c.cmm_dim))
         self.context = CrossModalMemory(c.num_heads, c.d_model, c.topk, c.dropout)
@@ -185,8 +186,12 @@ class SlideEncoder(nn.Module):
             rows.append(torch.linspace(0, n - 1, steps=k).long())
         return torch.stack(rows).to(mask.device)
 
-    def project_patches(self, features: torch.Tensor) -> torch.Tensor:
+    def project_patches(self, features: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """Input norm, projection and visual embedding: ``[B, N, in_dim]`` -> ``[B, N, d_model]``.
+
+        ``slide_norm="slide"`` replaces the input-normalised features by the slide-standardised ones, ``"both"``
+        reads ``[input-normalised, slide-standardised]`` (``mask [B, N] bool`` marks the real patches; None means
+        every patch is real).
 
         The projection (``in_dim -> d_vf``) and the embedding's linear layer (``d_vf -> d_model``) have no
         non-linearity between them, so for large bags the two weights are multiplied first and the patches go
@@ -194,7 +199,13 @@ class SlideEncoder(nn.Module):
         gradients for both weights, without the ``[B, N, d_vf]`` intermediate (6x fewer multiply-adds at the
         released sizes once ``N`` passes a few hundred patches).
         """
-        x = self.normalise_inputs(features)
+        if self.slide_norm == "none":
+            x = self.normalise_inputs(features)
+        else:
+            real = torch.ones_like(features[..., 0], dtype=torch.bool) if mask is None else mask
+            x = slide_standardise(features, real)
+            if self.slide_norm == "both":
+                x = torch.cat([self.normalise_inputs(features), x], dim=-1)
         embed = self.visual_embed[0]
         d_in, d_mid, d_out = self.projection.in_features, self.projection.out_features, embed.out_features
         patches = x.shape[0] * x.shape[1]
@@ -209,7 +220,7 @@ class SlideEncoder(nn.Module):
     def embed_patches(self, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Projection, visual embedding and the visual side of the cross-modal context: ``[B, N, d_model]``."""
         # the residual stream stays in the input's precision (float32) when the products run in bf16
-        x = self.project_patches(features).to(features.dtype)
+        x = self.project_patches(features, mask).to(features.dtype)
         idx = self.prototype_indices(mask)
         prototypes = torch.gather(x, 1, idx.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
         responses = self.context(prototypes, self.memory_matrix)

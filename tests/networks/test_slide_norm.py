@@ -1,0 +1,110 @@
+"""Slide normalisation: each patch standardised within its own slide, instead of or beside the input norm."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+
+from scripts.engines import load_report_model, save_report_model
+from scripts.networks import HistGen, HistGenConfig
+from scripts.networks.input_norm import slide_standardise
+from scripts.text import Vocabulary
+
+SMALL = dict(in_dim=6, d_vf=16, d_model=16, d_ff=16, num_heads=2, num_layers=1, topk=4, cmm_size=8, cmm_dim=16,
+             region_size=4, prototype_num=3, vocab_size=5, max_seq_length=6, beam_size=2, dropout=0.0,
+             drop_prob_lm=0.0)
+
+
+def _padded_pair() -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(3)
+    features = torch.randn(2, 12, 6, generator=gen)
+    mask = torch.ones(2, 12, dtype=torch.bool)
+    mask[1, 7:] = False
+    features[1, 7:] = 0.0
+    return features, mask
+
+
+def test_slide_wide_offset_and_scale_cancel_and_padding_stays_zero():
+    features, mask = _padded_pair()
+    scale = torch.tensor([1e-2, 0.5, 1.0, 3.0, 20.0, 1.0])
+    offset = torch.tensor([5.0, -2.0, 0.0, 100.0, 1.0, 0.3])
+    shifted = (features * scale + offset) * mask[..., None]
+    standardised = slide_standardise(features, mask)
+    torch.testing.assert_close(slide_standardise(shifted, mask), standardised, atol=1e-4, rtol=1e-4)
+    assert bool((standardised[1, 7:] == 0).all())
+    real = standardised[1, :7]
+    torch.testing.assert_close(real.mean(0), torch.zeros(6), atol=1e-5, rtol=0)
+    torch.testing.assert_close(real.std(0, unbiased=False), torch.ones(6), atol=1e-4, rtol=0)
+
+
+def test_a_dimension_constant_within_a_slide_becomes_zero_not_infinite():
+    features = torch.randn(1, 5, 3)
+    features[..., 1] = 7.0
+    out = slide_standardise(features, torch.ones(1, 5, dtype=torch.bool))
+    assert bool(torch.isfinite(out).all())
+    assert bool((out[..., 1] == 0).all())
+
+
+def test_slide_mode_is_blind_to_a_slide_wide_shift():
+    torch.manual_seed(0)
+    model = HistGen(HistGenConfig(**SMALL, slide_norm="slide")).eval()
+    assert model.projection.in_features == 6
+    features, mask = _padded_pair()
+    ids = torch.tensor([[0, 1, 2, 3], [0, 2, 2, 3]])
+    shifted = (features * 2.5 + 4.0) * mask[..., None]
+    torch.testing.assert_close(model.score(shifted, ids, mask=mask), model.score(features, ids, mask=mask),
+                               atol=1e-4, rtol=1e-4)
+
+
+def test_both_mode_reads_both_views_and_is_blind_to_a_shift_only_in_the_second():
+    torch.manual_seed(0)
+    model = HistGen(HistGenConfig(**SMALL, slide_norm="both")).eval()
+    assert model.projection.in_features == 12
+    features, mask = _padded_pair()
+    ids = torch.tensor([[0, 1, 2, 3], [0, 2, 2, 3]])
+    shifted = (features * 2.5 + 4.0) * mask[..., None]
+    reference = model.score(features, ids, mask=mask)
+    assert not torch.allclose(model.score(shifted, ids, mask=mask), reference, atol=1e-3)  # the first half sees it
+    with torch.no_grad():
+        model.projection.weight[:, :6] = 0.0  # stop reading the first half: the shift then changes nothing
+    blind = model.score(features, ids, mask=mask)
+    torch.testing.assert_close(model.score(shifted, ids, mask=mask), blind, atol=1e-4, rtol=1e-4)
+    assert not torch.allclose(blind, reference)
+
+
+@pytest.mark.parametrize("mode", ["slide", "both"])
+def test_a_padded_bag_scores_as_it_does_alone(mode: str):
+    torch.manual_seed(0)
+    model = HistGen(HistGenConfig(**SMALL, slide_norm=mode)).eval()
+    features, mask = _padded_pair()
+    ids = torch.tensor([[0, 1, 2, 3], [0, 2, 2, 3]])
+    batched = model.score(features, ids, mask=mask)
+    alone = model.score(features[1:, :7], ids[1:])
+    torch.testing.assert_close(batched[1:], alone, atol=1e-5, rtol=1e-5)
+
+
+def test_saved_model_keeps_the_flag_and_scripts(tmp_path):
+    torch.manual_seed(0)
+    model = HistGen(HistGenConfig(**SMALL, slide_norm="both", input_norm=True)).eval()
+    save_report_model(tmp_path, model, Vocabulary(["<unk>", "b", "c", "d", "e"]))
+    loaded, _ = load_report_model(tmp_path)
+    assert loaded.config.slide_norm == "both"
+    bag = _padded_pair()[0][:1]
+    torch.testing.assert_close(loaded.generate(bag), model.generate(bag))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        scripted = torch.jit.script(model)
+    torch.testing.assert_close(scripted.generate(bag), model.generate(bag))
+
+
+def test_choices_and_the_reference_network():
+    assert HistGenConfig(**SMALL).slide_norm == "none"
+    assert HistGenConfig(**SMALL, slide_norm=False).slide_norm == "none"
+    assert HistGenConfig(**SMALL, slide_norm="off").slide_norm == "none"
+    assert HistGenConfig(**SMALL, slide_norm="Slide").slide_norm == "slide"
+    with pytest.raises(ValueError, match="slide_norm must be one of"):
+        HistGenConfig(**SMALL, slide_norm="true")  # which of the two? the user says
+    with pytest.raises(ValueError, match="slide_norm is not part of the reference"):
+        HistGenConfig(**SMALL, compat="histgen-v1", slide_norm="slide")
