@@ -230,3 +230,18 @@ def test_a_report_pretrained_encoder_keeps_the_report_statistics(tmp_path):
     assert fit_fold_input_norm(network, data, pretrained_encoder=path) is False
     assert torch.equal(network.encoder.input_std, report.input_std)
     assert torch.equal(network.encoder.input_mean, report.input_mean)
+
+
+def test_a_report_encoder_with_slide_norm_transfers_with_its_wider_projection(tmp_path):
+    torch.manual_seed(0)
+    report = HistGen(HistGenConfig(in_dim=3, vocab_size=7, num_layers=1, slide_norm="both", **SMALL))
+    path = save_report_model(tmp_path / "report", report, Vocabulary(["tumour", "normal", "a", "b", "c", "d",
+                                                                      "<unk>"]))
+    config = encoder_config(dict(SMALL), path, in_dim=3)
+    assert config["slide_norm"] == "both"  # the report model's setting travels with its weights
+    network = load_pretrained_encoder(build_mil_network("histgen", 3, 2, histgen=config), path).eval()
+    assert network.encoder.projection.in_features == 6
+    assert torch.equal(network.encoder.projection.weight, report.projection.weight)
+    bags = [torch.randn(20, 3), torch.randn(9, 3)]
+    features, mask = padded(bags)
+    torch.testing.assert_close(network(features, mask)[1:], network(bags[1][None])[:1], atol=1e-5, rtol=1e-5)
