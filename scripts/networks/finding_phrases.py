@@ -170,3 +170,21 @@ def complete_reports(rules: PhraseRules, offsets: list[int], decisions: torch.Te
         words = words[:length]
         out[b] = torch.tensor(words + [0] * (length - len(words)), dtype=ids.dtype, device=ids.device)
     return out
+
+
+def sentence_trigram_repeats(seqs: torch.Tensor, sentence_end: int, vocab: int) -> torch.Tensor:
+    """``[B, W, V] bool``: True for each word that would repeat a trigram of the hypothesis's current sentence.
+
+    ``seqs [B, W, T]`` are the words written so far (``T >= 3``); the current sentence starts after the last
+    ``sentence_end``. A decoder that lost track of where it is repeats a phrase within a sentence ("closest
+    margin at the closest margin at 7 mm"); reports do not, so beam search bans the word that would do it.
+    """
+    t = seqs.shape[-1]
+    is_end = (seqs == sentence_end).to(torch.long)
+    sentence = torch.cumsum(is_end, dim=-1) - is_end  # an end token belongs to the sentence it closes
+    current = torch.cumsum(is_end, dim=-1)[..., -1:]  # the sentence the next word starts or continues
+    same = sentence[..., : t - 2] == current
+    pair = (seqs[..., : t - 2] == seqs[..., t - 2 : t - 1]) & (seqs[..., 1 : t - 1] == seqs[..., t - 1 :])
+    hits = (pair & same).to(torch.long)
+    repeats = torch.zeros(seqs.shape[0], seqs.shape[1], vocab, dtype=torch.long, device=seqs.device)
+    return repeats.scatter_reduce(2, seqs[..., 2:], hits, reduce="amax") > 0

@@ -15,6 +15,7 @@ from .finding_phrases import (
     phrase_ban,
     phrase_select,
     phrase_start,
+    sentence_trigram_repeats,
 )
 from .report_decoder import DecoderCache, ReportDecoder, select_hypotheses
 from .slide_encoder import SlideEncoder, SlideEncoding
@@ -290,6 +291,8 @@ class HistGen(SlideEncoder):
         sums = torch.zeros(b, 1, device=device, dtype=logprobs.dtype)
         offsets = torch.arange(b, device=device)[:, None]
         slack = 1e-5 * max_len  # log-probs can exceed 0 by rounding only
+        # with finding-consistent decoding the sentence end is known: no trigram repeats within a sentence
+        sentence_end = int(rules.sentence_end[0]) if constrained else -1
         for t in range(max_len):
             width = sums.shape[1]
             candidates = (sums.unsqueeze(-1) + logprobs.view(b, width, vocab)).view(b, -1)
@@ -325,6 +328,9 @@ class HistGen(SlideEncoder):
             logprobs = torch.log_softmax(step_logprobs, dim=-1)
             if constrained:
                 logprobs = phrase_ban(rules, phrases, decisions, logprobs)
+            if sentence_end >= 0 and seqs.shape[-1] >= 3:
+                repeats = sentence_trigram_repeats(seqs, sentence_end, vocab).view(-1, vocab)
+                logprobs = logprobs.masked_fill(repeats, -1.0e4)  # BANNED_LOGPROB
         return self._complete(rules, bag_decisions, best_seq)
 
     def _complete(self, rules: PhraseRules, decisions: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:

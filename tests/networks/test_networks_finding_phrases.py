@@ -58,6 +58,8 @@ def test_a_rule_sits_where_the_training_sentences_commit_to_one_class():
 def test_decoding_never_writes_a_word_that_states_a_class_the_heads_did_not_choose(beam_size):
     model = grounded_model()
     feats = torch.randn(3, 20, SMALL["in_dim"])
+    # with rules held, beam search also bans within-sentence trigram repeats: compare with an inert rule
+    with_finding_phrases(model, rules_of(([0], 1, 1, 0)))  # no sentence starts with the end token
     free = model.generate(feats, beam_size=beam_size, max_len=8)
     decisions = model.finding_decisions(model.encode(feats))
     first, second = int(free[0, 0]), int(free[0, 1])
@@ -275,3 +277,45 @@ def test_required_findings_are_those_nearly_every_report_states_through_a_rule_w
     assert required_findings(rules, reports).tolist() == [1, 1]
     assert required_findings(rules, reports, share=0.96).tolist() == [1, 0]
     assert required_findings(rules, []).tolist() == [0, 0]
+
+
+def test_the_repeats_found_are_those_of_the_current_sentence_only():
+    from scripts.networks.finding_phrases import sentence_trigram_repeats
+
+    seqs = torch.tensor([[[5, 6, 7, 5, 6],  # "5 6" was followed by 7 in this sentence: 7 is banned
+                          [5, 6, END, 5, 6],  # the earlier "5 6" was in the sentence before
+                          [4, 5, 6, 7, END]]])  # the sentence just ended: nothing to repeat yet
+    repeats = sentence_trigram_repeats(seqs, END, 30)
+    assert repeats.shape == (1, 3, 30)
+    assert repeats[0, 0].nonzero().flatten().tolist() == [7]
+    assert not bool(repeats[0, 1:].any())
+
+
+def _has_sentence_trigram_repeat(ids: list[int]) -> bool:
+    sentence: list[int] = []
+    for word in ids:
+        if word in (0, END):
+            trigrams = [tuple(sentence[i : i + 3]) for i in range(len(sentence) - 2)]
+            if len(trigrams) != len(set(trigrams)):
+                return True
+            sentence = []
+        else:
+            sentence.append(word)
+    trigrams = [tuple(sentence[i : i + 3]) for i in range(len(sentence) - 2)]
+    return len(trigrams) != len(set(trigrams))
+
+
+def test_beam_search_with_finding_rules_never_repeats_a_trigram_within_a_sentence():
+    model = grounded_model()
+    with torch.no_grad():  # a decoder stuck on two words: "11 12 11 12 ..." whatever the slide
+        model.decoder.logit.weight.zero_()
+        model.decoder.logit.bias.fill_(-5.0)
+        model.decoder.logit.bias[11] = 5.0
+        model.decoder.logit.bias[12] = 4.0
+    feats = torch.randn(2, 20, SMALL["in_dim"])
+    stuck = model.generate(feats, beam_size=3, max_len=10)
+    assert _has_sentence_trigram_repeat(stuck[0].tolist())  # no rules, no sentence end: reference semantics
+    model.findings.set_phrase_rules(rules_of(([20], 21, 0, 1)))
+    ids = model.generate(feats, beam_size=3, max_len=10)
+    for row in ids.tolist():
+        assert not _has_sentence_trigram_repeat(row), row
