@@ -181,8 +181,9 @@ def sentence_trigram_repeats(seqs: torch.Tensor, sentence_end: int, vocab: int) 
     """
     t = seqs.shape[-1]
     is_end = (seqs == sentence_end).to(torch.long)
-    sentence = torch.cumsum(is_end, dim=-1) - is_end  # an end token belongs to the sentence it closes
-    current = torch.cumsum(is_end, dim=-1)[..., -1:]  # the sentence the next word starts or continues
+    ends_so_far = torch.cumsum(is_end, dim=-1)
+    sentence = ends_so_far - is_end  # an end token belongs to the sentence it closes
+    current = ends_so_far[..., -1:]  # the sentence the next word starts or continues
     same = sentence[..., : t - 2] == current
     pair = (seqs[..., : t - 2] == seqs[..., t - 2 : t - 1]) & (seqs[..., 1 : t - 1] == seqs[..., t - 1 :])
     hits = (pair & same).to(torch.long)

@@ -47,24 +47,31 @@ def test_a_dimension_constant_within_a_slide_becomes_zero_not_infinite():
     assert bool((out[..., 1] == 0).all())
 
 
-def test_slide_mode_is_blind_to_a_slide_wide_shift():
+def _model_and_batch(mode: str) -> tuple[HistGen, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A seeded model with ``slide_norm=mode`` (eval mode), the padded pair, its mask and two target reports."""
     torch.manual_seed(0)
-    model = HistGen(HistGenConfig(**SMALL, slide_norm="slide")).eval()
-    assert model.projection.in_features == 6
+    model = HistGen(HistGenConfig(**SMALL, slide_norm=mode)).eval()
     features, mask = _padded_pair()
-    ids = torch.tensor([[0, 1, 2, 3], [0, 2, 2, 3]])
-    shifted = (features * 2.5 + 4.0) * mask[..., None]
+    return model, features, mask, torch.tensor([[0, 1, 2, 3], [0, 2, 2, 3]])
+
+
+def _site_shifted(features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The same slides with a slide-wide scale and offset on every dimension (padding stays zero)."""
+    return (features * 2.5 + 4.0) * mask[..., None]
+
+
+def test_slide_mode_is_blind_to_a_slide_wide_shift():
+    model, features, mask, ids = _model_and_batch("slide")
+    assert model.projection.in_features == 6
+    shifted = _site_shifted(features, mask)
     torch.testing.assert_close(model.score(shifted, ids, mask=mask), model.score(features, ids, mask=mask),
                                atol=1e-4, rtol=1e-4)
 
 
 def test_both_mode_reads_both_views_and_is_blind_to_a_shift_only_in_the_second():
-    torch.manual_seed(0)
-    model = HistGen(HistGenConfig(**SMALL, slide_norm="both")).eval()
+    model, features, mask, ids = _model_and_batch("both")
     assert model.projection.in_features == 12
-    features, mask = _padded_pair()
-    ids = torch.tensor([[0, 1, 2, 3], [0, 2, 2, 3]])
-    shifted = (features * 2.5 + 4.0) * mask[..., None]
+    shifted = _site_shifted(features, mask)
     reference = model.score(features, ids, mask=mask)
     assert not torch.allclose(model.score(shifted, ids, mask=mask), reference, atol=1e-3)  # the first half sees it
     with torch.no_grad():
@@ -76,10 +83,7 @@ def test_both_mode_reads_both_views_and_is_blind_to_a_shift_only_in_the_second()
 
 @pytest.mark.parametrize("mode", ["slide", "both"])
 def test_a_padded_bag_scores_as_it_does_alone(mode: str):
-    torch.manual_seed(0)
-    model = HistGen(HistGenConfig(**SMALL, slide_norm=mode)).eval()
-    features, mask = _padded_pair()
-    ids = torch.tensor([[0, 1, 2, 3], [0, 2, 2, 3]])
+    model, features, mask, ids = _model_and_batch(mode)
     batched = model.score(features, ids, mask=mask)
     alone = model.score(features[1:, :7], ids[1:])
     torch.testing.assert_close(batched[1:], alone, atol=1e-5, rtol=1e-5)
