@@ -60,6 +60,8 @@ DESCRIPTIONS: dict[str, str] = {
     "on_missing": "slides without a usable feature file: raise, or skip (counted in the log)",
     "split": "the annotation split to score (train, val or test)",
     "max_patches": "at most this many patches per bag in training (random subset, scan order kept); null = all",
+    "feature_cache_mb": "training and validation keep bags read once in memory up to this many MB each (0 = "
+    "read from disk every epoch)",
     # training schedule
     "seed": "random seed (weights, shuffling, patch sampling, splits)",
     "max_epochs": "number of training epochs (the last one when early stopping does not end it sooner)",

@@ -87,8 +87,11 @@ class _BagDatasetBase(Dataset):
         max_patches: int | None,
         seed: int | None,
         region_size: int | None = None,
+        cache_mb: float | None = None,
     ) -> None:
         _check_on_error(on_error)
+        if cache_mb is not None and cache_mb < 0:
+            raise ValueError(f"cache_mb must be >= 0 or None, got {cache_mb}")
         if region_size is not None and region_size < 2:
             raise ValueError(f"region_size must be >= 2 or None, got {region_size}")
         self.region_size = region_size
@@ -102,6 +105,10 @@ class _BagDatasetBase(Dataset):
         self.records: list[dict[str, Any]] = []
         self.skipped: list[dict[str, str]] = []
         self._sampled: set[str] = set()
+        self.cache_bytes = int((cache_mb or 0) * 2**20)
+        self._cache: dict[str, tuple[torch.Tensor, torch.Tensor | None]] = {}
+        self._cached_bytes = 0
+        self._cache_full_logged = False
 
     def __len__(self) -> int:
         return len(self.records)
@@ -130,19 +137,42 @@ class _BagDatasetBase(Dataset):
                 raise BagDataError(f"case {case_id!r}: {err}") from None
         return checked
 
+    def _read_bag(self, path: Path, slide_id: str) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """One slide's checked ``(feats, coords)``, from memory when an earlier epoch kept it (``cache_mb``).
+
+        Bags are kept as read (before any ``max_patches`` subsample) until the budget is spent; the rest are
+        read from disk every time. Each DataLoader worker keeps its own copy, so the cache pays with
+        ``num_workers=0`` (the default) or ``persistent_workers``.
+        """
+        key = str(path)
+        hit = self._cache.get(key)
+        if hit is not None:
+            return hit
+        bag = read_feature_file(path, slide_id=slide_id, feature_dim=self.feature_dim, read_attrs=False)
+        if self.cache_bytes:
+            size = bag.feats.nbytes + (bag.coords.nbytes if bag.coords is not None else 0)
+            if self._cached_bytes + size <= self.cache_bytes:
+                self._cache[key] = (bag.feats, bag.coords)
+                self._cached_bytes += size
+            elif not self._cache_full_logged:
+                self._cache_full_logged = True
+                logger.info("feature cache full (%d bags, %.0f MB of cache_mb=%.0f): further bags are read from "
+                            "disk each epoch", len(self._cache), self._cached_bytes / 2**20, self.cache_bytes / 2**20)
+        return bag.feats, bag.coords
+
     def _read_case(self, record: dict[str, Any]) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
         """The case's slides concatenated: ``feats [N, D]``, ``coords [N, 2]`` or None, ``bounds [S, 2]``."""
         bags = []
         for slide in record["slides"]:
             try:
-                bags.append(read_feature_file(slide["path"], slide_id=slide["id"], feature_dim=self.feature_dim))
+                bags.append(self._read_bag(slide["path"], slide["id"]))
             except BagDataError as err:
                 raise BagDataError(f"case {record['id']!r}: {err}") from None
-        sizes = torch.tensor([bag.num_patches for bag in bags])
+        sizes = torch.tensor([int(feats.shape[0]) for feats, _ in bags])
         ends = sizes.cumsum(0)
         bounds = torch.stack([ends - sizes, ends], dim=1)
-        feats = torch.cat([bag.feats for bag in bags])
-        coords = torch.cat([bag.coords for bag in bags]) if all(b.coords is not None for b in bags) else None
+        feats = torch.cat([feats for feats, _ in bags])
+        coords = torch.cat([c for _, c in bags]) if all(c is not None for _, c in bags) else None
         return feats, coords, bounds
 
     def _subsample_rows(self, num_patches: int, index: int) -> torch.Tensor | None:
@@ -168,8 +198,7 @@ class _BagDatasetBase(Dataset):
             if "slides" in record:
                 feats, coords, bounds = self._read_case(record)
             else:
-                bag = read_feature_file(record["path"], slide_id=record["id"], feature_dim=self.feature_dim)
-                feats, coords = bag.feats, bag.coords
+                feats, coords = self._read_bag(record["path"], record["id"])
         except BagDataError as err:
             if self.on_error == "raise":
                 raise
@@ -210,6 +239,8 @@ class ReportBagDataset(_BagDatasetBase):
         on_duplicate: duplicate ids in the split: ``"raise"``, ``"keep"`` or ``"first"``.
         region_size: the model's ``region_size``: multi-slide cases are laid out so that no region mixes two
             slides (see the module docstring); None concatenates their bags as they are.
+        cache_mb: keep bags read once in memory, up to this many MB, so later epochs skip the disk (None or 0:
+            read every time). Bags past the budget are read each time; each DataLoader worker keeps its own.
     """
 
     def __init__(
@@ -225,8 +256,9 @@ class ReportBagDataset(_BagDatasetBase):
         seed: int | None = None,
         on_duplicate: Literal["raise", "keep", "first"] = "raise",
         region_size: int | None = None,
+        cache_mb: float | None = None,
     ) -> None:
-        super().__init__(feature_dim, on_error, max_patches, seed, region_size)
+        super().__init__(feature_dim, on_error, max_patches, seed, region_size, cache_mb)
         self.annotation_file = Path(annotation_file)
         self.dataset_dir = Path(dataset_dir)
         self.split = split
@@ -294,7 +326,7 @@ class FeatureBagDataset(_BagDatasetBase):
     Args:
         paths: feature files (``.h5`` or ``.pt``); the slide id is the file name without its suffix. An entry
             ``(case_id, [file, ...])`` is a multi-slide case (its slides' ids are their file names).
-        feature_dim, on_error, max_patches, seed, region_size: as in :class:`ReportBagDataset`.
+        feature_dim, on_error, max_patches, seed, region_size, cache_mb: as in :class:`ReportBagDataset`.
         ids: slide ids to use instead of the file names (same length as ``paths``).
 
     Items: ``{"id", "features", "coords", "report": "", "report_ids": None}``.
@@ -309,8 +341,9 @@ class FeatureBagDataset(_BagDatasetBase):
         seed: int | None = None,
         ids: Sequence[str] | None = None,
         region_size: int | None = None,
+        cache_mb: float | None = None,
     ) -> None:
-        super().__init__(feature_dim, on_error, max_patches, seed, region_size)
+        super().__init__(feature_dim, on_error, max_patches, seed, region_size, cache_mb)
         entries: list[Path | tuple[str, list[Path]]] = [
             (str(p[0]), [Path(f) for f in p[1]]) if isinstance(p, (tuple, list)) else Path(p) for p in paths
         ]

@@ -265,6 +265,7 @@ def read_feature_file(
     slide_id: str | None = None,
     feature_dim: int | None = None,
     check_finite: bool = True,
+    read_attrs: bool = True,
 ) -> FeatureBag:
     """Read and check one slide's features.
 
@@ -273,6 +274,8 @@ def read_feature_file(
         slide_id: named in error messages.
         feature_dim: expected D, or None to accept any.
         check_finite: reject NaN/Inf values.
+        read_attrs: decode the ``.h5`` file's attributes (provenance) into ``attrs``; training loaders leave
+            them (a demo file has ~50, and decoding them cost more than reading its features).
 
     Returns:
         A :class:`FeatureBag` with ``feats [N, D] float32`` and ``coords [N, 2] int64`` or None.
@@ -294,7 +297,8 @@ def read_feature_file(
                 _check_shape(label, tuple(dataset.shape), feature_dim)
                 feats_np = dataset[()]
                 coords_np = handle["coords"][()] if "coords" in handle else None
-                attrs = {key: _decode_attr(value) for key, value in handle.attrs.items()}
+                if read_attrs:
+                    attrs = {key: _decode_attr(value) for key, value in handle.attrs.items()}
         except BagDataError:
             raise
         except Exception as err:
