@@ -36,6 +36,9 @@ class NetworkBehaviour:
             (no length penalty) returns the empty report whenever ``log p(EOS | BOS)`` beats the summed
             log-probability of every full report, which a trained model reaches on some slides; validation
             BLEU then drops to 0 for whole epochs and early stopping keeps an early model.
+        fast_training_kernels: cheaper dropout masks, attention dropout outside the fused kernel and a fused
+            layer norm (:func:`scripts.networks.training_kernels.use_fast_training_kernels`): the same
+            function, a faster training step.
     """
 
     slide_attention_reads_first_patch: bool = False
@@ -45,6 +48,7 @@ class NetworkBehaviour:
     decoder_masks_padded_regions: bool = True
     accepts_padded_batches: bool = True
     blocks_empty_report: bool = True
+    fast_training_kernels: bool = True
 
     @classmethod
     def for_compat(cls, compat: str) -> NetworkBehaviour:
@@ -60,6 +64,7 @@ class NetworkBehaviour:
             decoder_masks_padded_regions=not reference,
             accepts_padded_batches=not reference,
             blocks_empty_report=not reference,
+            fast_training_kernels=not reference,
         )
 
 

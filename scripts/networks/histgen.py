@@ -19,6 +19,7 @@ from .finding_phrases import (
 )
 from .report_decoder import DecoderCache, ReportDecoder, select_hypotheses
 from .slide_encoder import SlideEncoder, SlideEncoding
+from .training_kernels import use_fast_training_kernels
 
 # The reference greedy sampler adds ln(1/2) * alpha (alpha = 2, ln(1/2) rounded to -0.693) to a word's
 # log-probability for every earlier occurrence of the trigram it would complete.
@@ -90,6 +91,8 @@ class HistGen(SlideEncoder):
         self.tokens = []
         self.set_tokens(tokens or [])
         self.reset_parameters()
+        if c.behaviour.fast_training_kernels:
+            use_fast_training_kernels(self)
 
     def set_tokens(self, tokens: list[str]) -> None:
         """Attach the vocabulary's tokens (``tokens[i]`` has id ``i + 1``) for :meth:`decode`."""

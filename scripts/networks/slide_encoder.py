@@ -23,6 +23,7 @@ from .context_memory import CrossModalMemory
 from .hierarchical_encoder import LocalGlobalEncoder
 from .input_norm import feature_statistics, slide_standardise
 from .layers import MultiHeadAttention
+from .training_kernels import use_fast_training_kernels
 
 logger = logging.getLogger("histgen.network")
 
@@ -107,6 +108,8 @@ class SlideEncoder(nn.Module):
         self.encoder.checkpoint_min_patches = c.checkpoint_min_patches
         if initialise:
             self.reset_parameters()
+            if flags.fast_training_kernels:
+                use_fast_training_kernels(self)
 
     def reset_parameters(self) -> None:
         """Initialise as the reference does: Xavier-uniform matrices, memory ~ N(0, 1/cmm_dim)."""

@@ -174,7 +174,7 @@ def test_compat_is_read_once_into_named_switches():
     assert reference == NetworkBehaviour(
         slide_attention_reads_first_patch=True, pooling_masks_padding=False, visual_attention_dropout=True,
         prototypes_over_padded_axis=True, decoder_masks_padded_regions=False, accepts_padded_batches=False,
-        blocks_empty_report=False)
+        blocks_empty_report=False, fast_training_kernels=False)
     assert HistGenConfig(**SMALL).behaviour == NetworkBehaviour()
     model = make_model("histgen-v1")
     assert model.encoder.slide_attention_reads_first_patch and not model.encoder.pooling_masks_padding
