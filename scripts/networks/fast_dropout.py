@@ -26,23 +26,24 @@ _LEVELS = 1 << 16
 
 
 class _ScaleByMask(torch.autograd.Function):
-    """``x * keep * scale`` with the boolean ``keep`` saved (1 byte per element), not a float copy of it."""
+    """``x * scale * keep`` with the boolean ``keep`` saved (1 byte per element), not a float copy of it."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, keep: torch.Tensor, scale: float) -> torch.Tensor:  # noqa: D102
         ctx.save_for_backward(keep)
         ctx.scale = scale
-        return x * _scaled_mask(keep, scale, x.dtype)
+        return _apply(x, keep, scale)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None, None]:  # noqa: D102
         (keep,) = ctx.saved_tensors
-        return grad * _scaled_mask(keep, ctx.scale, grad.dtype), None, None
+        return _apply(grad, keep, ctx.scale), None, None
 
 
-def _scaled_mask(keep: torch.Tensor, scale: float, dtype: torch.dtype) -> torch.Tensor:
-    # bool -> float is a slow element-wise cast on the CPU; the same bytes read as uint8 cast ~5x faster
-    return keep.view(torch.uint8).to(dtype).mul_(scale)
+def _apply(x: torch.Tensor, keep: torch.Tensor, scale: float) -> torch.Tensor:
+    # multiplying in place by the mask's bytes read as uint8 needs no float copy of the mask (at 100,000
+    # patches that copy is 200 MB); a bool operand or a bool -> float cast would be several times slower
+    return (x * scale).mul_(keep.view(torch.uint8))
 
 
 def _keep_mask(shape: torch.Size, p: float, device: torch.device) -> tuple[torch.Tensor, float]:
