@@ -53,3 +53,28 @@ def test_decoding_against_the_reference_returns_its_ids():
 def test_training_step_of_the_reference_runs():
     result = bench_training_step.reference_step(str(REFERENCE), 150, 8, 1, 1)
     assert result["seconds"] > 0 and result["peak_mb"] > 100 and 0 < result["loss"] < 20
+
+
+def test_training_kernels_benchmark_prints_both_kernels_and_their_ratio(capsys):
+    from benchmarks import bench_training_kernels
+
+    bench_training_kernels.main(["--quick"])
+    lines = capsys.readouterr().out.splitlines()
+    row = lines[-1].split("|")
+    assert "2,000" in row[0]
+    reference_s, fast_s = float(row[1]), float(row[2])
+    assert reference_s > 0 and fast_s > 0
+    ratio = float(row[3].strip().rstrip("x"))
+    assert abs(ratio - reference_s / fast_s) <= 0.03 * ratio + 0.01  # printed times and ratio are rounded
+
+
+def test_reference_kernels_undo_the_fast_ones():
+    import torch
+
+    from benchmarks.bench_training_kernels import QUICK, reference_kernels
+    from scripts.networks import HistGen, HistGenConfig
+    from scripts.networks.fast_dropout import FastDropout
+
+    model = reference_kernels(HistGen(HistGenConfig(**QUICK)))
+    assert not any(isinstance(m, FastDropout) for m in model.modules())
+    assert any(type(m) is torch.nn.Dropout for m in model.modules())
