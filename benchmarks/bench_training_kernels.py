@@ -15,35 +15,20 @@ import argparse
 import time
 
 import torch
-from torch import nn
 
 from benchmarks.training_step import teacher_forced_step
 from scripts.networks import HistGen, HistGenConfig
-from scripts.networks.fast_dropout import FastDropout
-from scripts.networks.layers import MultiHeadAttention, ReferenceLayerNorm
+from scripts.networks.training_kernels import set_training_kernels
 
 QUICK = dict(in_dim=64, d_vf=64, d_model=64, d_ff=128, num_heads=4, num_layers=2, topk=16, cmm_size=64,
              cmm_dim=64, region_size=16, prototype_num=16, vocab_size=100, max_seq_length=30)
-
-
-def reference_kernels(model: nn.Module) -> nn.Module:
-    """Undo :func:`scripts.networks.training_kernels.use_fast_training_kernels` in place."""
-    for parent in list(model.modules()):
-        if isinstance(parent, ReferenceLayerNorm):
-            parent.fused = False
-        elif isinstance(parent, MultiHeadAttention):
-            parent.fast_dropout = False
-        for name, child in list(parent.named_children()):
-            if isinstance(child, FastDropout):
-                setattr(parent, name, nn.Dropout(child.p, child.inplace))
-    return model
 
 
 def time_pair(config: HistGenConfig, n_patches: int, tokens: int, repeats: int) -> dict[str, float]:
     """Best step time (s) of the fast and the reference kernels on one random bag of ``n_patches``."""
     torch.manual_seed(0)
     fast = HistGen(config).train()
-    slow = reference_kernels(HistGen(config).train())
+    slow = set_training_kernels(HistGen(config).train(), fast=False)
     slow.load_state_dict(fast.state_dict())
     models = {"reference kernels": slow, "fast kernels": fast}
     optimisers = {k: torch.optim.Adam(m.parameters(), lr=1e-4, amsgrad=True) for k, m in models.items()}

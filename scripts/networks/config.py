@@ -38,7 +38,7 @@ class NetworkBehaviour:
             BLEU then drops to 0 for whole epochs and early stopping keeps an early model.
         fast_training_kernels: cheaper dropout masks, attention dropout outside the fused kernel and a fused
             layer norm (:func:`scripts.networks.training_kernels.use_fast_training_kernels`): the same
-            function, a faster training step.
+            function, a faster training step. The fused layer norm also serves evaluation and inference.
     """
 
     slide_attention_reads_first_patch: bool = False

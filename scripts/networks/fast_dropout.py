@@ -46,15 +46,13 @@ def _apply(x: torch.Tensor, keep: torch.Tensor, scale: float) -> torch.Tensor:
     return (x * scale).mul_(keep.view(torch.uint8))
 
 
-def _keep_mask(shape: torch.Size, p: float, device: torch.device) -> tuple[torch.Tensor, float]:
-    """A boolean keep mask of ``shape`` (each element kept with probability ~``1 - p``) and its scale."""
-    numel = 1
-    for size in shape:
-        numel *= size
+def _keep_mask(x: torch.Tensor, p: float) -> tuple[torch.Tensor, float]:
+    """A boolean keep mask shaped like ``x`` (each element kept with probability ~``1 - p``) and its scale."""
+    numel = x.numel()
     threshold = int(round(p * _LEVELS))
     # the full 64-bit range: random_() alone leaves the sign bit 0, which would bias every fourth draw
-    bits = torch.empty((numel + 3) // 4, dtype=torch.int64, device=device).random_(-(2**63), None)
-    draws = bits.view(torch.int16)[:numel].view(shape)  # uniform over -32768 .. 32767
+    bits = torch.empty((numel + 3) // 4, dtype=torch.int64, device=x.device).random_(-(2**63), None)
+    draws = bits.view(torch.int16)[:numel].view(x.shape)  # uniform over -32768 .. 32767
     keep = draws >= threshold - _LEVELS // 2
     return keep, _LEVELS / (_LEVELS - threshold)
 
@@ -65,7 +63,7 @@ def fast_dropout(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
         return x
     if x.device.type != "cpu" or not x.is_floating_point() or x.numel() < MIN_ELEMENTS or p >= 1.0:
         return F.dropout(x, p, training)
-    keep, scale = _keep_mask(x.shape, p, x.device)
+    keep, scale = _keep_mask(x, p)
     return _ScaleByMask.apply(x, keep, scale)
 
 

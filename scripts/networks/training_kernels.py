@@ -14,21 +14,32 @@ from torch import nn
 from .fast_dropout import FastDropout
 from .layers import MultiHeadAttention, ReferenceLayerNorm
 
-__all__ = ["use_fast_training_kernels"]
+__all__ = ["set_training_kernels", "use_fast_training_kernels"]
 
 
-def use_fast_training_kernels(model: nn.Module) -> nn.Module:
-    """Switch ``model``'s dropout, attention dropout and layer norms to the fast kernels, in place.
+def set_training_kernels(model: nn.Module, fast: bool) -> nn.Module:
+    """Switch ``model``'s dropout, attention dropout and layer norms to the fast kernels or back, in place.
+
+    Args:
+        model: any module; its :class:`torch.nn.Dropout` / :class:`FastDropout` children are swapped, its
+            :class:`MultiHeadAttention` and :class:`ReferenceLayerNorm` modules switched.
+        fast: True for the fast kernels, False for the reference ones (the benchmarks time both).
 
     Returns:
         ``model`` itself.
     """
+    old, new = (nn.Dropout, FastDropout) if fast else (FastDropout, nn.Dropout)
     for parent in list(model.modules()):
         if isinstance(parent, ReferenceLayerNorm):
-            parent.fused = True
+            parent.fused = fast
         elif isinstance(parent, MultiHeadAttention):
-            parent.fast_dropout = True
+            parent.fast_dropout = fast
         for name, child in list(parent.named_children()):
-            if type(child) is nn.Dropout:
-                setattr(parent, name, FastDropout(child.p, child.inplace))
+            if type(child) is old:
+                setattr(parent, name, new(child.p, child.inplace))
     return model
+
+
+def use_fast_training_kernels(model: nn.Module) -> nn.Module:
+    """:func:`set_training_kernels` with ``fast=True`` (what ``compat="default"`` does when it builds a model)."""
+    return set_training_kernels(model, fast=True)

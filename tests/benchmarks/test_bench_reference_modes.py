@@ -71,10 +71,14 @@ def test_training_kernels_benchmark_prints_both_kernels_and_their_ratio(capsys):
 def test_reference_kernels_undo_the_fast_ones():
     import torch
 
-    from benchmarks.bench_training_kernels import QUICK, reference_kernels
+    from benchmarks.bench_training_kernels import QUICK
     from scripts.networks import HistGen, HistGenConfig
     from scripts.networks.fast_dropout import FastDropout
+    from scripts.networks.layers import MultiHeadAttention, ReferenceLayerNorm
+    from scripts.networks.training_kernels import set_training_kernels
 
-    model = reference_kernels(HistGen(HistGenConfig(**QUICK)))
+    model = set_training_kernels(HistGen(HistGenConfig(**QUICK)), fast=False)
     assert not any(isinstance(m, FastDropout) for m in model.modules())
     assert any(type(m) is torch.nn.Dropout for m in model.modules())
+    assert not any(m.fused for m in model.modules() if isinstance(m, ReferenceLayerNorm))
+    assert not any(m.fast_dropout for m in model.modules() if isinstance(m, MultiHeadAttention))
