@@ -95,11 +95,11 @@ class HistGenConfig:
         max_seq_length: longest generated report in tokens.
         beam_size: default beam width for ``generate``.
         compat: "default" or "histgen-v1".
-        gradient_checkpointing: while training, recompute the patch-level activations (projection,
-            visual context, region attention, the regions in chunks) in the backward pass instead of keeping
-            them: much less memory for large bags, about a third more time per step. ``"auto"`` (the default)
-            does so for bags of at least ``CHECKPOINT_MIN_PATCHES`` patches (``B * N``), ``True``/``False``
-            always/never.
+        gradient_checkpointing: while training, recompute the patch-level activations (projection and
+            visual context in runs of patches, region attention in chunks of regions) in the backward pass
+            instead of keeping them: much less memory for large bags, about a third more time per step.
+            ``"auto"`` (the default) does so for bags of at least ``CHECKPOINT_MIN_PATCHES`` patches (``B * N``),
+            ``True``/``False`` always/never.
         patch_precision: arithmetic of the patch-level part of the slide encoder (projection, cross-modal context,
             region attention) while training: ``"auto"`` (bf16 autocast when the model is ``compat="default"``,
             the bag has at least ``BF16_MIN_PATCHES`` patches and the device multiplies bf16 natively: a CUDA GPU

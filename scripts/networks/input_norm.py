@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["FeatureStatistics", "feature_statistics", "slide_standardise"]
+__all__ = ["FeatureStatistics", "feature_statistics", "slide_moments", "slide_standardise"]
 
 #: standard deviations below this are treated as constant dimensions (scaled by 1, not blown up)
 MIN_STD = 1e-6
@@ -86,7 +86,33 @@ def feature_statistics(bags: Iterable[Any], dim: int) -> tuple[torch.Tensor, tor
     return mean, std, stats.count
 
 
-def slide_standardise(features: torch.Tensor, mask: torch.Tensor, min_std: float = MIN_STD) -> torch.Tensor:
+def slide_moments(
+    features: torch.Tensor, mask: torch.Tensor, min_std: float = MIN_STD
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-slide mean and std of each dimension over the slide's real patches (what :func:`slide_standardise` uses).
+
+    Args:
+        features: ``[B, N, D]`` patch features.
+        mask: ``[B, N] bool``, True for real patches.
+        min_std: smallest std returned (a dimension constant within a slide is 0 after centring, not blown up).
+
+    Returns:
+        ``(mean [B, 1, D], std [B, 1, D])``, the std at least ``min_std``.
+    """
+    weights = mask.unsqueeze(-1).to(features.dtype)
+    count = weights.sum(dim=1, keepdim=True).clamp_min(1.0)
+    mean = (features * weights).sum(dim=1, keepdim=True) / count
+    centred = (features - mean) * weights
+    std = (centred.square().sum(dim=1, keepdim=True) / count).sqrt()
+    return mean, std.clamp_min(min_std)
+
+
+def slide_standardise(
+    features: torch.Tensor,
+    mask: torch.Tensor,
+    min_std: float = MIN_STD,
+    moments: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> torch.Tensor:
     """Standardise each dimension within each slide: ``(x - slide mean) / slide std`` over its real patches.
 
     A slide-wide offset and scale per dimension (site, scanner and stain differences seen through a patch
@@ -96,13 +122,14 @@ def slide_standardise(features: torch.Tensor, mask: torch.Tensor, min_std: float
         features: ``[B, N, D]`` patch features.
         mask: ``[B, N] bool``, True for real patches.
         min_std: smallest divisor (a dimension constant within a slide is 0 there, not blown up).
+        moments: the slides' ``(mean, std)`` from :func:`slide_moments` when ``features`` is a run of patches
+            cut from whole slides (chunked computation); None computes them from ``features``.
 
     Returns:
         ``[B, N, D]`` in the features' dtype; a dimension constant within a slide becomes 0 there.
     """
-    weights = mask.unsqueeze(-1).to(features.dtype)
-    count = weights.sum(dim=1, keepdim=True).clamp_min(1.0)
-    mean = (features * weights).sum(dim=1, keepdim=True) / count
-    centred = (features - mean) * weights
-    std = (centred.square().sum(dim=1, keepdim=True) / count).sqrt()
-    return centred / std.clamp_min(min_std)
+    if moments is None:
+        mean, std = slide_moments(features, mask, min_std)
+    else:
+        mean, std = moments
+    return (features - mean) * mask.unsqueeze(-1).to(features.dtype) / std

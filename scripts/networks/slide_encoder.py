@@ -20,8 +20,8 @@ from torch.utils.checkpoint import checkpoint
 
 from .config import HistGenConfig
 from .context_memory import CrossModalMemory
-from .hierarchical_encoder import LocalGlobalEncoder
-from .input_norm import feature_statistics, slide_standardise
+from .hierarchical_encoder import CHECKPOINT_CHUNK_TOKENS, LocalGlobalEncoder
+from .input_norm import feature_statistics, slide_moments, slide_standardise
 from .layers import MultiHeadAttention
 from .training_kernels import use_fast_training_kernels
 
@@ -84,6 +84,8 @@ class SlideEncoder(nn.Module):
         self.input_norm = c.input_norm
         self.slide_norm = c.slide_norm
         self.checkpoint_min_patches = c.checkpoint_min_patches
+        # checkpointed bags are embedded a run of about this many patches (B * n) at a time
+        self.checkpoint_chunk_tokens = CHECKPOINT_CHUNK_TOKENS
         self.patch_precision = c.training_precision
         self.accepts_padded_batches = flags.accepts_padded_batches
         self.prototypes_over_padded_axis = flags.prototypes_over_padded_axis
@@ -189,12 +191,18 @@ class SlideEncoder(nn.Module):
             rows.append(torch.linspace(0, n - 1, steps=k).long())
         return torch.stack(rows).to(mask.device)
 
-    def project_patches(self, features: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    def project_patches(
+        self,
+        features: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        moments: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> torch.Tensor:
         """Input norm, projection and visual embedding: ``[B, N, in_dim]`` -> ``[B, N, d_model]``.
 
         ``slide_norm="slide"`` replaces the input-normalised features by the slide-standardised ones, ``"both"``
         reads ``[input-normalised, slide-standardised]`` (``mask [B, N] bool`` marks the real patches; None means
-        every patch is real).
+        every patch is real; ``moments`` are the whole slides' mean and std when ``features`` is a run of their
+        patches, see :func:`scripts.networks.input_norm.slide_moments`).
 
         The projection (``in_dim -> d_vf``) and the embedding's linear layer (``d_vf -> d_model``) have no
         non-linearity between them, so for large bags the two weights are multiplied first and the patches go
@@ -206,7 +214,7 @@ class SlideEncoder(nn.Module):
             x = self.normalise_inputs(features)
         else:
             real = torch.ones_like(features[..., 0], dtype=torch.bool) if mask is None else mask
-            x = slide_standardise(features, real)
+            x = slide_standardise(features, real, moments=moments)
             if self.slide_norm == "both":
                 x = torch.cat([self.normalise_inputs(features), x], dim=-1)
         embed = self.visual_embed[0]
@@ -224,14 +232,40 @@ class SlideEncoder(nn.Module):
         """Projection, visual embedding and the visual side of the cross-modal context: ``[B, N, d_model]``."""
         # the residual stream stays in the input's precision (float32) when the products run in bf16
         x = self.project_patches(features, mask).to(features.dtype)
+        return self.visual_context(x, self.prototype_responses(x, mask))
+
+    def prototype_responses(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The memory's responses to the visual prototypes (patches evenly spaced over each bag): ``[B, K, d]``."""
         idx = self.prototype_indices(mask)
         prototypes = torch.gather(x, 1, idx.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
-        responses = self.context(prototypes, self.memory_matrix)
+        return self.context(prototypes, self.memory_matrix)
+
+    def visual_context(self, x: torch.Tensor, responses: torch.Tensor) -> torch.Tensor:
+        """Every patch of ``x [B, n, d_model]`` attends to the prototype responses (residual): ``[B, n, d_model]``."""
         return x + self.visual_context_attn(x, responses, responses)
 
     @torch.jit.unused
     def _checkpointed_embed_patches(self, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return checkpoint(self.embed_patches, features, mask, use_reentrant=False)
+        """:meth:`embed_patches` recomputed in the backward pass, a run of patches at a time.
+
+        Every step but the prototypes' memory read is per patch, so the bag is cut into runs of about
+        ``checkpoint_chunk_tokens`` patches: the projection runs run by run (only the ``[B, N, d_model]`` result is
+        kept), the prototypes are gathered from it as in :meth:`embed_patches`, and the visual-context attention
+        runs run by run again. Nothing of size ``[B, N, in_dim]`` or ``[B, heads, N, K]`` is kept or recomputed
+        for the whole bag at once (at 100,000 patches that recomputation held ~2 GB).
+        """
+        run = max(1, self.checkpoint_chunk_tokens // features.shape[0])
+        moments = slide_moments(features, mask) if self.slide_norm != "none" else None
+        x = torch.cat([checkpoint(self._project_run, fs, ms, moments, use_reentrant=False)
+                       for fs, ms in zip(features.split(run, dim=1), mask.split(run, dim=1))], dim=1)
+        responses = self.prototype_responses(x, mask)
+        return torch.cat([checkpoint(self.visual_context, xs, responses, use_reentrant=False)
+                          for xs in x.split(run, dim=1)], dim=1)
+
+    @torch.jit.unused
+    def _project_run(self, features: torch.Tensor, mask: torch.Tensor,
+                     moments: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
+        return self.project_patches(features, mask, moments).to(features.dtype)
 
     @torch.jit.export
     def encode(self, features: torch.Tensor, mask: torch.Tensor | None = None) -> SlideEncoding:

@@ -87,3 +87,24 @@ def test_auto_checkpointing_starts_at_the_documented_bag_size():
     assert HistGenConfig(**TINY, gradient_checkpointing=True).checkpoint_min_patches == 0
     model = HistGen(HistGenConfig(**TINY))
     assert model.checkpoint_min_patches == model.encoder.checkpoint_min_patches == CHECKPOINT_MIN_PATCHES
+
+
+@pytest.mark.parametrize("slide_norm", ["none", "both"])
+def test_patch_embedding_checkpointed_in_runs_gives_the_same_loss_and_gradients(slide_norm):
+    # the projection and the visual-context attention of a checkpointed bag run a few patches at a time; the
+    # prototypes' memory read and the per-slide moments (slide_norm) still see the whole bag
+    feats = torch.randn(1, 300, TINY["in_dim"]) * 2 + 1
+    common = dict(**{**TINY, "dropout": 0.0}, drop_prob_lm=0.0, patch_precision="fp32", slide_norm=slide_norm)
+    loss_plain, grads_plain = loss_and_grads(HistGenConfig(**common, gradient_checkpointing=False), feats)
+    torch.manual_seed(5)
+    model = HistGen(HistGenConfig(**common, gradient_checkpointing=True)).train()
+    model.checkpoint_chunk_tokens = 64  # 300 patches: 5 runs, the last one short
+    calls = []
+    model.visual_context_attn.register_forward_hook(lambda module, args, out: calls.append(out.shape[1]))
+    torch.manual_seed(7)
+    loss = -model(feats, TARGET).logprobs.gather(2, TARGET[:, 1:, None]).mean()
+    loss.backward()
+    assert calls[:5] == [64, 64, 64, 64, 44]  # forward runs (the backward recomputes them)
+    assert float(loss) == pytest.approx(loss_plain, abs=1e-6)
+    for name, param in model.named_parameters():
+        assert torch.allclose(param.grad, grads_plain[name], atol=1e-6), name
