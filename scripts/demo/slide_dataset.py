@@ -80,7 +80,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 #: Bump when the slides, the extraction or the reports change meaning, so old demo folders are rebuilt.
-SLIDE_DEMO_VERSION = 2
+SLIDE_DEMO_VERSION = 3
 MANIFEST_NAME = "demo_manifest.json"
 ANNOTATION_NAME = "annotation.json"
 SHUFFLED_ANNOTATION_NAME = "annotation_shuffled.json"

@@ -3,8 +3,11 @@
 A slide is drawn from a small procedural model: a low-resolution *layout* (tissue islands on glass, a lesion
 of the slide's diagnosis covering ``tumour_fraction`` of the tissue, optional necrosis inside it, marker-pen
 strokes) and one seamlessly tiling texture *swatch* per tissue component (``scripts.demo.tissue_textures``).
-Tiles are rendered one at a time at every pyramid level straight from that model, so memory stays at a
-few tiles plus the layout whatever the slide size, and every level shows the same tissue.
+Tiles are rendered one at a time straight from that model. A slide whose level 0 fits in
+``PYRAMID_IN_MEMORY_BYTES`` (the demo's 2,048 px slides) keeps its level 0 and area-averages it for the
+intermediate levels, as a scanner builds its pyramid (a fifth less rendering), and renders only its coarsest level
+from the model; a larger one renders every level from the model, so memory stays at a few tiles plus the layout
+whatever the slide size. Every level shows the same tissue.
 
 The file is an Aperio-style SVS: JPEG-compressed tiles, every level a top-level TIFF page (no SubIFDs), an
 ``Aperio Image Library`` ImageDescription with ``MPP`` and ``AppMag``, and TIFF resolution tags in
@@ -63,6 +66,8 @@ _LAYOUT_SIDE = 768  # default longest side of the layout grid in cells
 SWATCH_PERIOD = 1024  # default side of the texture swatches in level-0 pixels
 _GRAIN_PERIOD = 251  # prime, so the sensor grain never lines up with tiles or swatches
 _APERIO_HEADER = "Aperio Image Library v12.0.16"
+#: slides whose level-0 RGB pixels fit in this many bytes build their lower levels by area-averaging level 0
+PYRAMID_IN_MEMORY_BYTES = 64 * 2**20
 
 MANIFEST_COLUMNS: tuple[str, ...] = (
     "slide_id",
@@ -661,6 +666,61 @@ def _aperio_description(slide: SyntheticSlide, level: int, tile: int, quality: i
     return "|".join(fields)
 
 
+def _tiles_of(image: np.ndarray, tile: int) -> Iterator[np.ndarray]:
+    """Row-major ``[tile, tile, 3]`` tiles of ``image`` (edge tiles padded by repeating the last row/column)."""
+    height, width = image.shape[:2]
+    pad_h, pad_w = -height % tile, -width % tile
+    if pad_h or pad_w:
+        image = np.pad(image, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
+    for ty in range(0, height, tile):
+        for tx in range(0, width, tile):
+            yield image[ty : ty + tile, tx : tx + tile]
+
+
+def _area_downsample(image: np.ndarray, factor: int, size: tuple[int, int]) -> np.ndarray:
+    """Area-average ``image [H, W, 3] uint8`` by ``factor`` to ``size`` (width, height), rounding half up."""
+    width, height = size
+    rows = image[: height * factor, : width * factor].reshape(height, factor, width * factor * 3)
+    total = rows[:, 0].astype(np.uint16)  # factor**2 * 255 fits for factors up to 4
+    for dy in range(1, factor):
+        total += rows[:, dy]
+    columns = total.reshape(height, width, factor, 3)
+    block = columns[:, :, 0].copy()
+    for dx in range(1, factor):
+        block += columns[:, :, dx]
+    area = factor * factor
+    return ((block + area // 2) // area).astype(np.uint8)
+
+
+def _pyramid_tiles(slide: SyntheticSlide, tile: int) -> Iterator[Iterator[np.ndarray]]:
+    """One tile iterator per level.
+
+    When level 0 fits in ``PYRAMID_IN_MEMORY_BYTES`` it is rendered once and kept, and each intermediate level is
+    area-averaged from the one above; the coarsest level (the thumbnail that tissue detection reads) is always
+    rendered from the model, so the tissue masks, and with them the demo's patches and features, are those of
+    slides rendered level by level. Larger slides render every level from the model.
+    """
+    width, height = slide.dimensions
+    last = len(slide.level_dimensions) - 1
+    if width * height * 3 > PYRAMID_IN_MEMORY_BYTES or last < 2:
+        for level in range(last + 1):
+            yield slide.iter_tiles(level, tile)
+        return
+    rows = -(-height // tile)
+    cols = -(-width // tile)
+    image = np.empty((rows * tile, cols * tile, 3), np.uint8)
+    tiles = slide.iter_tiles(0, tile)
+    for ty in range(rows):
+        for tx in range(cols):
+            image[ty * tile : (ty + 1) * tile, tx * tile : (tx + 1) * tile] = next(tiles)
+    image = image[:height, :width]
+    yield _tiles_of(image, tile)
+    for level_size in slide.level_dimensions[1:last]:
+        image = _area_downsample(image, slide.downsample, level_size)
+        yield _tiles_of(image, tile)
+    yield slide.iter_tiles(last, tile)
+
+
 def write_synthetic_slide(
     path: str | os.PathLike,
     diagnosis: str,
@@ -717,10 +777,11 @@ def write_synthetic_slide(
     bigtiff = width * height * 3 > 3 * 2**30
     try:
         with tifffile.TiffWriter(tmp, bigtiff=bigtiff) as tif:
+            levels = _pyramid_tiles(slide, tile)
             for level, (lw, lh) in enumerate(slide.level_dimensions):
                 level_mpp = slide.mpp * slide.level_downsamples[level]
                 tif.write(
-                    slide.iter_tiles(level, tile),
+                    next(levels),
                     shape=(lh, lw, 3),
                     dtype=np.uint8,
                     tile=(tile, tile),

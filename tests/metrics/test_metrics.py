@@ -285,3 +285,25 @@ def test_key_phrase_plain_list_and_edge_cases():
         key_phrase_accuracy(["a"], ["a"], ["..."])
     with pytest.raises(TypeError):
         key_phrase_accuracy(["a"], ["a"], "carcinoma")
+
+
+@needs_java
+@pytest.mark.slow  # one JVM start
+def test_meteor_started_early_is_the_one_that_scores():
+    metric = CaptionMetrics(metrics=("METEOR",), start_meteor_early=True)
+    jar = metric._scorer._meteor
+    assert jar is not None and jar.running  # loading before any report is scored
+    metric.update((["margins free of tumor ."], ["margins free of tumor ."]))
+    assert metric.compute()["METEOR"] == pytest.approx(1.0, abs=1e-9)
+    assert metric._scorer._meteor is jar
+    metric.close()
+    assert not jar.running
+
+
+def test_meteor_started_early_without_java_is_skipped_with_the_usual_warning(caplog):
+    scorer = CaptionScorer(("BLEU", "METEOR"), java="no-such-java-here")
+    with caplog.at_level("WARNING"):
+        scorer.start_meteor()
+    assert scorer.meteor_available is False
+    assert "METEOR" not in scorer.score(["margins free ."], ["margins free ."])
+    assert CaptionScorer(("BLEU",)).start_meteor() is None  # no METEOR asked for: nothing starts
