@@ -20,6 +20,7 @@ from torch.utils.checkpoint import checkpoint
 
 from .config import HistGenConfig
 from .context_memory import CrossModalMemory
+from .heap_trim import HEAP_TRIM_MIN_PATCHES, release_free_heap, trim_after_backward
 from .hierarchical_encoder import CHECKPOINT_CHUNK_TOKENS, LocalGlobalEncoder
 from .input_norm import feature_statistics, slide_moments, slide_standardise
 from .layers import MultiHeadAttention
@@ -256,16 +257,31 @@ class SlideEncoder(nn.Module):
         """
         run = max(1, self.checkpoint_chunk_tokens // features.shape[0])
         moments = slide_moments(features, mask) if self.slide_norm != "none" else None
-        x = torch.cat([checkpoint(self._project_run, fs, ms, moments, use_reentrant=False)
+        trim = features.shape[0] * features.shape[1] >= HEAP_TRIM_MIN_PATCHES
+        x = torch.cat([checkpoint(self._project_run, fs, ms, moments, trim, use_reentrant=False)
                        for fs, ms in zip(features.split(run, dim=1), mask.split(run, dim=1))], dim=1)
         responses = self.prototype_responses(x, mask)
-        return torch.cat([checkpoint(self.visual_context, xs, responses, use_reentrant=False)
-                          for xs in x.split(run, dim=1)], dim=1)
+        runs = x.split(run, dim=1)
+        if trim:
+            for xs in runs:
+                trim_after_backward(xs)
+        return torch.cat([checkpoint(self._visual_context_run, xs, responses, trim, use_reentrant=False)
+                          for xs in runs], dim=1)
 
     @torch.jit.unused
     def _project_run(self, features: torch.Tensor, mask: torch.Tensor,
-                     moments: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
-        return self.project_patches(features, mask, moments).to(features.dtype)
+                     moments: tuple[torch.Tensor, torch.Tensor] | None, trim: bool) -> torch.Tensor:
+        out = self.project_patches(features, mask, moments).to(features.dtype)
+        if trim:
+            release_free_heap()  # see scripts.networks.heap_trim
+        return out
+
+    @torch.jit.unused
+    def _visual_context_run(self, x: torch.Tensor, responses: torch.Tensor, trim: bool) -> torch.Tensor:
+        out = self.visual_context(x, responses)
+        if trim:
+            release_free_heap()
+        return out
 
     @torch.jit.export
     def encode(self, features: torch.Tensor, mask: torch.Tensor | None = None) -> SlideEncoding:

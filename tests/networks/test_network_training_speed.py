@@ -108,3 +108,33 @@ def test_patch_embedding_checkpointed_in_runs_gives_the_same_loss_and_gradients(
     assert float(loss) == pytest.approx(loss_plain, abs=1e-6)
     for name, param in model.named_parameters():
         assert torch.allclose(param.grad, grads_plain[name], atol=1e-6), name
+
+
+def test_large_bags_trim_the_heap_between_chunks_without_changing_the_step(monkeypatch):
+    from scripts.networks import heap_trim, hierarchical_encoder, slide_encoder
+
+    assert heap_trim.release_free_heap() is True  # glibc (Linux): malloc_trim is there
+    feats = torch.randn(1, 300, TINY["in_dim"])
+    common = dict(**{**TINY, "dropout": 0.0}, drop_prob_lm=0.0, patch_precision="fp32")
+    loss_plain, grads_plain = loss_and_grads(HistGenConfig(**common, gradient_checkpointing=False), feats)
+    calls = []
+    for module in (heap_trim, hierarchical_encoder, slide_encoder):
+        monkeypatch.setattr(module, "release_free_heap", lambda: calls.append(1) or True)
+    for module in (hierarchical_encoder, slide_encoder):
+        monkeypatch.setattr(module, "HEAP_TRIM_MIN_PATCHES", 0)  # trim at this small size
+    torch.manual_seed(5)
+    model = HistGen(HistGenConfig(**common, gradient_checkpointing=True)).train()
+    model.checkpoint_chunk_tokens = model.encoder.checkpoint_chunk_tokens = 64
+    torch.manual_seed(7)
+    loss = -model(feats, TARGET).logprobs.gather(2, TARGET[:, 1:, None]).mean()
+    forward_calls = len(calls)
+    # forward: 5 projection runs + 5 visual-context runs + 6 region chunks x 2 (attention, tail)
+    assert forward_calls == 5 + 5 + 6 * 2
+    loss.backward()
+    # backward: one trim as each chunk input's gradient is ready (5 visual-context runs + 12 region chunks; the
+    # projection's input, the bag, needs none). The recomputation stops at the chunk's last saved tensor (torch's
+    # non-reentrant checkpoint), before the trim at the end of the chunk function.
+    assert len(calls) - forward_calls == 5 + 12
+    assert float(loss) == pytest.approx(loss_plain, abs=1e-6)
+    for name, param in model.named_parameters():
+        assert torch.allclose(param.grad, grads_plain[name], atol=1e-6), name
