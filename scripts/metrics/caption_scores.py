@@ -105,11 +105,10 @@ class CaptionScorer:
         _warn_once("METEOR", f"METEOR is skipped and left out of the results: {err}")
 
     def _meteor_score(self, refs: list[list[str]], hyps: list[str]) -> float | None:
-        if self._meteor_unavailable is not None:
+        self.start_meteor()
+        if self._meteor is None:
             return None
         try:
-            if self._meteor is None:
-                self._meteor = MeteorJar(java=self.java)
             return self._meteor.score(refs, hyps)[0]
         except MeteorError as err:
             self._meteor_failed(err)

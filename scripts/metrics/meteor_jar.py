@@ -3,9 +3,9 @@
 The scores come from the same jar (``pycocoevalcap/meteor/meteor-1.5.jar``) started with the same
 arguments (``-stdio -l en -norm``, 2 GB heap; only the JVM's garbage collector differs) and the same
 protocol (one ``SCORE ||| refs ||| hyp`` line per pair, then one ``EVAL ||| stats ||| ...`` line), so the
-numbers equal pycocoevalcap's. Unlike the
-pycocoevalcap wrapper, this one finds Java explicitly (``java`` argument), can be closed, never lets the
-JVM's stderr fill a pipe, and gives up after ``timeout_s`` instead of hanging.
+numbers equal pycocoevalcap's. Unlike the pycocoevalcap wrapper, this one finds Java explicitly (``java``
+argument), can be closed, never lets the JVM's stderr fill a pipe, and gives up after ``timeout_s`` instead of
+hanging.
 """
 
 from __future__ import annotations

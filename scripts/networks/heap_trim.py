@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import ctypes
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
+from torch.utils.checkpoint import checkpoint
 
-__all__ = ["HEAP_TRIM_MIN_PATCHES", "release_free_heap", "trim_after_backward"]
+__all__ = ["HEAP_TRIM_MIN_PATCHES", "checkpoint_chunks", "release_free_heap", "trim_after_backward"]
 
 #: bags of at least this many patches (``B * N``) trim the heap after each checkpointed chunk; smaller ones keep
 #: the freed memory for the next chunk (a trim makes the next chunk fault its pages in again: +15-20 % step time
@@ -57,3 +59,23 @@ def trim_after_backward(chunk_input: torch.Tensor) -> None:
     chunk's recomputation and backward are done and their temporaries freed (no-op for tensors without grad)."""
     if chunk_input.requires_grad:
         chunk_input.register_hook(_trim_hook)
+
+
+def _trimmed(fn: Callable[..., Any], *args: Any) -> Any:
+    out = fn(*args)
+    release_free_heap()
+    return out
+
+
+def checkpoint_chunks(fn: Callable[..., Any], chunks: Sequence[tuple[Any, ...]], patches: int) -> list[Any]:
+    """``fn(*chunk)`` for each chunk under torch's non-reentrant checkpoint.
+
+    For a bag of at least ``HEAP_TRIM_MIN_PATCHES`` patches (``patches = B * N``) the heap is also released after each
+    chunk's forward pass (the recomputation stops at the chunk's last saved tensor, before that) and once the
+    backward pass has produced the gradient of the chunk's first argument, the one that differs from chunk to chunk.
+    """
+    if patches < HEAP_TRIM_MIN_PATCHES:
+        return [checkpoint(fn, *args, use_reentrant=False) for args in chunks]
+    for args in chunks:
+        trim_after_backward(args[0])
+    return [checkpoint(_trimmed, fn, *args, use_reentrant=False) for args in chunks]

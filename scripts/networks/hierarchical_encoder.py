@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 
-from .heap_trim import HEAP_TRIM_MIN_PATCHES, release_free_heap, trim_after_backward
+from .heap_trim import checkpoint_chunks
 from .layers import EncoderLayer, PositionEncoding, ReferenceLayerNorm
 
 # checkpointed region attention is recomputed in chunks of about this many tokens
@@ -96,24 +96,20 @@ class LocalGlobalEncoder(nn.Module):
     def _checkpointed_region_attention(self, layer: int, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Region attention recomputed in the backward pass, a chunk of regions at a time (regions are independent),
         so that the recomputation never holds more than one chunk's activations."""
-        per_chunk = max(1, self.checkpoint_chunk_tokens // (x.shape[0] * x.shape[2]))
-        trim = x.shape[0] * x.shape[1] * (x.shape[2] - 1) >= HEAP_TRIM_MIN_PATCHES
-        chunks = list(zip(x.split(per_chunk, dim=1), mask.split(per_chunk, dim=1)))
-        if trim:
-            for xs, _ in chunks:
-                trim_after_backward(xs)
-        parts = [checkpoint(self._region_attention_chunk, layer, xs, ms, trim, use_reentrant=False)
-                 for xs, ms in chunks]
+        parts = checkpoint_chunks(functools.partial(self._region_attention, layer), self._chunks(x, mask),
+                                  self._patches(x))
         return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
 
-    @torch.jit.unused
-    def _region_attention_chunk(self, layer: int, x: torch.Tensor, mask: torch.Tensor, trim: bool) -> torch.Tensor:
-        """One checkpointed chunk (forward or recomputation); with ``trim`` the heap its temporaries held goes back
-        to the system (:mod:`scripts.networks.heap_trim`)."""
-        out = self._region_attention(layer, x, mask)
-        if trim:
-            release_free_heap()
-        return out
+    def _chunks(self, x: torch.Tensor, mask: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """``x [B, R, rs, d]`` and ``mask [B, R, rs]`` cut into runs of regions of ~``checkpoint_chunk_tokens``
+        tokens."""
+        per_chunk = max(1, self.checkpoint_chunk_tokens // (x.shape[0] * x.shape[2]))
+        return list(zip(x.split(per_chunk, dim=1), mask.split(per_chunk, dim=1)))
+
+    @staticmethod
+    def _patches(x: torch.Tensor) -> int:
+        """Patch slots (``B * R * (rs - 1)``) of region tokens ``x [B, R, rs, d]``."""
+        return x.shape[0] * x.shape[1] * (x.shape[2] - 1)
 
     def _region_attention(self, layer: int, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         b, r, rs, d = x.shape[0], x.shape[1], x.shape[2], x.shape[3]
@@ -172,20 +168,7 @@ class LocalGlobalEncoder(nn.Module):
     def _checkpointed_region_tail(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """:meth:`_region_tail` recomputed in the backward pass a chunk of regions at a time: only the pooled tokens
         and weights of a large bag are kept, not its ``[B, R, rs, d]`` activations."""
-        per_chunk = max(1, self.checkpoint_chunk_tokens // (x.shape[0] * x.shape[2]))
-        trim = x.shape[0] * x.shape[1] * (x.shape[2] - 1) >= HEAP_TRIM_MIN_PATCHES
-        chunks = list(zip(x.split(per_chunk, dim=1), mask.split(per_chunk, dim=1)))
-        if trim:
-            for xs, _ in chunks:
-                trim_after_backward(xs)
-        parts = [checkpoint(self._region_tail_chunk, xs, ms, trim, use_reentrant=False) for xs, ms in chunks]
+        parts = checkpoint_chunks(self._region_tail, self._chunks(x, mask), self._patches(x))
         if len(parts) == 1:
             return parts[0]
         return torch.cat([p[0] for p in parts], dim=1), torch.cat([p[1] for p in parts], dim=1)
-
-    @torch.jit.unused
-    def _region_tail_chunk(self, x: torch.Tensor, mask: torch.Tensor, trim: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        out = self._region_tail(x, mask)
-        if trim:
-            release_free_heap()
-        return out

@@ -16,11 +16,10 @@ from typing import Any, NamedTuple
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 
 from .config import HistGenConfig
 from .context_memory import CrossModalMemory
-from .heap_trim import HEAP_TRIM_MIN_PATCHES, release_free_heap, trim_after_backward
+from .heap_trim import checkpoint_chunks
 from .hierarchical_encoder import CHECKPOINT_CHUNK_TOKENS, LocalGlobalEncoder
 from .input_norm import feature_statistics, slide_moments, slide_standardise
 from .layers import MultiHeadAttention
@@ -256,32 +255,18 @@ class SlideEncoder(nn.Module):
         for the whole bag at once (at 100,000 patches that recomputation held ~2 GB).
         """
         run = max(1, self.checkpoint_chunk_tokens // features.shape[0])
+        patches = features.shape[0] * features.shape[1]
         moments = slide_moments(features, mask) if self.slide_norm != "none" else None
-        trim = features.shape[0] * features.shape[1] >= HEAP_TRIM_MIN_PATCHES
-        x = torch.cat([checkpoint(self._project_run, fs, ms, moments, trim, use_reentrant=False)
-                       for fs, ms in zip(features.split(run, dim=1), mask.split(run, dim=1))], dim=1)
+        runs = [(fs, ms, moments) for fs, ms in zip(features.split(run, dim=1), mask.split(run, dim=1))]
+        x = torch.cat(checkpoint_chunks(self._project_run, runs, patches), dim=1)
         responses = self.prototype_responses(x, mask)
-        runs = x.split(run, dim=1)
-        if trim:
-            for xs in runs:
-                trim_after_backward(xs)
-        return torch.cat([checkpoint(self._visual_context_run, xs, responses, trim, use_reentrant=False)
-                          for xs in runs], dim=1)
+        runs = [(xs, responses) for xs in x.split(run, dim=1)]
+        return torch.cat(checkpoint_chunks(self.visual_context, runs, patches), dim=1)
 
     @torch.jit.unused
     def _project_run(self, features: torch.Tensor, mask: torch.Tensor,
-                     moments: tuple[torch.Tensor, torch.Tensor] | None, trim: bool) -> torch.Tensor:
-        out = self.project_patches(features, mask, moments).to(features.dtype)
-        if trim:
-            release_free_heap()  # see scripts.networks.heap_trim
-        return out
-
-    @torch.jit.unused
-    def _visual_context_run(self, x: torch.Tensor, responses: torch.Tensor, trim: bool) -> torch.Tensor:
-        out = self.visual_context(x, responses)
-        if trim:
-            release_free_heap()
-        return out
+                     moments: tuple[torch.Tensor, torch.Tensor] | None) -> torch.Tensor:
+        return self.project_patches(features, mask, moments).to(features.dtype)
 
     @torch.jit.export
     def encode(self, features: torch.Tensor, mask: torch.Tensor | None = None) -> SlideEncoding:
