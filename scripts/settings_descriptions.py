@@ -82,6 +82,9 @@ DESCRIPTIONS: dict[str, str] = {
                            "feature files)",
     "val_interval": "validate every this many epochs",
     "patience": "early stopping: epochs without a better val_metric before training stops",
+    "weight_average_half_life": "validate and save an exponential moving average of the weights with this "
+                                "half-life in epochs (0: the raw weights)",
+    "weight_averaging": _DERIVED + "the moving average of the weights (scripts.engines.WeightAveraging)",
     "learning_rate": "optimiser learning rate",
     "weight_decay": "optimiser weight decay",
     "lr_step_size": "StepLR: epochs between learning-rate decays",

@@ -62,6 +62,7 @@ from .training_handlers import (
     metric_score,
     read_checkpoint,
 )
+from .weight_averaging import WeightAveraging
 
 # The key validation metric (CaptionMetrics) returns a dict of scores; MONAI then skips its own
 # best-metric bookkeeping with a warning every epoch. BestModelSaver does that bookkeeping instead.
@@ -74,6 +75,7 @@ __all__ = [
     "SYNTHETIC_WARNING",
     "FeatureMismatchError",
     "ModelNotFoundError",
+    "WeightAveraging",
     "check_feature_files",
     "load_provenance",
     "log_model_provenance",

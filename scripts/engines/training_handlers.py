@@ -234,7 +234,8 @@ class TrainingCheckpoint:
     Args:
         save_path: the checkpoint file (``<output_dir>/checkpoints/last.pt``).
         save_dict: objects with ``state_dict``/``load_state_dict`` (network, optimiser, scheduler,
-            ``EarlyStopHandler``).
+            ``EarlyStopHandler``, ``WeightAveraging``). An object whose ``optional_in_checkpoint`` is true may be
+            missing from a checkpoint (one written before it existed) and then keeps its fresh state.
         resume: load ``save_path`` at start when it exists (a bool or a word such as ``"false"``).
         saver_disabled: do not write or remove files (ranks other than 0 in a distributed run still load).
         best_state_file: the best-model record of :class:`BestModelSaver`, kept in step with the checkpoint.
@@ -284,7 +285,8 @@ class TrainingCheckpoint:
             if not path.is_file():
                 continue
             try:
-                return path, read_checkpoint(path, required=("trainer", *self.save_dict))
+                required = [k for k, v in self.save_dict.items() if not getattr(v, "optional_in_checkpoint", False)]
+                return path, read_checkpoint(path, required=("trainer", *required))
             except CheckpointError as err:
                 errors.append(str(err))
                 logger.error("CheckpointError: %s", err)
@@ -302,6 +304,9 @@ class TrainingCheckpoint:
         if path == self.prev_path:
             logger.warning("resuming from the previous checkpoint %s", path)
         for name, obj in self.save_dict.items():
+            if name not in checkpoint:  # an object marked optional_in_checkpoint, added after this checkpoint
+                logger.info("%s holds no %r state: it starts afresh", path, name)
+                continue
             _stateful(obj).load_state_dict(checkpoint[name])
         engine.state.epoch = checkpoint["trainer"]["epoch"]
         engine.state.iteration = checkpoint["trainer"]["iteration"]

@@ -122,6 +122,41 @@ def test_resume_after_a_kill_matches_the_uninterrupted_run(kill, tiny, uninterru
 
 
 @pytest.mark.slow
+def test_resume_with_weight_averaging_matches_the_uninterrupted_run(tiny, tmp_path):
+    """With ``weight_average_half_life`` set, the average is validated, saved as the model, and resumed."""
+    demo, overlay = tiny
+    ref_out, out = tmp_path / "reference", tmp_path / "run"
+    reference = _train(demo, ref_out, overlay, weight_average_half_life=1.0)
+    assert reference.returncode == 0, reference.stderr[-4000:]
+    assert "moving average of the weights" in reference.stdout + reference.stderr
+    killed = _train(demo, out, overlay, kill="iteration:3", weight_average_half_life=1.0)
+    assert killed.returncode == 137, killed.stderr[-3000:]
+    resumed = _train(demo, out, overlay, weight_average_half_life=1.0)
+    assert resumed.returncode == 0, resumed.stderr[-4000:]
+    ref_epochs = _epochs(reference.stdout + reference.stderr)
+    got = {**_epochs(killed.stdout + killed.stderr), **_epochs(resumed.stdout + resumed.stderr)}
+    assert sorted(got) == sorted(ref_epochs) == list(range(1, EPOCHS + 1))
+    for epoch in ref_epochs:
+        assert got[epoch] == pytest.approx(ref_epochs[epoch], rel=1e-4, abs=1e-4), f"epoch {epoch}"
+    ref_state = torch.load(ref_out / "checkpoints" / "last.pt", map_location="cpu", weights_only=True)
+    state = torch.load(out / "checkpoints" / "last.pt", map_location="cpu", weights_only=True)
+    assert state["weight_averaging"]["num_updates"] == ref_state["weight_averaging"]["num_updates"] == 2 * EPOCHS
+    for name, value in ref_state["weight_averaging"]["average"].items():
+        torch.testing.assert_close(state["weight_averaging"]["average"][name], value, rtol=1e-5, atol=1e-6)
+    # the saved model is the average at its epoch, not the raw weights the optimiser kept training
+    best = json.loads((out / "checkpoints" / "best.json").read_text())
+    saved = torch.load(out / "models" / "model.pt", map_location="cpu", weights_only=True)
+    ref_saved = torch.load(ref_out / "models" / "model.pt", map_location="cpu", weights_only=True)
+    for name, value in ref_saved.items():
+        torch.testing.assert_close(saved[name], value, rtol=1e-5, atol=1e-6)
+    if best["epoch"] == EPOCHS:
+        average, raw = state["weight_averaging"]["average"], state["model"]
+        assert any(not torch.equal(saved[n], raw[n]) for n in average), "the saved model is the raw weights"
+        for name, value in average.items():
+            torch.testing.assert_close(saved[name], value)
+
+
+@pytest.mark.slow
 def test_truncated_last_checkpoint_is_named_and_the_previous_one_used(tiny, uninterrupted, tmp_path):
     demo, overlay = tiny
     ref_out, ref_log = uninterrupted
