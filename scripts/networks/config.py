@@ -12,8 +12,9 @@ from scripts.flags import as_flag
 Compat = Literal["default", "histgen-v1"]
 COMPAT_MODES: tuple[str, ...] = ("default", "histgen-v1")
 PATCH_PRECISIONS: tuple[str, ...] = ("auto", "bf16", "fp32")
-#: ``slide_norm`` choices: no per-slide statistics, each slide's patches standardised on their own, or both views.
-SLIDE_NORMS: tuple[str, ...] = ("none", "slide", "both")
+#: ``slide_norm`` choices: no per-slide statistics, each slide's patches standardised on their own, both views, or
+#: the standardised view for the finding heads only.
+SLIDE_NORMS: tuple[str, ...] = ("none", "slide", "both", "heads")
 # gradient_checkpointing="auto" recomputes the patch-level activations of bags with at least this many patches
 CHECKPOINT_MIN_PATCHES = 8_192
 
@@ -114,8 +115,11 @@ class HistGenConfig:
             standardised within its own slide instead of the input-normalised features, so a slide-wide offset or
             scale per dimension (site, scanner, stain) cancels; what the slide's overall feature level says (how
             much of it is tumour) is lost with it. ``"both"``: the projection reads the two side by side
-            (``2 * in_dim`` inputs). ``false``/``off`` mean ``"none"``. docs/grounding.md has the measured
-            trade-off. Off in the reference code and in imported checkpoints.
+            (``2 * in_dim`` inputs). ``"heads"``: the projection reads the input-normalised features as with
+            ``"none"``, and the finding heads read each patch token plus a linear map (``finding_view``) of the
+            slide-standardised patch, so the findings see the site-free view while the report's other sentences
+            keep the slide's overall level. ``false``/``off`` mean ``"none"``. docs/grounding.md has the
+            measured trade-off. Off in the reference code and in imported checkpoints.
         finding_classes: ``{finding: number of classes}`` of the finding heads
             (:class:`scripts.networks.finding_heads.SlideFindingHeads`), in head order; empty (the default,
             and always for ``compat="histgen-v1"``) builds no heads. Training fills it from the findings that

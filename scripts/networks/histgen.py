@@ -117,7 +117,7 @@ class HistGen(SlideEncoder):
         heads = self.findings
         if heads is None:
             return memory, memory_mask, memory.new_zeros(memory.shape[0], 0)
-        found = heads(encoding.patch_tokens, encoding.patch_mask, finding_labels)
+        found = heads(encoding.finding_tokens, encoding.patch_mask, finding_labels)
         memory = torch.cat([memory, found.tokens], dim=1)
         if memory_mask is not None:
             memory_mask = torch.cat([memory_mask, memory_mask.new_ones(found.tokens.shape[:2])], dim=1)
@@ -149,7 +149,7 @@ class HistGen(SlideEncoder):
         not ``needed``; the heads only run when needed)."""
         heads = self.findings
         if heads is not None and needed:
-            logits = heads(encoding.patch_tokens, encoding.patch_mask).logits
+            logits = heads(encoding.finding_tokens, encoding.patch_mask).logits
         else:
             logits = encoding.patch_tokens.new_zeros(encoding.patch_tokens.shape[0], 0)
         return self.decisions_of(logits, needed)

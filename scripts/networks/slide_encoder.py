@@ -53,6 +53,8 @@ class SlideEncoding(NamedTuple):
             (patch order of the input bag; padding gets 0 in the default variant).
         patch_tokens: ``[B, N, d_model]`` each patch after projection and cross-modal context (the encoder's input).
         patch_mask: ``[B, N] bool``, True for real patches (left-aligned).
+        finding_tokens: ``[B, N, d_model]`` what the finding heads read: ``patch_tokens`` itself, or with
+            ``slide_norm="heads"`` the patch tokens plus the slide-standardised view of each patch.
     """
 
     region_tokens: torch.Tensor
@@ -60,6 +62,7 @@ class SlideEncoding(NamedTuple):
     patch_weights: torch.Tensor
     patch_tokens: torch.Tensor
     patch_mask: torch.Tensor
+    finding_tokens: torch.Tensor
 
 
 class SlideEncoder(nn.Module):
@@ -95,6 +98,8 @@ class SlideEncoder(nn.Module):
         self.register_buffer("input_std", torch.ones(c.in_dim), persistent=c.input_norm)
         self.projection = nn.Linear(c.in_dim * (2 if c.slide_norm == "both" else 1), c.d_vf)
         self.visual_embed = nn.Sequential(nn.Linear(c.d_vf, c.d_model), nn.ReLU(), nn.Dropout(c.drop_prob_lm))
+        # slide_norm="heads": the slide-standardised patches reach the finding heads through this map only
+        self.finding_view = nn.Linear(c.in_dim, c.d_model) if c.slide_norm == "heads" else None
         self.memory_matrix = nn.Parameter(torch.empty(c.cmm_size, c.cmm_dim))
         self.context = CrossModalMemory(c.num_heads, c.d_model, c.topk, c.dropout)
         # every patch attends to the K prototype responses: an [N, K] map per head. Dropping out its
@@ -119,6 +124,9 @@ class SlideEncoder(nn.Module):
             if p.dim() > 1:
                 nn.init.xavier_uniform_(p)
         nn.init.normal_(self.memory_matrix, 0.0, 1.0 / self.config.cmm_dim)
+        if self.finding_view is not None:  # the heads start from the plain patch tokens and learn the view's share
+            nn.init.zeros_(self.finding_view.weight)
+            nn.init.zeros_(self.finding_view.bias)
 
     @torch.no_grad()
     def fit_input_norm(self, bags: Iterable[Any]) -> "SlideEncoder":
@@ -210,7 +218,7 @@ class SlideEncoder(nn.Module):
         gradients for both weights, without the ``[B, N, d_vf]`` intermediate (6x fewer multiply-adds at the
         released sizes once ``N`` passes a few hundred patches).
         """
-        if self.slide_norm == "none":
+        if self.slide_norm in ("none", "heads"):
             x = self.normalise_inputs(features)
         else:
             real = torch.ones_like(features[..., 0], dtype=torch.bool) if mask is None else mask
@@ -292,7 +300,17 @@ class SlideEncoder(nn.Module):
         else:
             x = self.embed_patches(features, patch_mask)
         region_tokens, region_mask, patch_weights = self.encoder(x, patch_mask)
-        return SlideEncoding(region_tokens, region_mask, patch_weights, x, patch_mask)
+        return SlideEncoding(region_tokens, region_mask, patch_weights, x, patch_mask,
+                             self.finding_tokens(x, features, patch_mask))
+
+    def finding_tokens(self, patch_tokens: torch.Tensor, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """What the finding heads read: ``patch_tokens``, plus ``finding_view`` of the slide-standardised
+        features with ``slide_norm="heads"`` (``[B, N, d_model]``)."""
+        view = self.finding_view
+        if view is None:
+            return patch_tokens
+        standardised = slide_standardise(features, mask)
+        return patch_tokens + view(standardised).to(patch_tokens.dtype)
 
     @torch.jit.unused
     def trains_in_bf16(self, features: torch.Tensor) -> bool:
@@ -311,7 +329,7 @@ class SlideEncoder(nn.Module):
             encoding = self._encode(features, patch_mask)
         dtype = features.dtype
         return SlideEncoding(encoding.region_tokens.to(dtype), encoding.region_mask, encoding.patch_weights.to(dtype),
-                             encoding.patch_tokens.to(dtype), patch_mask)
+                             encoding.patch_tokens.to(dtype), patch_mask, encoding.finding_tokens.to(dtype))
 
     def forward(self, features: torch.Tensor, mask: torch.Tensor | None = None) -> SlideEncoding:
         """:meth:`encode`."""

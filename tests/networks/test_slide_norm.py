@@ -81,7 +81,34 @@ def test_both_mode_reads_both_views_and_is_blind_to_a_shift_only_in_the_second()
     assert not torch.allclose(blind, reference)
 
 
-@pytest.mark.parametrize("mode", ["slide", "both"])
+def test_heads_mode_keeps_the_encoder_and_gives_the_heads_the_standardised_view():
+    torch.manual_seed(0)
+    classes = {"diagnosis": 3, "margin": 2}
+    heads_model = HistGen(HistGenConfig(**SMALL, slide_norm="heads", finding_classes=classes)).eval()
+    plain = HistGen(HistGenConfig(**SMALL, finding_classes=classes)).eval()
+    state = heads_model.state_dict()
+    assert {k for k in state if k.startswith("finding_view.")} == {"finding_view.weight", "finding_view.bias"}
+    plain.load_state_dict({k: v for k, v in state.items() if not k.startswith("finding_view.")})
+    features, mask = _padded_pair()
+    # a new model's view is zero: its heads start as the plain model's and training decides what the view adds
+    torch.testing.assert_close(heads_model.predict_findings(features, mask), plain.predict_findings(features, mask))
+    with torch.no_grad():
+        torch.nn.init.normal_(heads_model.finding_view.weight)
+    assert heads_model.projection.in_features == 6
+    got, want = heads_model.encode(features, mask), plain.encode(features, mask)
+    torch.testing.assert_close(got.region_tokens, want.region_tokens)  # the report's encoder is the plain one
+    torch.testing.assert_close(got.patch_tokens, want.patch_tokens)
+    assert want.finding_tokens is want.patch_tokens
+    view = heads_model.finding_view(slide_standardise(features, mask))
+    torch.testing.assert_close(got.finding_tokens, got.patch_tokens + view)
+    # the heads read the view: with the patch tokens' part fixed, a slide-wide shift changes nothing there
+    shifted = _site_shifted(features, mask)
+    moved = heads_model.encode(shifted, mask)
+    torch.testing.assert_close(moved.finding_tokens - moved.patch_tokens, view, atol=1e-4, rtol=1e-4)
+    assert not torch.allclose(heads_model.predict_findings(features, mask), plain.predict_findings(features, mask))
+
+
+@pytest.mark.parametrize("mode", ["slide", "both", "heads"])
 def test_a_padded_bag_scores_as_it_does_alone(mode: str):
     model, features, mask, ids = _model_and_batch(mode)
     batched = model.score(features, ids, mask=mask)
@@ -89,12 +116,14 @@ def test_a_padded_bag_scores_as_it_does_alone(mode: str):
     torch.testing.assert_close(batched[1:], alone, atol=1e-5, rtol=1e-5)
 
 
-def test_saved_model_keeps_the_flag_and_scripts(tmp_path):
+@pytest.mark.parametrize("mode", ["both", "heads"])
+def test_saved_model_keeps_the_flag_and_scripts(tmp_path, mode: str):
     torch.manual_seed(0)
-    model = HistGen(HistGenConfig(**SMALL, slide_norm="both", input_norm=True)).eval()
+    model = HistGen(HistGenConfig(**SMALL, slide_norm=mode, input_norm=True, finding_classes={"dx": 3})).eval()
     save_report_model(tmp_path, model, Vocabulary(["<unk>", "b", "c", "d", "e"]))
     loaded, _ = load_report_model(tmp_path)
-    assert loaded.config.slide_norm == "both"
+    assert loaded.config.slide_norm == mode
+    torch.testing.assert_close(loaded.predict_findings(*_padded_pair()), model.predict_findings(*_padded_pair()))
     bag = _padded_pair()[0][:1]
     torch.testing.assert_close(loaded.generate(bag), model.generate(bag))
     with warnings.catch_warnings():
@@ -108,6 +137,7 @@ def test_choices_and_the_reference_network():
     assert HistGenConfig(**SMALL, slide_norm=False).slide_norm == "none"
     assert HistGenConfig(**SMALL, slide_norm="off").slide_norm == "none"
     assert HistGenConfig(**SMALL, slide_norm="Slide").slide_norm == "slide"
+    assert HistGenConfig(**SMALL, slide_norm="heads").slide_norm == "heads"
     with pytest.raises(ValueError, match="slide_norm must be one of"):
         HistGenConfig(**SMALL, slide_norm="true")  # which of the two? the user says
     with pytest.raises(ValueError, match="slide_norm is not part of the reference"):

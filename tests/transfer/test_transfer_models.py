@@ -245,3 +245,17 @@ def test_a_report_encoder_with_slide_norm_transfers_with_its_wider_projection(tm
     bags = [torch.randn(20, 3), torch.randn(9, 3)]
     features, mask = padded(bags)
     torch.testing.assert_close(network(features, mask)[1:], network(bags[1][None])[:1], atol=1e-5, rtol=1e-5)
+
+
+def test_a_report_encoder_with_heads_slide_norm_transfers_without_its_heads_view(tmp_path):
+    torch.manual_seed(0)
+    report = HistGen(HistGenConfig(in_dim=3, vocab_size=7, num_layers=1, slide_norm="heads",
+                                   finding_classes={"diagnosis": 2}, **SMALL))
+    path = save_report_model(tmp_path / "report", report, Vocabulary(["tumour", "normal", "a", "b", "c", "d",
+                                                                      "<unk>"]))
+    config = encoder_config(dict(SMALL), path, in_dim=3)
+    network = load_pretrained_encoder(build_mil_network("histgen", 3, 2, histgen=config), path).eval()
+    assert network.encoder.projection.in_features == 3  # the report's encoder reads what "none" reads
+    assert torch.equal(network.encoder.projection.weight, report.projection.weight)
+    features, mask = padded([torch.randn(20, 3), torch.randn(9, 3)])
+    assert torch.isfinite(network(features, mask)).all()
