@@ -281,11 +281,11 @@ class TrainingCheckpoint:
     def _read_latest(self) -> tuple[Path, dict[str, Any]] | None:
         """The newest readable checkpoint: ``last.pt``, else ``last.prev.pt``; None when there is none."""
         errors: list[str] = []
+        required = [k for k, v in self.save_dict.items() if not getattr(v, "optional_in_checkpoint", False)]
         for path in (self.save_path, self.prev_path):
             if not path.is_file():
                 continue
             try:
-                required = [k for k, v in self.save_dict.items() if not getattr(v, "optional_in_checkpoint", False)]
                 return path, read_checkpoint(path, required=("trainer", *required))
             except CheckpointError as err:
                 errors.append(str(err))

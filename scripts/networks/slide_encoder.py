@@ -86,6 +86,8 @@ class SlideEncoder(nn.Module):
         self.prototype_num = c.prototype_num
         self.input_norm = c.input_norm
         self.slide_norm = c.slide_norm
+        # "slide"/"both" feed the slide-standardised view to the projection; "heads" only to the finding heads
+        self.projection_reads_slide_view = c.slide_norm in ("slide", "both")
         self.checkpoint_min_patches = c.checkpoint_min_patches
         # checkpointed bags are embedded a run of about this many patches (B * n) at a time
         self.checkpoint_chunk_tokens = CHECKPOINT_CHUNK_TOKENS
@@ -218,7 +220,7 @@ class SlideEncoder(nn.Module):
         gradients for both weights, without the ``[B, N, d_vf]`` intermediate (6x fewer multiply-adds at the
         released sizes once ``N`` passes a few hundred patches).
         """
-        if self.slide_norm in ("none", "heads"):
+        if not self.projection_reads_slide_view:
             x = self.normalise_inputs(features)
         else:
             real = torch.ones_like(features[..., 0], dtype=torch.bool) if mask is None else mask
@@ -264,7 +266,7 @@ class SlideEncoder(nn.Module):
         """
         run = max(1, self.checkpoint_chunk_tokens // features.shape[0])
         patches = features.shape[0] * features.shape[1]
-        moments = slide_moments(features, mask) if self.slide_norm != "none" else None
+        moments = slide_moments(features, mask) if self.projection_reads_slide_view else None
         runs = [(fs, ms, moments) for fs, ms in zip(features.split(run, dim=1), mask.split(run, dim=1))]
         x = torch.cat(checkpoint_chunks(self._project_run, runs, patches), dim=1)
         responses = self.prototype_responses(x, mask)
