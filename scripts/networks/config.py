@@ -120,6 +120,12 @@ class HistGenConfig:
             slide-standardised patch, so the findings see the site-free view while the report's other sentences
             keep the slide's overall level. ``false``/``off`` mean ``"none"``. docs/grounding.md has the
             measured trade-off. Off in the reference code and in imported checkpoints.
+        finding_view_rank: with ``slide_norm="heads"``, the rank of ``finding_view``: ``0`` one full
+            ``in_dim -> d_model`` linear map (the first version, and what checkpoints without this key hold),
+            ``r > 0`` a random ``in_dim -> r`` map and a zero-initialised ``r -> d_model`` one. ``configs/train.json``
+            sets 32: the one full map cost the suite's eight-dx-wide (D 1,024, 180 training slides) its grade
+            (0.77-0.79 against 0.98), ranks 4-16 cost the rare-patch findings (six-dx LVI, needle grade), 32 keeps
+            both (docs/grounding.md). Ignored unless ``slide_norm="heads"`` and there are finding heads.
         finding_classes: ``{finding: number of classes}`` of the finding heads
             (:class:`scripts.networks.finding_heads.SlideFindingHeads`), in head order; empty (the default,
             and always for ``compat="histgen-v1"``) builds no heads. Training fills it from the findings that
@@ -147,6 +153,7 @@ class HistGenConfig:
     patch_precision: str = "auto"
     input_norm: bool = False
     slide_norm: str = "none"
+    finding_view_rank: int = 0
     finding_classes: dict[str, int] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -170,6 +177,9 @@ class HistGenConfig:
             raise ValueError("input_norm is not part of the reference network: use compat='default'")
         if self.slide_norm != "none" and self.compat == "histgen-v1":
             raise ValueError("slide_norm is not part of the reference network: use compat='default'")
+        self.finding_view_rank = int(self.finding_view_rank)
+        if self.finding_view_rank < 0:
+            raise ValueError(f"finding_view_rank must be >= 0 (0: one full linear map), got {self.finding_view_rank}")
         self.finding_classes = {str(k): int(v) for k, v in dict(self.finding_classes or {}).items()}
         if self.finding_classes and self.compat == "histgen-v1":
             raise ValueError("finding heads are not part of the reference network: use compat='default'")

@@ -43,6 +43,17 @@ def multiplies_bf16_natively(device_type: str) -> bool:
     return False
 
 
+def _finding_view(config: HistGenConfig) -> nn.Module:
+    """The map from a slide-standardised patch (``in_dim``) to a patch token (``d_model``) for ``slide_norm="heads"``:
+    one linear layer, or, with ``finding_view_rank`` r > 0, a random ``in_dim -> r`` layer then an ``r -> d_model``
+    one (zero at the start, see ``reset_parameters``): fewer weights to fit from a few hundred slides when the
+    features are wide."""
+    rank = config.finding_view_rank
+    if rank <= 0:
+        return nn.Linear(config.in_dim, config.d_model)
+    return nn.Sequential(nn.Linear(config.in_dim, rank), nn.Linear(rank, config.d_model))
+
+
 class SlideEncoding(NamedTuple):
     """What the slide encoder hands to the decoder, the transfer heads and the attention maps.
 
@@ -100,8 +111,9 @@ class SlideEncoder(nn.Module):
         self.register_buffer("input_std", torch.ones(c.in_dim), persistent=c.input_norm)
         self.projection = nn.Linear(c.in_dim * (2 if c.slide_norm == "both" else 1), c.d_vf)
         self.visual_embed = nn.Sequential(nn.Linear(c.d_vf, c.d_model), nn.ReLU(), nn.Dropout(c.drop_prob_lm))
-        # slide_norm="heads": the slide-standardised patches reach the finding heads through this map only
-        self.finding_view = nn.Linear(c.in_dim, c.d_model) if c.slide_norm == "heads" else None
+        # slide_norm="heads": the slide-standardised patches reach the finding heads through this map only (no
+        # heads, no map: a parameter without gradients would stop DistributedDataParallel)
+        self.finding_view = _finding_view(c) if c.slide_norm == "heads" and c.finding_classes else None
         self.memory_matrix = nn.Parameter(torch.empty(c.cmm_size, c.cmm_dim))
         self.context = CrossModalMemory(c.num_heads, c.d_model, c.topk, c.dropout)
         # every patch attends to the K prototype responses: an [N, K] map per head. Dropping out its
@@ -127,8 +139,9 @@ class SlideEncoder(nn.Module):
                 nn.init.xavier_uniform_(p)
         nn.init.normal_(self.memory_matrix, 0.0, 1.0 / self.config.cmm_dim)
         if self.finding_view is not None:  # the heads start from the plain patch tokens and learn the view's share
-            nn.init.zeros_(self.finding_view.weight)
-            nn.init.zeros_(self.finding_view.bias)
+            last = self.finding_view[-1] if isinstance(self.finding_view, nn.Sequential) else self.finding_view
+            nn.init.zeros_(last.weight)
+            nn.init.zeros_(last.bias)
 
     @torch.no_grad()
     def fit_input_norm(self, bags: Iterable[Any]) -> "SlideEncoder":

@@ -108,6 +108,42 @@ def test_heads_mode_keeps_the_encoder_and_gives_the_heads_the_standardised_view(
     assert not torch.allclose(heads_model.predict_findings(features, mask), plain.predict_findings(features, mask))
 
 
+def test_a_low_rank_view_starts_at_zero_reads_the_standardised_patch_and_survives_saving(tmp_path):
+    torch.manual_seed(0)
+    classes = {"diagnosis": 3}
+    model = HistGen(HistGenConfig(**SMALL, slide_norm="heads", finding_view_rank=2, finding_classes=classes)).eval()
+    plain = HistGen(HistGenConfig(**SMALL, finding_classes=classes)).eval()
+    state = model.state_dict()
+    shapes = {k: tuple(v.shape) for k, v in state.items() if k.startswith("finding_view.")}
+    assert shapes == {"finding_view.0.weight": (2, 6), "finding_view.0.bias": (2,),
+                      "finding_view.1.weight": (16, 2), "finding_view.1.bias": (16,)}
+    assert float(state["finding_view.0.weight"].abs().sum()) > 0  # the way in is random, the way out zero
+    plain.load_state_dict({k: v for k, v in state.items() if not k.startswith("finding_view.")})
+    features, mask = _padded_pair()
+    torch.testing.assert_close(model.predict_findings(features, mask), plain.predict_findings(features, mask))
+    with torch.no_grad():
+        torch.nn.init.normal_(model.finding_view[1].weight)
+    encoding = model.encode(features, mask)
+    first, second = model.finding_view
+    view = second(first(slide_standardise(features, mask)))
+    torch.testing.assert_close(encoding.finding_tokens, encoding.patch_tokens + view)
+    save_report_model(tmp_path, model, Vocabulary(["<unk>", "b", "c", "d", "e"]))
+    loaded, _ = load_report_model(tmp_path)
+    assert loaded.config.finding_view_rank == 2
+    torch.testing.assert_close(loaded.predict_findings(features, mask), model.predict_findings(features, mask))
+
+
+def test_a_config_without_the_rank_key_builds_the_full_view_of_the_first_version():
+    values = HistGenConfig(**SMALL, slide_norm="heads", finding_classes={"diagnosis": 2}).to_dict()
+    del values["finding_view_rank"]  # a model_config.json written before the key existed
+    model = HistGen(HistGenConfig.from_dict(values))
+    assert isinstance(model.finding_view, torch.nn.Linear) and model.finding_view.weight.shape == (16, 6)
+    # no finding heads, no view: DistributedDataParallel refuses parameters that never get a gradient
+    assert HistGen(HistGenConfig(**SMALL, slide_norm="heads", finding_view_rank=4)).finding_view is None
+    with pytest.raises(ValueError, match="finding_view_rank must be >= 0"):
+        HistGenConfig(**SMALL, slide_norm="heads", finding_view_rank=-1)
+
+
 @pytest.mark.parametrize("mode", ["slide", "both", "heads"])
 def test_a_padded_bag_scores_as_it_does_alone(mode: str):
     model, features, mask, ids = _model_and_batch(mode)
