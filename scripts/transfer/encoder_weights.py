@@ -33,8 +33,9 @@ logger = logging.getLogger("histgen.transfer")
 
 REPORT_MODEL_FILE = "model.pt"
 REPORT_CONFIG_FILE = "model_config.json"
-# report-only parts of a report model: the decoder and the finding heads that feed it
-_REPORT_ONLY_PREFIXES = ("decoder.", "findings.")
+# report-only parts of a report model: the decoder, the finding heads that feed it, and the heads' view
+# (slide_norm "heads"), which the transfer encoder does not build (encoder_config drops finding_classes)
+_REPORT_ONLY_PREFIXES = ("decoder.", "findings.", "finding_view.")
 
 
 def find_report_model(report_bundle_dir: str | os.PathLike[str] | None) -> str | None:
@@ -99,7 +100,8 @@ def encoder_config(histgen: dict[str, Any] | None, pretrained_encoder: str | os.
     the bundle's ``histgen`` settings.
 
     A report model in ``compat="histgen-v1"`` (an imported reference checkpoint) is run as ``"default"``, which
-    accepts padded batches; its weights are the same.
+    accepts padded batches; its weights are the same. The report's finding heads and their ``finding_view`` stay
+    behind (``finding_classes`` is emptied).
 
     Raises:
         EncoderWeightsError: the report model's files are missing, or its ``in_dim`` is not the features' D.
@@ -107,6 +109,9 @@ def encoder_config(histgen: dict[str, Any] | None, pretrained_encoder: str | os.
     if not pretrained_encoder:
         return dict(histgen or {})
     config = _report_config(Path(pretrained_encoder)).to_dict()
+    # no finding heads in a transfer model, so no finding_view either: it would cost a pass over every patch and
+    # hold parameters without gradients, which DistributedDataParallel refuses
+    config["finding_classes"] = {}
     if config.get("compat") != "default":
         logger.info("report model compat=%r: the transfer encoder runs it as compat='default'", config["compat"])
         config["compat"] = "default"

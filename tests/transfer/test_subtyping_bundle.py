@@ -279,6 +279,23 @@ def test_torchrun_two_processes_on_cpu(report_demo, tmp_path):
 
 
 @pytest.mark.slow
+def test_torchrun_from_a_report_model_with_the_heads_view(report_demo, tmp_path):
+    # what the report bundle's defaults write: finding heads and slide_norm "heads" with a low-rank view; the
+    # transfer encoder leaves the view behind, else DistributedDataParallel meets parameters without gradients
+    torch.manual_seed(0)
+    report = HistGen(HistGenConfig(in_dim=128, vocab_size=6, num_layers=1, input_norm=True, slide_norm="heads",
+                                   finding_view_rank=4, finding_classes={"diagnosis": 2}, **REPORT_SIZES))
+    path = save_report_model(tmp_path / "report", report, Vocabulary(["tumour", "normal", "cells", "seen", "here",
+                                                                      "<unk>"]))
+    out = tmp_path / "run"
+    run_transfer("subtyping", "training", "train.json", "multi_gpu_train.json", torchrun_procs=2,
+                 output_dir=path_of(out), demo=TINY_DEMO, report_demo_dir=path_of(report_demo),
+                 pretrained_encoder=path_of(path), **{**FAST, "max_epochs": 2})
+    summary = json.loads((out / "eval" / "metrics.json").read_text())
+    assert summary["folds"] == [0, 1] and 0.0 <= summary["metrics"]["auc"]["mean"] <= 1.0
+
+
+@pytest.mark.slow
 def test_one_fold_alone_gives_the_same_result_as_in_the_full_run(report_demo, tmp_path):
     options = {"demo": TINY_DEMO, "report_demo_dir": path_of(report_demo), "pretrained_encoder": "none", **FAST}
     run_transfer("subtyping", "training", "train.json", output_dir=path_of(tmp_path / "all"), **options)

@@ -256,6 +256,7 @@ def test_a_report_encoder_with_heads_slide_norm_transfers_without_its_heads_view
     config = encoder_config(dict(SMALL), path, in_dim=3)
     network = load_pretrained_encoder(build_mil_network("histgen", 3, 2, histgen=config), path).eval()
     assert network.encoder.projection.in_features == 3  # the report's encoder reads what "none" reads
+    assert report.finding_view is not None and network.encoder.finding_view is None  # the heads' view stays behind
     assert torch.equal(network.encoder.projection.weight, report.projection.weight)
     features, mask = padded([torch.randn(20, 3), torch.randn(9, 3)])
     assert torch.isfinite(network(features, mask)).all()
