@@ -19,6 +19,19 @@ SLIDE_NORMS: tuple[str, ...] = ("none", "slide", "both", "heads")
 CHECKPOINT_MIN_PATCHES = 8_192
 
 
+
+def _whole_number(key: str, value: object) -> int:
+    """``value`` as an int when it is one (``32``, ``32.0``, ``"32"``), else a ValueError naming ``key``."""
+    if isinstance(value, bool):
+        raise ValueError(f"{key} must be a whole number, got {value!r}")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
+        return int(value.strip())
+    raise ValueError(f"{key} must be a whole number, got {value!r}")
+
 @dataclasses.dataclass(frozen=True)
 class NetworkBehaviour:
     """What ``compat`` means, as named switches that the network's modules take as constructor arguments.
@@ -177,7 +190,7 @@ class HistGenConfig:
             raise ValueError("input_norm is not part of the reference network: use compat='default'")
         if self.slide_norm != "none" and self.compat == "histgen-v1":
             raise ValueError("slide_norm is not part of the reference network: use compat='default'")
-        self.finding_view_rank = int(self.finding_view_rank)
+        self.finding_view_rank = _whole_number("finding_view_rank", self.finding_view_rank)
         if self.finding_view_rank < 0:
             raise ValueError(f"finding_view_rank must be >= 0 (0: one full linear map), got {self.finding_view_rank}")
         self.finding_classes = {str(k): int(v) for k, v in dict(self.finding_classes or {}).items()}

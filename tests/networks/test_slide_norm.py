@@ -144,6 +144,18 @@ def test_a_config_without_the_rank_key_builds_the_full_view_of_the_first_version
         HistGenConfig(**SMALL, slide_norm="heads", finding_view_rank=-1)
 
 
+@pytest.mark.parametrize("rank", ["wide", 2.5, True, None, "3x"])
+def test_a_rank_that_is_not_a_whole_number_is_named(rank):
+    with pytest.raises(ValueError, match=r"finding_view_rank must be a whole number, got"):
+        HistGenConfig(**SMALL, slide_norm="heads", finding_view_rank=rank)
+
+
+@pytest.mark.parametrize(("rank", "expected"), [("32", 32), (32.0, 32), (" 8 ", 8)])
+def test_a_rank_given_as_text_or_float_reads_as_its_number(rank, expected):
+    # a command-line override (--network_def#config#finding_view_rank 32) or a JSON float
+    assert HistGenConfig(**SMALL, slide_norm="heads", finding_view_rank=rank).finding_view_rank == expected
+
+
 @pytest.mark.parametrize("mode", ["slide", "both", "heads"])
 def test_a_padded_bag_scores_as_it_does_alone(mode: str):
     model, features, mask, ids = _model_and_batch(mode)
