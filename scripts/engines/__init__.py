@@ -58,9 +58,11 @@ from .training_handlers import (
     CheckpointError,
     EpochSummary,
     GradientClipping,
+    SelectionEarlyStop,
     TrainingCheckpoint,
     metric_score,
     read_checkpoint,
+    selection_start_epoch,
 )
 from .weight_averaging import WeightAveraging
 
@@ -89,6 +91,7 @@ __all__ = [
     "FINDINGS_VOCAB_FILE",
     "AttentionHeatmapWriter",
     "BestModelSaver",
+    "SelectionEarlyStop",
     "CheckpointError",
     "DecodeReports",
     "EngineProgressBar",
@@ -129,6 +132,7 @@ __all__ = [
     "load_model_vocabulary",
     "load_report_model",
     "metric_score",
+    "selection_start_epoch",
     "patch_attention",
     "prepare_generation_batch",
     "prepare_teacher_forcing_batch",

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from ignite.engine import Engine, Events
 from monai.engines.utils import IterationEvents
+from monai.handlers import EarlyStopHandler
 
 from scripts.atomic_io import atomic_path, atomic_write_json, remove_stale_temporaries
 from scripts.flags import as_flag
@@ -43,6 +44,52 @@ def metric_score(name: str) -> Callable[[Engine], float]:
         return selection_score(engine.state.metrics, name)
 
     return score
+
+
+def selection_start_epoch(max_epochs: int, warmup_fraction: float = 0.25) -> int:
+    """The first epoch whose model may be selected: the first ``warmup_fraction`` of the epochs are validated and
+    logged but never kept as the best model (see :class:`BestModelSaver`).
+
+    Args:
+        max_epochs: epochs the run trains.
+        warmup_fraction: share of the epochs, counted from the start, that selection skips (0 selects from epoch 1).
+
+    Returns:
+        ``floor(warmup_fraction * max_epochs) + 1``, at most ``max_epochs`` (a run always has a selectable epoch).
+
+    Raises:
+        ValueError: ``max_epochs`` below 1, or ``warmup_fraction`` outside ``[0, 1)``.
+    """
+    if int(max_epochs) < 1:
+        raise ValueError(f"max_epochs must be at least 1, got {max_epochs!r}")
+    fraction = float(warmup_fraction)
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"selection_warmup must be in [0, 1), got {warmup_fraction!r}")
+    return min(int(max_epochs), int(math.floor(fraction * int(max_epochs))) + 1)
+
+
+class SelectionEarlyStop(EarlyStopHandler):
+    """MONAI's early stopping whose patience starts counting at the first selectable epoch.
+
+    Validation scores of the warm-up epochs (before ``first_epoch``) are not seen, so that a score reached while
+    the model still writes template text cannot stop the run before a selectable model exists.
+
+    Args:
+        patience: validations without improvement, counted from ``first_epoch``, before training stops.
+        score_function: the validation score (higher is better), e.g. :func:`metric_score`.
+        first_epoch: first trainer epoch whose score counts (see :func:`selection_start_epoch`).
+        **kwargs: the other arguments of :class:`monai.handlers.EarlyStopHandler`.
+    """
+
+    def __init__(self, patience: int, score_function: Callable[[Engine], float], first_epoch: int = 1,
+                 **kwargs: Any) -> None:
+        super().__init__(patience=patience, score_function=score_function, **kwargs)
+        self.first_epoch = int(first_epoch)
+
+    def __call__(self, engine: Engine) -> None:
+        if engine.state.epoch < self.first_epoch:
+            return
+        super().__call__(engine)
 
 
 class GradientClipping:
@@ -87,6 +134,9 @@ class BestModelSaver:
         findings_vocabulary: the training reports' finding classes, saved as ``findings_vocabulary.json``.
         provenance: what the model is trained on (:func:`scripts.engines.training_provenance`), saved as
             ``provenance.json``.
+        first_epoch: validations of epochs before this one are logged but never selected (a warm-up: on small
+            validation splits the n-gram score can peak while the reports are still template text; see
+            :func:`selection_start_epoch` and docs/grounding.md).
     """
 
     def __init__(
@@ -99,10 +149,12 @@ class BestModelSaver:
         extraction: dict[str, Any] | None = None,
         findings_vocabulary: FindingsVocabulary | None = None,
         provenance: dict[str, Any] | None = None,
+        first_epoch: int = 1,
     ) -> None:
         self.network = network
         self.vocab = vocab
         self.provenance = provenance
+        self.first_epoch = int(first_epoch)
         self.extraction = extraction
         self.findings_vocabulary = findings_vocabulary
         self.model_dir = Path(model_dir)
@@ -121,9 +173,14 @@ class BestModelSaver:
         engine.add_event_handler(Events.EPOCH_COMPLETED, self)
 
     def __call__(self, engine: Engine) -> None:
-        score = selection_score(engine.state.metrics, self.metric)
         best = self.best()
         engine.state.best_metric = best["score"]
+        if engine.state.epoch < self.first_epoch:
+            if engine.state.epoch == 1:
+                logger.info("model selection on %s starts at epoch %d (earlier epochs are validated, not kept)",
+                            self.metric, self.first_epoch)
+            return
+        score = selection_score(engine.state.metrics, self.metric)
         if not score > best["score"]:
             if score == -math.inf and best["epoch"] is None:
                 logger.warning("val_metric %s is NaN at epoch %d (no validation reference states it?): "

@@ -31,7 +31,7 @@ def trained_run(small_demo, tmp_path_factory):
     proc = run_bundle(
         "training", "train.json", dataset_dir=path_of(small_demo.dataset_dir),
         annotation_file=path_of(small_demo.annotation_file), output_dir=path_of(out), max_epochs=2,
-        tracking="mlflow", **TRAIN_OVERRIDES,
+        tracking="mlflow", selection_warmup=0.5, **TRAIN_OVERRIDES,
     )
     return out, proc
 
@@ -41,7 +41,9 @@ def test_training_writes_best_model_checkpoint_and_summary(trained_run):
     for name in ("model.pt", "vocab.json", "model_config.json"):
         assert (out / "models" / name).is_file(), name
     best = json.loads((out / "checkpoints" / "best.json").read_text())
-    assert best["metric"] == "clinical_bleu" and best["epoch"] in (1, 2)
+    # selection_warmup 0.5 of 2 epochs: epoch 1 is validated but never kept
+    assert best["metric"] == "clinical_bleu" and best["epoch"] == 2
+    assert "model selection on clinical_bleu starts at epoch 2" in proc.stdout
     expected = {"BLEU_1", "BLEU_4", "ROUGE_L", "CIDEr", "clinical_bleu", "finding_mean_accuracy"}
     assert set(best["val_metrics"]) >= expected
     last = torch.load(out / "checkpoints" / "last.pt", weights_only=False)
@@ -56,6 +58,7 @@ def test_mlflow_run_holds_params_metrics_config_and_best_model(trained_run):
     experiment = client.get_experiment_by_name("histgen-report")
     (run,) = client.search_runs([experiment.experiment_id])
     assert run.data.params["train.max_epochs"] == "2"
+    assert run.data.params["train.selection_start_epoch"] == "2"
     assert run.data.params["network.d_model"] == "64"
     for key in ("train_loss", "BLEU_4", "ROUGE_L", "best_val_clinical_bleu"):
         assert key in run.data.metrics, key
