@@ -55,12 +55,17 @@ class ReportScores:
         diagnoses_written: number of distinct diagnoses the generated reports name.
         unread: finding -> reports stating no (or a conflicting) value.
         num_reports: test reports scored.
+        blind: finding -> the accuracy expected of reports that state the same mix of values without reading the
+            slide: the sum over values of (share of reports stating it) x (share of slides that have it). A
+            shuffled-pairs control that writes several values sits near this, which can be below ``chance``
+            (the majority share, what a constant writer gets).
     """
 
     accuracy: dict[str, float]
     diagnoses_written: int
     unread: dict[str, int]
     num_reports: int
+    blind: dict[str, float]
 
 
 def synthetic_truth(params: BenchmarkParams, labels_file: str | os.PathLike[str],
@@ -112,4 +117,9 @@ def score_reports(generated: dict[str, str], truth: BenchmarkTruth, split: str =
     accuracy = {f: sum(read[i].get(f) == truth.values[i][f] for i in ids) / len(ids) for f in truth.findings}
     unread = {f: sum(read[i].get(f) is None for i in ids) for f in truth.findings}
     written = {read[i]["diagnosis"] for i in ids if read[i].get("diagnosis") is not None}
-    return ReportScores(accuracy, len(written), unread, len(ids))
+    blind = {}
+    for f in truth.findings:
+        stated = Counter(read[i].get(f) for i in ids if read[i].get(f) is not None)
+        true = Counter(truth.values[i][f] for i in ids)
+        blind[f] = sum(count * true[value] for value, count in stated.items()) / len(ids) ** 2
+    return ReportScores(accuracy, len(written), unread, len(ids), blind)

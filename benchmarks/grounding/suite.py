@@ -125,6 +125,14 @@ def _mean_row(entry: BenchmarkEntry, controls: list[TableRow]) -> TableRow:
                     wall_seconds=sum(row.wall_seconds or 0.0 for row in controls))
 
 
+def _blind_row(entry: BenchmarkEntry, runs: list[BundleRun], truth: BenchmarkTruth) -> TableRow:
+    """What the control runs would score if their reports ignored the slide (:attr:`ReportScores.blind`, the mean
+    over dealings): the control's own chance level, beside the majority share of the ``chance`` row."""
+    blinds = [score_reports(read_reports_csv(run.reports_csv), truth).blind for run in runs]
+    name = "control, slide-blind expectation" + (f" (mean of {len(runs)})" if len(runs) > 1 else "")
+    return TableRow(entry.name, name, accuracy={f: sum(b[f] for b in blinds) / len(blinds) for f in blinds[0]})
+
+
 def _trained(run_dir: Path, data_args: list[str], dataset_dir: Path, annotation_file: Path,
              settings: SuiteSettings) -> BundleRun:
     """Train into ``run_dir`` and evaluate on the true test pairs, or reuse a finished run there."""
@@ -142,7 +150,9 @@ def run_benchmark(entry: BenchmarkEntry, settings: SuiteSettings) -> tuple[list[
 
     Returns:
         The rows ``references`` (the findings reader on the test reference reports: the scoring's own
-        ceiling), ``model``, ``control``, ``ABMIL``, ``chance``, and the name of the findings reader used.
+        ceiling), ``model``, ``control`` (one per dealing, their mean, and what reports with the controls' mix of
+        stated values would score without reading the slide), ``ABMIL``, ``chance``, and the name of the findings
+        reader used.
     """
     runs_dir = settings.output_dir / "runs" / entry.name / variant_name(settings.extra_args)
     if entry.params is not None:
@@ -175,6 +185,7 @@ def run_benchmark(entry: BenchmarkEntry, settings: SuiteSettings) -> tuple[list[
                      feature_dim=read_feature_header(find_feature_file(dataset_dir, first), first).feature_dim)
     control = _trained(runs_dir / "control", control_data, dataset_dir, true_annotation, settings)
     controls = [_report_row(entry, "control", control, truth)]
+    control_runs = [control]
     if settings.control_dealings > 1:
         annotation = json.loads(true_annotation.read_text(encoding="utf-8"))
     for dealing in range(1, settings.control_dealings):
@@ -184,8 +195,10 @@ def run_benchmark(entry: BenchmarkEntry, settings: SuiteSettings) -> tuple[list[
                                                               str(annotation_file)], dataset_dir, true_annotation,
                        settings)
         controls.append(_report_row(entry, f"control, dealing {dealing + 1}", run, truth))
+        control_runs.append(run)
     if len(controls) > 1:
         controls.append(_mean_row(entry, controls))
+    controls.append(_blind_row(entry, control_runs, truth))
 
     seed = entry.params.seed if entry.params is not None else 0
     references = score_reports(_reference_reports(true_annotation), truth)

@@ -54,6 +54,24 @@ def test_one_report_for_every_slide_scores_its_share(data):
     assert truth.chance()["diagnosis"] == max(Counter(truth.values[i]["diagnosis"] for i in references).values()) / 24
 
 
+def test_slide_blind_expectation_of_a_report_mix(data):
+    truth = synthetic_truth(PARAMS, data.labels_file, use_extractor=False)
+    references = _references(data)
+    ids = list(references)
+    counts = Counter(truth.values[i]["diagnosis"] for i in ids)
+    # the references state each slide's own value: the same mix, written blind, expects sum of squared shares
+    blind = score_reports(references, truth).blind["diagnosis"]
+    assert blind == pytest.approx(sum((c / len(ids)) ** 2 for c in counts.values()))
+    # one report for every slide is a constant writer: blind expectation = its accuracy = that value's share
+    constant = score_reports(dict.fromkeys(ids, references[ids[0]]), truth)
+    assert constant.blind == pytest.approx(constant.accuracy)
+    # a rotation of the references keeps the mix but breaks the pairing: accuracy moves, the expectation does not
+    rotated = score_reports({i: references[ids[(k + 1) % len(ids)]] for k, i in enumerate(ids)}, truth)
+    assert rotated.blind["diagnosis"] == pytest.approx(blind) and rotated.accuracy["diagnosis"] < 1.0
+    # reports that state nothing expect nothing
+    assert score_reports(dict.fromkeys(ids, "<unk> ."), truth).blind["diagnosis"] == 0.0
+
+
 def test_garbage_and_missing_reports(data):
     truth = synthetic_truth(PARAMS, data.labels_file, data.annotation_file)
     references = _references(data)
@@ -133,7 +151,7 @@ def test_quick_suite_runs_the_bundle_and_writes_the_table(tmp_path):
     payload = json.loads((tmp_path / "grounding_table.json").read_text())
     rows = {row["run"]: row for row in payload["rows"]}
     assert set(rows) == {"references", "model", "control", "control, dealing 2", "control, mean of 2 dealings",
-                         "ABMIL", "chance"}
+                         "control, slide-blind expectation (mean of 2)", "ABMIL", "chance"}
     assert payload["extra_args"] == ["--max_epochs", "2"]
     first = json.loads(next((tmp_path / "data").glob("quick-*/annotation_shuffled.json")).read_text())
     second = json.loads((tmp_path / "runs" / "quick" / variant_name(("--max_epochs", "2"))
@@ -145,6 +163,9 @@ def test_quick_suite_runs_the_bundle_and_writes_the_table(tmp_path):
         both = (rows["control"]["accuracy"][finding], rows["control, dealing 2"]["accuracy"][finding])
         assert mean["accuracy"][finding] == pytest.approx(sum(both) / 2)
     assert mean["bleu_4"] == pytest.approx((rows["control"]["bleu_4"] + rows["control, dealing 2"]["bleu_4"]) / 2)
+    blind = rows["control, slide-blind expectation (mean of 2)"]
+    assert set(blind["accuracy"]) == set(FINDINGS) and all(0.0 <= v <= 1.0 for v in blind["accuracy"].values())
+    assert blind["bleu_4"] is None and blind["best_epoch"] is None
     for name in ("model", "control", "control, dealing 2"):
         row = rows[name]
         assert set(row["accuracy"]) == set(FINDINGS)
