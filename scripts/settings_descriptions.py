@@ -81,7 +81,11 @@ DESCRIPTIONS: dict[str, str] = {
     "stain_normalization": "none or macenko (MONAI NormalizeHEStains before the encoder steps; recorded in the "
                            "feature files)",
     "val_interval": "validate every this many epochs",
-    "patience": "early stopping: epochs without a better val_metric before training stops",
+    "patience": "early stopping: epochs without a better val_metric before training stops, counted from "
+                "selection_start_epoch",
+    "selection_warmup": "share of the epochs, from the start, that are validated but never kept as the best model "
+                        "(0.25: epochs 1-10 of 40; 0 selects from epoch 1)",
+    "selection_start_epoch": _DERIVED + "the first epoch that may be kept: floor(selection_warmup * max_epochs) + 1",
     "weight_average_half_life": "validate and save an exponential moving average of the weights with this "
                                 "half-life in epochs (0: the raw weights)",
     "weight_averaging": _DERIVED + "the moving average of the weights (scripts.engines.WeightAveraging)",
