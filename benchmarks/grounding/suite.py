@@ -29,7 +29,7 @@ from .bundle_runs import BundleRun, evaluate_bundle, finished_run, train_bundle
 from .control import benchmark_diagnosis, dealing_seed, demo_diagnosis, shuffled_annotation
 from .dataset import make_benchmark_dataset
 from .registry import BenchmarkEntry
-from .scoring import BenchmarkTruth, demo_truth, read_reports_csv, score_reports, synthetic_truth
+from .scoring import BenchmarkTruth, ReportScores, demo_truth, read_reports_csv, score_reports, synthetic_truth
 from .table import TableRow
 
 __all__ = ["SuiteSettings", "run_benchmark", "variant_name"]
@@ -101,8 +101,13 @@ def _reference_reports(annotation_file: Path) -> dict[str, str]:
     return {item["id"]: item["report"] for item in annotation["test"]}
 
 
-def _report_row(entry: BenchmarkEntry, name: str, run: BundleRun, truth: BenchmarkTruth) -> TableRow:
-    scores = score_reports(read_reports_csv(run.reports_csv), truth)
+def _run_scores(run: BundleRun, truth: BenchmarkTruth) -> ReportScores:
+    """The findings of ``run``'s generated test reports, scored against ``truth``."""
+    return score_reports(read_reports_csv(run.reports_csv), truth)
+
+
+def _report_row(entry: BenchmarkEntry, name: str, run: BundleRun, truth: BenchmarkTruth,
+                scores: ReportScores) -> TableRow:
     metrics = run.metrics or {}
     return TableRow(
         entry.name, name, accuracy=dict(scores.accuracy), bleu_4=metrics.get("BLEU_4"),
@@ -125,11 +130,11 @@ def _mean_row(entry: BenchmarkEntry, controls: list[TableRow]) -> TableRow:
                     wall_seconds=sum(row.wall_seconds or 0.0 for row in controls))
 
 
-def _blind_row(entry: BenchmarkEntry, runs: list[BundleRun], truth: BenchmarkTruth) -> TableRow:
+def _blind_row(entry: BenchmarkEntry, scores: list[ReportScores]) -> TableRow:
     """What the control runs would score if their reports ignored the slide (:attr:`ReportScores.blind`, the mean
     over dealings): the control's own chance level, beside the majority share of the ``chance`` row."""
-    blinds = [score_reports(read_reports_csv(run.reports_csv), truth).blind for run in runs]
-    name = "control, slide-blind expectation" + (f" (mean of {len(runs)})" if len(runs) > 1 else "")
+    blinds = [s.blind for s in scores]
+    name = "control, slide-blind expectation" + (f" (mean of {len(scores)})" if len(scores) > 1 else "")
     return TableRow(entry.name, name, accuracy={f: sum(b[f] for b in blinds) / len(blinds) for f in blinds[0]})
 
 
@@ -184,8 +189,8 @@ def run_benchmark(entry: BenchmarkEntry, settings: SuiteSettings) -> tuple[list[
                      patches=f"{min(counts)}-{max(counts)}" if counts else None,
                      feature_dim=read_feature_header(find_feature_file(dataset_dir, first), first).feature_dim)
     control = _trained(runs_dir / "control", control_data, dataset_dir, true_annotation, settings)
-    controls = [_report_row(entry, "control", control, truth)]
-    control_runs = [control]
+    control_scores = [_run_scores(control, truth)]
+    controls = [_report_row(entry, "control", control, truth, control_scores[0])]
     if settings.control_dealings > 1:
         annotation = json.loads(true_annotation.read_text(encoding="utf-8"))
     for dealing in range(1, settings.control_dealings):
@@ -194,17 +199,17 @@ def run_benchmark(entry: BenchmarkEntry, settings: SuiteSettings) -> tuple[list[
         run = _trained(runs_dir / f"control-{dealing + 1}", ["--dataset_dir", str(dataset_dir), "--annotation_file",
                                                               str(annotation_file)], dataset_dir, true_annotation,
                        settings)
-        controls.append(_report_row(entry, f"control, dealing {dealing + 1}", run, truth))
-        control_runs.append(run)
+        control_scores.append(_run_scores(run, truth))
+        controls.append(_report_row(entry, f"control, dealing {dealing + 1}", run, truth, control_scores[-1]))
     if len(controls) > 1:
         controls.append(_mean_row(entry, controls))
-    controls.append(_blind_row(entry, control_runs, truth))
+    controls.append(_blind_row(entry, control_scores))
 
     seed = entry.params.seed if entry.params is not None else 0
     references = score_reports(_reference_reports(true_annotation), truth)
     rows = [TableRow(entry.name, "references", accuracy=dict(references.accuracy),
                      diagnoses_written=references.diagnoses_written, diagnoses_total=len(truth.classes["diagnosis"])),
-            _report_row(entry, "model", model, truth), *controls,
+            _report_row(entry, "model", model, truth, _run_scores(model, truth)), *controls,
             _abmil_rows(entry, truth, dataset_dir, settings.abmil_epochs, seed),
             TableRow(entry.name, "chance", accuracy=truth.chance())]
     for row in rows:

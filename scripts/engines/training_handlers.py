@@ -60,12 +60,12 @@ def selection_start_epoch(max_epochs: int, warmup_fraction: float = 0.25) -> int
     Raises:
         ValueError: ``max_epochs`` below 1, or ``warmup_fraction`` outside ``[0, 1)``.
     """
-    if int(max_epochs) < 1:
+    epochs, fraction = int(max_epochs), float(warmup_fraction)
+    if epochs < 1:
         raise ValueError(f"max_epochs must be at least 1, got {max_epochs!r}")
-    fraction = float(warmup_fraction)
     if not 0.0 <= fraction < 1.0:
         raise ValueError(f"selection_warmup must be in [0, 1), got {warmup_fraction!r}")
-    return min(int(max_epochs), int(math.floor(fraction * int(max_epochs))) + 1)
+    return min(epochs, math.floor(fraction * epochs) + 1)
 
 
 class SelectionEarlyStop(EarlyStopHandler):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -17,7 +18,7 @@ PATCH_PRECISIONS: tuple[str, ...] = ("auto", "bf16", "fp32")
 SLIDE_NORMS: tuple[str, ...] = ("none", "slide", "both", "heads")
 # gradient_checkpointing="auto" recomputes the patch-level activations of bags with at least this many patches
 CHECKPOINT_MIN_PATCHES = 8_192
-
+_WHOLE_NUMBER_TEXT = re.compile(r"[+-]?[0-9]+")
 
 
 def _whole_number(key: str, value: object) -> int:
@@ -28,9 +29,10 @@ def _whole_number(key: str, value: object) -> int:
         return value
     if isinstance(value, float) and value.is_integer():
         return int(value)
-    if isinstance(value, str) and value.strip().lstrip("+-").isdigit():
+    if isinstance(value, str) and _WHOLE_NUMBER_TEXT.fullmatch(value.strip()):
         return int(value.strip())
     raise ValueError(f"{key} must be a whole number, got {value!r}")
+
 
 @dataclasses.dataclass(frozen=True)
 class NetworkBehaviour:
