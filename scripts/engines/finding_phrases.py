@@ -8,6 +8,12 @@ sentences through its parent prefix state several: there the sentence commits to
 While decoding, the model bans such a word when the heads chose another class
 (:mod:`scripts.networks.finding_phrases`).
 
+A sentence start is a *gate* when every training sentence through it states one finding and those sentences
+still state several of its classes ("lymphovascular invasion is"): decoding then allows only words that the
+training sentences stating that finding use, and ends the sentence only where a training sentence ended, so
+a sentence cannot drift into another finding's words between naming a finding and stating its class (where
+no rule would apply).
+
 A finding is *required* when at least :data:`REQUIRED_SHARE` of the training reports have a sentence that
 goes through one of its rule words; each class of a finding gets a *fallback sentence*, the most frequent
 training sentence that states that class and no other finding (:func:`fallback_sentences`; none where the
@@ -20,7 +26,7 @@ from __future__ import annotations
 import logging
 import os
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import torch
@@ -57,39 +63,56 @@ def _sentences(ids: Sequence[int], sentence_end: int) -> list[list[int]]:
 
 
 def build_phrase_rules(
-    sentences: Iterable[tuple[Sequence[int], Sequence[int]]], num_findings: int, sentence_end: int
+    sentences: Iterable[tuple[Sequence[int], Sequence[int]]], num_findings: int, sentence_end: int,
+    reads: Callable[[Sequence[int]], Sequence[int]] | None = None,
 ) -> PhraseRules:
-    """Rules from ``(word ids, labels [F])`` per sentence (``-1`` = the sentence does not state the finding).
+    """Rules and gates from ``(word ids, labels [F])`` per sentence (``-1`` = the sentence does not state the
+    finding); ``sentences`` should be every training sentence, those that state no finding included (the gates
+    need to know which sentence starts only ever lead to one finding). ``reads`` labels a sentence start as the
+    labels were made (``words -> labels [F]``); with it, the starts that have committed to a class their words
+    do not state yet become strict gates (none without it).
 
     Returns:
-        :class:`PhraseRules` sorted by (finding, context, word), no finding required (see
-        :func:`required_findings`).
+        :class:`PhraseRules` sorted by (finding, context, word), gates sorted by (context, word), no finding
+        required (see :func:`required_findings`).
     """
     classes: list[dict[tuple[int, ...], set[int]]] = [{} for _ in range(num_findings)]
+    stating: list[Counter[tuple[int, ...]]] = [Counter() for _ in range(num_findings)]
+    through: Counter[tuple[int, ...]] = Counter()
+    ends: set[tuple[int, ...]] = set()
+    finding_words: set[tuple[int, int]] = set()
     for words, labels in sentences:
+        prefixes = [tuple(words[:end]) for end in range(1, len(words) + 1)]
+        through.update(prefixes)
+        if prefixes:
+            ends.add(prefixes[-1])
         for f, label in enumerate(labels):
             if label < 0:
                 continue
             tree = classes[f]
             tree.setdefault((), set()).add(int(label))
-            for end in range(1, len(words) + 1):
-                tree.setdefault(tuple(words[:end]), set()).add(int(label))
+            stating[f].update(prefixes)
+            finding_words.update((f, int(w)) for w in words)
+            for prefix in prefixes:
+                tree.setdefault(prefix, set()).add(int(label))
     rules: list[tuple[int, tuple[int, ...], int, int]] = []
     for f, tree in enumerate(classes):
         for prefix, seen in tree.items():
             if prefix and len(seen) == 1 and len(tree[prefix[:-1]]) > 1:
                 rules.append((f, prefix[:-1], prefix[-1], next(iter(seen))))
     rules.sort()
+    gates = _gates(classes, stating, through, ends, reads)
+    children: dict[tuple[int, ...], set[int]] = {}
+    for prefix in through:
+        children.setdefault(prefix[:-1], set()).add(prefix[-1])
+    strict = sorted({(g, w) for g, (context, _, _, is_strict) in enumerate(gates) if is_strict
+                     for w in children.get(context, ())})
     if not rules:
         rules_out = empty_phrase_rules(torch.device("cpu"))
         return rules_out._replace(sentence_end=torch.tensor([sentence_end]),
                                   required=torch.zeros(num_findings, dtype=torch.long))
-    width = max(len(context) for _, context, _, _ in rules) + 1
-    context = torch.full([len(rules), width], -1, dtype=torch.long)
-    for k, (_, words, _, _) in enumerate(rules):
-        context[k, : len(words)] = torch.tensor(words, dtype=torch.long)
     return PhraseRules(
-        context,
+        _padded([c for _, c, _, _ in rules]),
         torch.tensor([len(c) for _, c, _, _ in rules], dtype=torch.long),
         torch.tensor([w for _, _, w, _ in rules], dtype=torch.long),
         torch.tensor([f for f, _, _, _ in rules], dtype=torch.long),
@@ -97,7 +120,44 @@ def build_phrase_rules(
         torch.tensor([sentence_end], dtype=torch.long),
         torch.zeros(num_findings, dtype=torch.long),
         torch.full([0, 1], -1, dtype=torch.long),
+        _padded([c for c, _, _, _ in gates]),
+        torch.tensor([len(c) for c, _, _, _ in gates], dtype=torch.long),
+        torch.tensor([f for _, f, _, _ in gates], dtype=torch.long),
+        torch.tensor([e for _, _, e, _ in gates], dtype=torch.long),
+        torch.tensor([f for f, _ in sorted(finding_words)], dtype=torch.long),
+        torch.tensor([w for _, w in sorted(finding_words)], dtype=torch.long),
+        torch.tensor([s for _, _, _, s in gates], dtype=torch.long),
+        torch.tensor([g for g, _ in strict], dtype=torch.long),
+        torch.tensor([w for _, w in strict], dtype=torch.long),
     )
+
+
+def _gates(classes: Sequence[dict[tuple[int, ...], set[int]]], stating: Sequence[Counter[tuple[int, ...]]],
+           through: Counter[tuple[int, ...]], ends: set[tuple[int, ...]],
+           reads: Callable[[Sequence[int]], Sequence[int]] | None) -> list[tuple[tuple[int, ...], int, int, int]]:
+    """``(context, finding, 1 if a training sentence ended there else 0, strict)``: the sentence starts through
+    which every training sentence states ``finding``, either with several classes between them (strict 0) or,
+    with ``reads``, with one class that the start's own words do not state yet (strict 1)."""
+    gates = []
+    for f, tree in enumerate(classes):
+        for prefix, seen in tree.items():
+            if not prefix or stating[f][prefix] != through[prefix]:
+                continue
+            if len(seen) > 1:
+                gates.append((prefix, f, int(prefix in ends), 0))
+            elif reads is not None and reads(prefix)[f] != next(iter(seen)):
+                gates.append((prefix, f, int(prefix in ends), 1))
+    return sorted(gates)
+
+
+def _padded(contexts: Sequence[tuple[int, ...]]) -> torch.Tensor:
+    """``[n, L + 1] long`` word ids, ``-1`` after each context (the last column always ``-1``)."""
+    width = max([len(c) for c in contexts] + [0]) + 1
+    table = torch.full([len(contexts), width], -1, dtype=torch.long)
+    for k, words in enumerate(contexts):
+        if words:
+            table[k, : len(words)] = torch.tensor(words, dtype=torch.long)
+    return table
 
 
 def fallback_sentences(sentences: Sequence[tuple[Sequence[int], Sequence[int]]], num_classes: Sequence[int],
@@ -179,13 +239,16 @@ def finding_phrase_rules(
         split_reports.append(_sentences(vocab.encode(report)[1:-1], sentence_end))
         for words in split_reports[-1]:
             pairs.append((words, labeler(vocab.decode([0, *words]))))
-    rules = build_phrase_rules(pairs, len(labeler.names), sentence_end)
+    rules = build_phrase_rules(pairs, len(labeler.names), sentence_end,
+                               reads=lambda words: labeler(vocab.decode([0, *words])))
     rules = rules._replace(required=required_findings(rules, split_reports),
                            fallback=fallback_sentences(pairs, list(labeler.num_classes.values()), sentence_end))
     counts = torch.bincount(rules.finding, minlength=len(labeler.names)).tolist()
     required = rules.required.tolist()
-    logger.info("finding-consistent decoding: %s", ", ".join(
-        f"{n} {c} rules{' (required)' if r else ''}" for n, c, r in zip(labeler.names, counts, required, strict=True)))
+    gates, strict = rules.gate_finding.shape[0], int(rules.gate_strict.sum())
+    logger.info("finding-consistent decoding: %s; %d sentence starts gated (%d strict)", ", ".join(
+        f"{n} {c} rules{' (required)' if r else ''}" for n, c, r in zip(labeler.names, counts, required, strict=True)),
+        gates, strict)
     return rules
 
 

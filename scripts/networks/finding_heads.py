@@ -23,8 +23,9 @@ source:
 The heads also hold the phrase rules of :mod:`scripts.networks.finding_phrases` (buffers, saved with the
 weights): the words at which a training sentence commits to a class, so that decoding writes the class the
 heads chose, the findings every report must state and the sentence that states each class when a report
-leaves a required finding out. A model saved before the rules existed loads with none; one saved before
-required findings existed, with none required.
+leaves a required finding out, and the gates that keep a finding's sentence on the training phrasing until it
+commits. A model saved before the rules existed loads with none; one saved before required findings existed,
+with none required; one saved before the gates existed, with no gates.
 """
 
 from typing import Any, NamedTuple
@@ -36,7 +37,9 @@ from .finding_phrases import PhraseRules
 
 #: the buffers that hold the phrase rules, in :class:`PhraseRules` field order.
 PHRASE_BUFFERS = ("phrase_context", "phrase_length", "phrase_word", "phrase_finding", "phrase_label",
-                  "phrase_sentence_end", "phrase_required", "phrase_fallback")
+                  "phrase_sentence_end", "phrase_required", "phrase_fallback", "phrase_gate_context",
+                  "phrase_gate_length", "phrase_gate_finding", "phrase_gate_end", "phrase_word_finding",
+                  "phrase_word_id", "phrase_gate_strict", "phrase_strict_gate", "phrase_strict_word")
 
 
 class FindingOutputs(NamedTuple):
@@ -102,6 +105,9 @@ class SlideFindingHeads(nn.Module):
         self.register_buffer("phrase_sentence_end", torch.full([1], -1, dtype=torch.long))
         self.register_buffer("phrase_required", empty.clone())
         self.register_buffer("phrase_fallback", torch.full([0, 1], -1, dtype=torch.long))
+        self.register_buffer("phrase_gate_context", torch.full([0, 1], -1, dtype=torch.long))
+        for name in PHRASE_BUFFERS[9:]:
+            self.register_buffer(name, empty.clone())
 
     def set_phrase_rules(self, rules: PhraseRules) -> None:
         """Hold ``rules`` (see :mod:`scripts.networks.finding_phrases`), checked against the heads' classes."""
@@ -137,16 +143,49 @@ class SlideFindingHeads(nn.Module):
             raise ValueError("phrase rules: required entries must be 0 or 1")
         if rules.fallback.dim() != 2 or rules.fallback.shape[0] not in (0, self.offsets[-1]):
             raise ValueError(f"phrase rules: fallback must have one row per class ({self.offsets[-1]}) or none")
+        self._check_gates(rules)
         if vocab_size > 0:
             ids = torch.cat([rules.context.reshape(-1), rules.word, rules.sentence_end,
-                             rules.fallback.reshape(-1)]).cpu()
-            if bool(((ids < -1) | (ids >= vocab_size)).any()) or bool((rules.word.cpu() < 0).any()):
+                             rules.fallback.reshape(-1), rules.gate_context.reshape(-1), rules.word_id,
+                             rules.strict_word]).cpu()
+            if (bool(((ids < -1) | (ids >= vocab_size)).any()) or bool((rules.word.cpu() < 0).any())
+                    or bool((torch.cat([rules.word_id, rules.strict_word]).cpu() < 0).any())):
                 raise ValueError(f"phrase rules name word ids outside the model's vocabulary (0..{vocab_size - 1})")
+
+    def _check_gates(self, rules: PhraseRules) -> None:
+        """Raise ``ValueError`` unless the gates' tensors agree with each other and these heads."""
+        g = rules.gate_finding.shape[0]
+        if rules.gate_context.dim() != 2 or any(t.dim() != 1 for t in (rules.gate_length, rules.gate_finding,
+                                                                        rules.gate_end, rules.word_finding,
+                                                                        rules.word_id, rules.gate_strict,
+                                                                        rules.strict_gate, rules.strict_word)):
+            raise ValueError("phrase rules: gate_context must be [G, L + 1]; the other gate tensors one-dimensional")
+        if any(t.shape[0] != g for t in (rules.gate_context, rules.gate_length, rules.gate_end, rules.gate_strict)):
+            raise ValueError("phrase rules: gate_context, gate_length, gate_finding, gate_end and gate_strict need "
+                             "one row per gate")
+        if rules.word_finding.shape[0] != rules.word_id.shape[0]:
+            raise ValueError("phrase rules: word_finding and word_id need one entry per (finding, word) pair")
+        if rules.strict_gate.shape[0] != rules.strict_word.shape[0]:
+            raise ValueError("phrase rules: strict_gate and strict_word need one entry per (gate, word) pair")
+        if rules.strict_gate.shape[0] and (int(rules.strict_gate.min()) < 0 or int(rules.strict_gate.max()) >= g):
+            raise ValueError(f"phrase rules: strict_gate names a gate outside 0..{g - 1}")
+        for name, findings in (("gate_finding", rules.gate_finding), ("word_finding", rules.word_finding)):
+            if findings.shape[0] and (int(findings.min()) < 0 or int(findings.max()) >= self.num_findings):
+                raise ValueError(f"phrase rules: {name} names a finding outside 0..{self.num_findings - 1}")
+        if g:
+            width = rules.gate_context.shape[1]
+            if bool((rules.gate_context[:, -1] != -1).any()) or int(rules.gate_length.max()) >= width:
+                raise ValueError("phrase rules: every gate context row must end with -1 padding")
+            if int(rules.gate_length.min()) < 1:
+                raise ValueError("phrase rules: a gate's context needs at least one word")
 
     def phrase_rules(self) -> PhraseRules:
         """The rules held (``K = 0`` when none were set)."""
         return PhraseRules(self.phrase_context, self.phrase_length, self.phrase_word, self.phrase_finding,
-                           self.phrase_label, self.phrase_sentence_end, self.phrase_required, self.phrase_fallback)
+                           self.phrase_label, self.phrase_sentence_end, self.phrase_required, self.phrase_fallback,
+                           self.phrase_gate_context, self.phrase_gate_length, self.phrase_gate_finding,
+                           self.phrase_gate_end, self.phrase_word_finding, self.phrase_word_id,
+                           self.phrase_gate_strict, self.phrase_strict_gate, self.phrase_strict_word)
 
     def per_head(self, logits: torch.Tensor) -> list[torch.Tensor]:
         """``logits [B, C_total]`` split into one ``[B, C_f]`` block per head, in head order."""

@@ -38,6 +38,8 @@ def rules_of(*rows: tuple[list[int], int, int, int]) -> PhraseRules:
         torch.tensor([END]),
         torch.zeros(0, dtype=torch.long),
         torch.full([0, 1], -1, dtype=torch.long),
+        torch.full([0, 1], -1, dtype=torch.long),
+        *(torch.zeros(0, dtype=torch.long) for _ in range(8)),
     )
 
 
@@ -52,6 +54,132 @@ def test_a_rule_sits_where_the_training_sentences_commit_to_one_class():
     assert rows == [(0, (2,), 3, 2), (0, (2,), 4, 0), (1, (5, 6), 7, 1), (1, (5, 6), 8, 0)]
     assert rules.context.shape[1] == 3 and bool((rules.context[:, -1] == -1).all())
     assert int(rules.sentence_end) == END
+
+
+def with_gate(rules: PhraseRules, context: list[int], finding: int, words: list[int], may_end: bool = False
+              ) -> PhraseRules:
+    """``rules`` plus one gate: after ``context`` the sentence names ``finding``, whose training words are ``words``."""
+    return rules._replace(
+        gate_context=torch.tensor([context + [-1]]), gate_length=torch.tensor([len(context)]),
+        gate_finding=torch.tensor([finding]), gate_end=torch.tensor([int(may_end)]),
+        word_finding=torch.full([len(words)], finding), word_id=torch.tensor(words), gate_strict=torch.tensor([0]))
+
+
+def test_gates_sit_where_a_sentence_has_named_a_finding_but_not_its_class():
+    # LVI (finding 1): "5 6 7" present, "5 6 8 7" absent; "5 3" states nothing; diagnosis (0): "2 4", "2 3"
+    sentences = [([5, 6, 7], [-1, 1]), ([5, 6, 8, 7], [-1, 0]), ([5, 3], [-1, -1]), ([2, 4], [0, -1]),
+                 ([2, 3], [2, -1])]
+    rules = build_phrase_rules(sentences, 2, END)
+    gates = sorted((tuple(rules.gate_context[g, : int(rules.gate_length[g])].tolist()), int(rules.gate_finding[g]),
+                    int(rules.gate_end[g])) for g in range(rules.gate_finding.shape[0]))
+    # "5" also starts a sentence that states no finding: not a gate; "5 6" names LVI with both classes ahead;
+    # "5 6 8" has committed (absent): not a gate
+    assert gates == [((2,), 0, 0), ((5, 6), 1, 0)]
+    words = sorted(zip(rules.word_finding.tolist(), rules.word_id.tolist(), strict=True))
+    assert words == [(0, 2), (0, 3), (0, 4), (1, 5), (1, 6), (1, 7), (1, 8)]
+    # a training sentence that ends at the gate's context lets the sentence end there
+    ended = build_phrase_rules([*sentences, ([5, 6], [-1, 1])], 2, END)
+    at = [g for g in range(ended.gate_finding.shape[0]) if int(ended.gate_length[g]) == 2]
+    assert [int(ended.gate_end[g]) for g in at] == [1]
+
+
+@pytest.mark.parametrize("beam_size", [1, 3])
+def test_at_a_gate_only_the_findings_words_may_follow(beam_size):
+    model = grounded_model()
+    feats = torch.randn(2, 20, SMALL["in_dim"])
+    inert = rules_of(([0], 1, 1, 0))  # holds rules, never fires (no sentence starts with the report's end)
+    with_finding_phrases(model, inert)
+    free = model.generate(feats, beam_size=beam_size, max_len=8)
+    first, second = int(free[0, 0]), int(free[0, 1])
+    others = [w for w in range(1, SMALL["vocab_size"]) if w not in (first, second)]
+    allowed = others[:3]
+    with_finding_phrases(model, with_gate(inert, [first], 1, allowed))
+    gated = model.generate(feats, beam_size=beam_size, max_len=8)
+    for row in range(gated.shape[0]):
+        words = gated[row].tolist()
+        for t in range(1, len(words)):
+            sentence_start = t == 1 or words[t - 2] == END
+            if words[t - 1] == first and sentence_start:
+                assert words[t] in allowed, (row, words)
+    if beam_size == 1:
+        assert int(gated[0, 0]) == first and int(gated[0, 1]) in allowed
+    # the sentence end is a finding's word only where a training sentence ended at the gate
+    with_finding_phrases(model, with_gate(inert._replace(sentence_end=torch.tensor([second])), [first], 1, allowed,
+                                          may_end=True))
+    if beam_size == 1:
+        assert torch.equal(model.generate(feats, beam_size=1, max_len=8)[0, :2], free[0, :2])
+    assert torch.equal(torch.jit.script(model).generate(feats, beam_size=beam_size, max_len=8),
+                       model.generate(feats, beam_size=beam_size, max_len=8))
+    # rules saved before the gates existed load without gates and decode as before
+    with_finding_phrases(model, with_gate(inert, [first], 1, allowed))
+    old = {k: v for k, v in model.state_dict().items() if ".phrase_gate" not in k and ".phrase_word_" not in k}
+    built = grounded_model(seed=2)
+    built.load_state_dict(old)
+    assert built.findings.phrase_rules().gate_finding.shape == (0,)
+    assert torch.equal(built.generate(feats, beam_size=beam_size, max_len=8), free)
+
+
+def test_a_start_committed_to_a_class_its_words_do_not_state_yet_is_a_strict_gate():
+    # LVI (finding 1): "5 6 7" present, "5 8 9" and "5 8 4 9" absent; a reader understands a start only once it
+    # holds 7 (present) or 9 (absent)
+    sentences = [([5, 6, 7], [-1, 1]), ([5, 8, 9], [-1, 0]), ([5, 8, 4, 9], [-1, 0]), ([2, 3], [-1, -1])]
+
+    def reads(words):
+        return [-1, 1 if 7 in words else 0 if 9 in words else -1]
+
+    rules = build_phrase_rules(sentences, 2, END, reads=reads)
+    gates = {tuple(rules.gate_context[g, : int(rules.gate_length[g])].tolist()): int(rules.gate_strict[g])
+             for g in range(rules.gate_finding.shape[0])}
+    # "5": both classes ahead (loose); "5 6", "5 8", "5 8 4": committed, not yet said (strict); "5 6 7" says it
+    assert gates == {(5,): 0, (5, 6): 1, (5, 8): 1, (5, 8, 4): 1}
+    order = list(gates)
+    allowed = sorted((order[g], w) for g, w in zip(rules.strict_gate.tolist(), rules.strict_word.tolist(),
+                                                      strict=True))
+    assert allowed == [((5, 6), 7), ((5, 8), 4), ((5, 8), 9), ((5, 8, 4), 9)]
+    # without a reader there are no strict gates
+    assert int(build_phrase_rules(sentences, 2, END).gate_strict.sum()) == 0
+
+
+@pytest.mark.parametrize("beam_size", [1, 3])
+def test_at_a_strict_gate_only_the_training_continuations_may_follow(beam_size):
+    model = grounded_model()
+    feats = torch.randn(2, 20, SMALL["in_dim"])
+    inert = rules_of(([0], 1, 1, 0))
+    with_finding_phrases(model, inert)
+    free = model.generate(feats, beam_size=beam_size, max_len=8)
+    first, second = int(free[0, 0]), int(free[0, 1])
+    finding_words = [w for w in range(1, SMALL["vocab_size"]) if w != first]  # second among them
+    following = [w for w in finding_words if w != second][:1]
+    strict = with_gate(inert, [first], 1, finding_words)._replace(
+        gate_strict=torch.tensor([1]), strict_gate=torch.tensor([0]), strict_word=torch.tensor(following))
+    with_finding_phrases(model, strict)
+    out = model.generate(feats, beam_size=beam_size, max_len=8)
+    for row in range(out.shape[0]):
+        words = out[row].tolist()
+        for t in range(1, len(words)):
+            if words[t - 1] == first and (t == 1 or words[t - 2] == END):
+                assert words[t] == following[0], (row, words)
+    if beam_size == 1:
+        assert out[0, :2].tolist() == [first, following[0]]
+    # the same gate, not strict: the finding's words (``second`` among them) may follow
+    with_finding_phrases(model, strict._replace(gate_strict=torch.tensor([0])))
+    if beam_size == 1:
+        assert torch.equal(model.generate(feats, beam_size=1, max_len=8)[0, :2], free[0, :2])
+    with pytest.raises(ValueError, match="strict_gate names a gate outside"):
+        with_finding_phrases(model, strict._replace(strict_gate=torch.tensor([1])))
+
+
+def test_bad_gates_are_refused():
+    model = grounded_model()
+    inert = rules_of(([0], 1, 1, 0))
+    with pytest.raises(ValueError, match="gate_finding names a finding outside"):
+        with_finding_phrases(model, with_gate(inert, [3], 2, [4]))
+    with pytest.raises(ValueError, match="one row per gate"):
+        with_finding_phrases(model, with_gate(inert, [3], 1, [4])._replace(gate_end=torch.tensor([0, 1])))
+    with pytest.raises(ValueError, match="at least one word"):
+        with_finding_phrases(model, with_gate(inert, [], 1, [4]))
+    with pytest.raises(ValueError, match="outside the model's vocabulary"):
+        model.findings.check_phrase_rules(with_gate(inert, [3], 1, [SMALL["vocab_size"] + 5]), SMALL["vocab_size"])
 
 
 @pytest.mark.parametrize("beam_size", [1, 3])
@@ -191,6 +319,33 @@ def test_rules_of_a_training_annotation_name_the_words_that_state_lvi(tmp_path):
              for k, c in enumerate(labeler.classes["lymphovascular_invasion"])}
     assert texts == {"present": "lymphovascular invasion present .", "absent": "lymphovascular invasion absent ."}
     assert finding_phrase_rules(labeler, vocab, path, "false") is None
+
+
+def test_gates_of_a_training_annotation_hold_a_finding_sentence_until_it_says_its_class(tmp_path):
+    free, involved = "The carcinoma is clear of all margins.", "Tumour is present at the inked margin."
+    reports = ([f"Clear cell carcinoma. Lymphovascular invasion is identified. {free}"] * 3
+               + [f"Papillary carcinoma. Lymphovascular invasion is not seen. {involved}"] * 3
+               + [f"Clear cell carcinoma. No lymphovascular invasion. {free}"] * 3)
+    vocab, labeler, rules, _ = _training_rules(tmp_path, reports)
+
+    def text(g: int) -> str:
+        return " ".join(vocab.id_to_token(i) for i in rules.gate_context[g, : int(rules.gate_length[g])].tolist())
+
+    gates = {text(g): (labeler.names[int(rules.gate_finding[g])], int(rules.gate_strict[g]))
+             for g in range(rules.gate_finding.shape[0])}
+    # named, both classes ahead: only LVI's words may follow
+    assert gates["lymphovascular invasion is"] == ("lymphovascular_invasion", 0)
+    # committed to a free margin ("clear") before saying "margins": only the training words may follow
+    assert gates["the carcinoma is clear"] == ("margin", 1)
+    assert gates["the carcinoma is clear of all"] == ("margin", 1)
+    assert "the carcinoma is clear of all margins" not in gates  # said: the sentence is free again
+    following = {(text(int(g)), vocab.id_to_token(int(w)))
+                 for g, w in zip(rules.strict_gate, rules.strict_word, strict=True)}
+    assert ("the carcinoma is clear", "of") in following
+    assert not any(context == "the carcinoma is clear" and word != "of" for context, word in following)
+    lvi_words = {vocab.id_to_token(int(w)) for f, w in zip(rules.word_finding, rules.word_id, strict=True)
+                 if labeler.names[int(f)] == "lymphovascular_invasion"}
+    assert lvi_words == {"lymphovascular", "invasion", "is", "identified", "not", "seen", "no"}
 
 
 def test_grade_rules_commit_at_the_tier_whatever_system_the_sentence_names(tmp_path):
