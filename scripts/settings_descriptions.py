@@ -105,7 +105,8 @@ DESCRIPTIONS: dict[str, str] = {
     "finding_heads": "train auxiliary finding classifiers on the slide embedding (grounds the report in the slide)",
     "finding_loss_weight": "weight of the finding heads' loss next to the report loss",
     "word_dropout": "share of teacher-forced input words replaced by <unk> in training",
-    "finding_phrase_decoding": "decoding writes the finding heads' class (bans words that state another class)",
+    "finding_phrase_decoding": ("decoding writes the finding heads' class (bans words that state another class; "
+                                "a finding's sentence keeps to its words until it states the class)"),
     "text_encoder": "local sentence-embedding checkpoint for the EMB part of the REG score (null: not scored)",
     "write_findings": "write <id>.findings.json and finding columns in reports.csv",
     "report_data": _DERIVED + "the dataset (or built demo) the run uses: annotation file, feature folder, dim",

@@ -25,15 +25,16 @@ finding use, and the sentence (or the report) may only end where a training sent
 the decoder drifted into another finding's words before committing, and no rule applied: renal-two's
 reports wrote "lymphovascular invasion is clear of all surgical margins are free of tumour" and a bare
 "lymphovascular invasion." on slides the LVI head had called absent, which a reader takes as "present".
-Once the sentence has committed to a class but does not yet say it in words a reader understands ("the
-carcinoma is clear": committed to a negative margin, the word "margin" still to come), the gate is *strict*:
-only the words that followed those words in the training sentences may come next, until the sentence has
-said it ("the carcinoma is clear of all margins"). renal-two wrote "the carcinoma is clear of tumour size 12
-mm", which states no margin, and as the rule word had fired no margin sentence was appended either.
-Before the commit the finding's own words stay allowed off the training phrases ("lymph nodes negative for metastatic
-carcinoma" where training sentences only began "lymph nodes 3 of 19 ..."): holding the sentence to the
-exact training phrases pushed the decoder into phrasings it had not learnt and cost BLEU-4 and the
-lymph-node finding on renal-two (0.299 -> 0.254, 0.65 -> 0.20).
+The finding's own words stay allowed off the training phrases ("lymph nodes negative for metastatic
+carcinoma" where the training sentences only began "lymph nodes 3 of 19 ..."): holding the sentence to the
+exact training phrases pushed the decoder into phrasings it had not learnt (renal-two: BLEU-4 0.299 ->
+0.254, lymph nodes 0.65 -> 0.20).
+
+Once the sentence has committed to a class but its words do not state it yet ("the carcinoma is clear":
+committed to a free margin, "margins" still to come), the gate is *strict*: only the words that followed
+those words in the training sentences may come next, until the sentence has said it ("the carcinoma is
+clear of all margins"). renal-two wrote "the carcinoma is clear of tumour size 12 mm", which states no
+margin, and since the rule word had fired no margin sentence was appended either.
 
 Everything here is tensors and NamedTuples, so ``torch.jit.script`` compiles the model with it. The rules
 are buffers of :class:`scripts.networks.finding_heads.SlideFindingHeads` (saved in ``model.pt``); a model
