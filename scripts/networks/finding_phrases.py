@@ -139,14 +139,13 @@ def phrase_ban(rules: PhraseRules, state: PhraseState, decisions: torch.Tensor, 
     at_gate = state.gate_alive & (rules.gate_length[None, :] == state.length[:, None])  # [H, G]
     strict = rules.gate_strict[None, :] > 0
     loose = (at_gate & ~strict).to(logprobs.dtype)
-    num_findings = int(rules.gate_finding.max()) + 1
+    num_findings = int(torch.cat([rules.gate_finding, rules.word_finding]).max()) + 1
     findings = torch.zeros(at_gate.shape[0], num_findings, dtype=logprobs.dtype, device=logprobs.device)
     findings = findings.scatter_add_(1, rules.gate_finding[None, :].expand(at_gate.shape[0], -1),
                                      loose)  # [H, F]: the findings each uncommitted sentence is naming
-    words = torch.zeros(num_findings, logprobs.shape[1], dtype=logprobs.dtype, device=logprobs.device)
-    keep = rules.word_finding < num_findings
-    words[rules.word_finding[keep], rules.word_id[keep]] = 1.0  # [F, V]: each finding's words
-    allowed = findings @ words  # [H, V]
+    # each (finding, word) pair allows its word where its finding is named: O(H * W), as the bans above
+    allowed = torch.zeros_like(logprobs).scatter_add_(
+        1, rules.word_id[None, :].expand(at_gate.shape[0], -1), findings.index_select(1, rules.word_finding))
     if rules.strict_word.shape[0] > 0:
         after = (at_gate & strict).to(logprobs.dtype).index_select(1, rules.strict_gate)  # [H, S]
         allowed = allowed.scatter_add_(1, rules.strict_word[None, :].expand(at_gate.shape[0], -1), after)
