@@ -306,7 +306,8 @@ class HistGen(SlideEncoder):
                 seqs = seqs.gather(1, beam_ix.unsqueeze(-1).expand(-1, -1, seqs.shape[-1]))
             seqs = torch.cat([seqs, words.unsqueeze(-1)], dim=-1)
             kept = (beam_ix + offsets * width).reshape(-1)
-            cache = select_hypotheses(cache, kept)
+            # after the first step every row continues a beam of its own bag: the bag's memory stays in place
+            cache = select_hypotheses(cache, kept, t == 0)
             if constrained:
                 phrases = phrase_advance(rules, phrase_select(phrases, kept), words.reshape(-1))
 

@@ -204,14 +204,28 @@ class ReportDecoder(nn.Module):
                                       cache.context_k, cache.context_v, cache.step + 1)
 
 
-def select_hypotheses(cache: DecoderCache, index: torch.Tensor) -> DecoderCache:
-    """Keep/reorder/duplicate hypotheses: ``index [B'] long`` into the batch axis of every per-hypothesis tensor."""
+def select_hypotheses(cache: DecoderCache, index: torch.Tensor, memory_too: bool = True) -> DecoderCache:
+    """Keep/reorder/duplicate hypotheses: ``index [B'] long`` into the batch axis of every per-hypothesis tensor.
+
+    Args:
+        cache: the decoding state.
+        index: the hypothesis each new row continues.
+        memory_too: also select the projected memory (``cross_k``, ``cross_v``, ``cross_mask``). Pass False only
+            when every new row continues a hypothesis of its own bag and the batch keeps its size (a beam
+            search's reordering after its first step): the rows of one bag hold the same memory, so selecting
+            it copies ~3 MB per layer per step in the released configuration for nothing.
+    """
+    self_k = [t.index_select(0, index) for t in cache.self_k]
+    self_v = [t.index_select(0, index) for t in cache.self_v]
+    if not memory_too:
+        return DecoderCache(self_k, self_v, cache.cross_k, cache.cross_v, cache.cross_mask, cache.context_k,
+                            cache.context_v, cache.step)
     cross_mask = cache.cross_mask
     if cross_mask is not None:
         cross_mask = cross_mask.index_select(0, index)
     return DecoderCache(
-        [t.index_select(0, index) for t in cache.self_k],
-        [t.index_select(0, index) for t in cache.self_v],
+        self_k,
+        self_v,
         [t.index_select(0, index) for t in cache.cross_k],
         [t.index_select(0, index) for t in cache.cross_v],
         cross_mask,

@@ -205,3 +205,24 @@ def test_the_decoder_reads_any_memory_with_its_mask():
     logprobs, _ = model.decode_step(torch.zeros(2, dtype=torch.long), cache)
     torch.testing.assert_close(logprobs, model.decode_step(torch.zeros(2, dtype=torch.long),
                                                            model.start_decoding(encoding))[0])
+
+
+def test_beam_search_keeps_each_bags_memory_without_reselecting_it(monkeypatch):
+    """After the first step the beams of a bag share its memory, so the search no longer selects it; ids
+    must match a search that selects it at every step, on a padded batch whose bags' memories differ."""
+    import scripts.networks.histgen as histgen_module
+    from scripts.networks.report_decoder import select_hypotheses
+
+    model = make_model(seed=5)
+    feats, mask = pad([torch.randn(n, SMALL["in_dim"]) for n in (5, 17, 30)])
+    encoded = model.encode(feats, mask)
+    cache = model.start_decoding(encoded)
+    kept = select_hypotheses(cache, torch.tensor([2, 1, 0]), memory_too=False)
+    assert kept.cross_k[0] is cache.cross_k[0] and kept.cross_mask is cache.cross_mask
+    fast = model.beam_search(encoded, 3, 14, early_stop=False)
+    monkeypatch.setattr(histgen_module, "select_hypotheses", lambda c, i, memory_too=True: select_hypotheses(c, i))
+    always = model.beam_search(encoded, 3, 14, early_stop=False)
+    assert fast.tolist() == always.tolist()
+    for row, n in enumerate((5, 17, 30)):
+        alone = model.beam_search(model.encode(feats[row : row + 1, :n]), 3, 14, early_stop=False)
+        assert alone.tolist() == fast[row : row + 1].tolist()
