@@ -49,6 +49,8 @@ class BundleRun:
         epochs_run: epochs trained (early stopping included), or None when unknown.
         config_digest: SHA-256 of the training config file's text when it was trained (a finished run is
             reused only with the same config).
+        seed: the ``--seed`` the training ran with, or None for the config's own (a finished run is reused only
+            with the same seed).
     """
 
     run_dir: Path
@@ -59,6 +61,7 @@ class BundleRun:
     best_epoch: int | None = None
     epochs_run: int | None = None
     config_digest: str | None = None
+    seed: int | None = None
 
 
 def _run(command: list[str], log: Path) -> float:
@@ -87,19 +90,24 @@ def _epochs_run(checkpoint: Path) -> int | None:
         return None
 
 
-def train_bundle(run_dir: Path, data_args: list[str], extra_args: list[str], config_file: str = "configs/train.json"
-                 ) -> BundleRun:
+def train_bundle(run_dir: Path, data_args: list[str], extra_args: list[str], config_file: str = "configs/train.json",
+                 seed: int | None = None) -> BundleRun:
     """Run ``training`` into a fresh ``run_dir`` with ``data_args`` (``--dataset_dir ...`` or ``--demo#...``) and
-    the user's ``extra_args`` (overrides such as ``--max_epochs 2``)."""
+    the user's ``extra_args`` (overrides such as ``--max_epochs 2``); with ``seed``, ``--seed seed`` as well
+    (the user's own ``--seed`` in ``extra_args`` wins: then ``seed`` is not passed)."""
     run_dir.mkdir(parents=True, exist_ok=True)
     for name in _FRESH:
         shutil.rmtree(run_dir / name, ignore_errors=True)
     (run_dir / RECORD_NAME).unlink(missing_ok=True)
     log = run_dir / "bundle.log"
     log.unlink(missing_ok=True)
+    if "--seed" in extra_args:
+        seed = None
+    seed_args = [] if seed is None else ["--seed", str(seed)]
     command = [sys.executable, "-m", "monai.bundle", "run", "training", "--config_file", config_file,
-               *data_args, "--output_dir", str(run_dir), *extra_args]
-    run = BundleRun(run_dir=run_dir, train_seconds=_run(command, log), config_digest=config_digest(config_file))
+               *data_args, "--output_dir", str(run_dir), *seed_args, *extra_args]
+    run = BundleRun(run_dir=run_dir, train_seconds=_run(command, log), config_digest=config_digest(config_file),
+                    seed=seed)
     best = run_dir / "checkpoints" / "best.json"
     if best.is_file():
         run.best_epoch = json.loads(best.read_text(encoding="utf-8")).get("epoch")
@@ -119,14 +127,15 @@ def evaluate_bundle(run: BundleRun, dataset_dir: Path, annotation_file: Path,
     run.reports_csv = run.run_dir / "eval" / "reports.csv"
     record = {"train_seconds": run.train_seconds, "eval_seconds": run.eval_seconds, "metrics": run.metrics,
               "best_epoch": run.best_epoch, "epochs_run": run.epochs_run, "config_digest": run.config_digest,
-              "data": [str(dataset_dir), str(annotation_file)]}
+              "data": [str(dataset_dir), str(annotation_file)], "seed": run.seed}
     atomic_write_json(run.run_dir / RECORD_NAME, record)
     return run
 
 
-def finished_run(run_dir: Path, dataset_dir: Path, annotation_file: Path, config_file: str = "configs/train.json"
-                 ) -> BundleRun | None:
-    """The run recorded in ``run_dir`` if it finished with the same training config (same bytes) and was
+def finished_run(run_dir: Path, dataset_dir: Path, annotation_file: Path, config_file: str = "configs/train.json",
+                 seed: int | None = None) -> BundleRun | None:
+    """The run recorded in ``run_dir`` if it finished with the same training config (same bytes) and ``seed``
+    (None: the config's own; a record from before seeds were recorded ran with the config's own) and was
     evaluated on the same data, else None."""
     try:
         record = json.loads((run_dir / RECORD_NAME).read_text(encoding="utf-8"))
@@ -135,8 +144,8 @@ def finished_run(run_dir: Path, dataset_dir: Path, annotation_file: Path, config
     reports = run_dir / "eval" / "reports.csv"
     if record.get("data") != [str(dataset_dir), str(annotation_file)] or not reports.is_file():
         return None
-    if record.get("config_digest") != config_digest(config_file):
+    if record.get("config_digest") != config_digest(config_file) or record.get("seed") != seed:
         return None
     return BundleRun(run_dir=run_dir, train_seconds=record["train_seconds"], eval_seconds=record["eval_seconds"],
                      metrics=record["metrics"], reports_csv=reports, best_epoch=record["best_epoch"],
-                     epochs_run=record["epochs_run"], config_digest=record["config_digest"])
+                     epochs_run=record["epochs_run"], config_digest=record["config_digest"], seed=seed)

@@ -26,7 +26,7 @@ from scripts.data import find_feature_file, read_feature_file, read_feature_head
 
 from .abmil_bound import train_abmil
 from .bundle_runs import BundleRun, evaluate_bundle, finished_run, train_bundle
-from .control import benchmark_diagnosis, dealing_seed, demo_diagnosis, shuffled_annotation
+from .control import benchmark_diagnosis, dealing_model_seed, dealing_seed, demo_diagnosis, shuffled_annotation
 from .dataset import make_benchmark_dataset
 from .registry import BenchmarkEntry
 from .scoring import BenchmarkTruth, ReportScores, demo_truth, read_reports_csv, score_reports, synthetic_truth
@@ -139,14 +139,17 @@ def _blind_row(entry: BenchmarkEntry, scores: list[ReportScores]) -> TableRow:
 
 
 def _trained(run_dir: Path, data_args: list[str], dataset_dir: Path, annotation_file: Path,
-             settings: SuiteSettings) -> BundleRun:
-    """Train into ``run_dir`` and evaluate on the true test pairs, or reuse a finished run there."""
+             settings: SuiteSettings, seed: int | None = None) -> BundleRun:
+    """Train into ``run_dir`` (with bundle ``seed``, None: the config's) and evaluate on the true test pairs, or
+    reuse a finished run there."""
+    if "--seed" in settings.extra_args:
+        seed = None  # the user's own seed wins (train_bundle passes theirs)
     if settings.reuse_runs:
-        run = finished_run(run_dir, dataset_dir, annotation_file, settings.train_config)
+        run = finished_run(run_dir, dataset_dir, annotation_file, settings.train_config, seed)
         if run is not None:
             logger.info("reusing the finished run in %s", run_dir)
             return run
-    run = train_bundle(run_dir, data_args, list(settings.extra_args), settings.train_config)
+    run = train_bundle(run_dir, data_args, list(settings.extra_args), settings.train_config, seed)
     return evaluate_bundle(run, dataset_dir, annotation_file, settings.eval_config)
 
 
@@ -198,7 +201,7 @@ def run_benchmark(entry: BenchmarkEntry, settings: SuiteSettings) -> tuple[list[
         atomic_write_json(annotation_file, shuffled_annotation(annotation, dealing_seed(base_seed, dealing), class_of))
         run = _trained(runs_dir / f"control-{dealing + 1}", ["--dataset_dir", str(dataset_dir), "--annotation_file",
                                                               str(annotation_file)], dataset_dir, true_annotation,
-                       settings)
+                       settings, dealing_model_seed(base_seed, dealing))
         control_scores.append(_run_scores(run, truth))
         controls.append(_report_row(entry, f"control, dealing {dealing + 1}", run, truth, control_scores[-1]))
     if len(controls) > 1:

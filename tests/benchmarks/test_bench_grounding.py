@@ -15,6 +15,8 @@ import torch
 
 from benchmarks.grounding import FINDINGS, BenchmarkParams, make_benchmark_dataset, read_labels
 from benchmarks.grounding.abmil_bound import train_abmil
+from benchmarks.grounding.bundle_runs import RECORD_NAME, finished_run
+from benchmarks.grounding.control import dealing_model_seed
 from benchmarks.grounding.scoring import read_reports_csv, score_reports, synthetic_truth
 from benchmarks.grounding.suite import SuiteSettings, variant_name
 from benchmarks.grounding.table import COLUMNS, TableRow, markdown_table
@@ -134,6 +136,23 @@ def test_fewer_than_one_control_dealing_is_refused_before_anything_runs(tmp_path
     assert not (tmp_path / "out").exists()
 
 
+def test_a_finished_run_is_reused_only_with_the_seed_it_was_trained_with(tmp_path):
+    from benchmarks.grounding.bundle_runs import config_digest
+
+    run_dir, data, annotation = tmp_path / "run", tmp_path / "features", tmp_path / "annotation.json"
+    (run_dir / "eval").mkdir(parents=True)
+    (run_dir / "eval" / "reports.csv").write_text("id,generated,reference\n", encoding="utf-8")
+    record = {"train_seconds": 1.0, "eval_seconds": 1.0, "metrics": {}, "best_epoch": 1, "epochs_run": 2,
+              "config_digest": config_digest("configs/train.json"), "data": [str(data), str(annotation)]}
+    (run_dir / RECORD_NAME).write_text(json.dumps(record), encoding="utf-8")  # written before seeds were recorded
+    assert finished_run(run_dir, data, annotation).seed is None
+    assert finished_run(run_dir, data, annotation, seed=7) is None
+    (run_dir / RECORD_NAME).write_text(json.dumps({**record, "seed": 7}), encoding="utf-8")
+    assert finished_run(run_dir, data, annotation) is None
+    assert finished_run(run_dir, data, annotation, seed=7).seed == 7
+    assert finished_run(run_dir, tmp_path / "other", annotation, seed=7) is None
+
+
 def test_variant_names():
     assert variant_name(()) == "defaults"
     assert variant_name(("--val_metric", "BLEU_4")) != variant_name(("--val_metric", "ROUGE_L"))
@@ -175,6 +194,10 @@ def test_quick_suite_runs_the_bundle_and_writes_the_table(tmp_path):
         folder = {"control, dealing 2": "control-2"}.get(name, name)
         run_dir = tmp_path / "runs" / "quick" / variant_name(("--max_epochs", "2")) / folder
         assert (run_dir / "eval" / "reports.csv").is_file()
+        # a further dealing trains with a seed of its own (an independent replicate), the others with the config's
+        seed = dealing_model_seed(3, 1) if folder == "control-2" else None
+        assert json.loads((run_dir / RECORD_NAME).read_text())["seed"] == seed
+        assert ("--seed " + str(seed) in (run_dir / "bundle.log").read_text()) == (seed is not None)
     assert all(0.0 <= v <= 1.0 for v in rows["ABMIL"]["balanced_accuracy"].values())
     assert rows["chance"]["accuracy"]["diagnosis"] == pytest.approx(1 / 3)
     assert payload["readers"]["quick"].startswith("scripts.metrics.extract_findings")

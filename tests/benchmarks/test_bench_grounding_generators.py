@@ -130,6 +130,15 @@ def test_further_control_dealings_are_other_balanced_dealings_of_the_same_report
         dealing_seed(SMALL.seed, -1)
 
 
+def test_every_further_control_dealing_trains_with_a_seed_of_its_own():
+    from benchmarks.grounding.control import dealing_model_seed
+
+    assert dealing_model_seed(SMALL.seed, 0) is None  # the first dealing keeps the config's seed
+    seeds = [dealing_model_seed(SMALL.seed, k) for k in range(1, 6)]
+    assert len(set(seeds)) == 5 and all(isinstance(s, int) and 0 <= s < 2**31 - 1 for s in seeds)
+    assert seeds == [dealing_model_seed(SMALL.seed, k) for k in range(1, 6)]
+
+
 def test_feature_dims_and_bag_sizes_of_the_suite_are_as_documented():
     params = [e.params for e in BENCHMARKS.values() if e.params is not None]
     assert {p.feature_dim for p in params} == {64, 384, 1024}
