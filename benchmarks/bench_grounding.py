@@ -61,8 +61,9 @@ def _parser() -> argparse.ArgumentParser:
                         help="auto: scripts.metrics.extract_findings when installed, else the benchmarks' known "
                              "phrases; phrases: always the known phrases")
     parser.add_argument("--control-dealings", "--control_dealings", dest="control_dealings", type=int, default=1,
-                        help="train the shuffled-pairs control on this many class-balanced dealings (default 1); "
-                             "the table adds a row per further dealing and their mean")
+                        help="train the shuffled-pairs control on this many class-balanced dealings (default 1), "
+                             "each after the first with a bundle seed of its own; the table adds a row per further "
+                             "dealing and their mean")
     parser.add_argument("--reuse-runs", "--reuse_runs", dest="reuse_runs", action="store_true",
                         help="keep finished bundle runs (same overrides, training config and data); score again")
     return parser

@@ -51,6 +51,8 @@ class BundleRun:
             reused only with the same config).
         seed: the ``--seed`` the training ran with, or None for the config's own (a finished run is reused only
             with the same seed).
+        training_digest: SHA-256 of the training annotation file (``--annotation_file``) it was trained on, or
+            None when it was not given one (the demos); a finished run is reused only with the same bytes.
     """
 
     run_dir: Path
@@ -62,6 +64,7 @@ class BundleRun:
     epochs_run: int | None = None
     config_digest: str | None = None
     seed: int | None = None
+    training_digest: str | None = None
 
 
 def _run(command: list[str], log: Path) -> float:
@@ -75,6 +78,14 @@ def _run(command: list[str], log: Path) -> float:
         tail = "".join(log.read_text(encoding="utf-8", errors="replace").splitlines(keepends=True)[-25:])
         raise BundleRunError(f"exit code {code}: {' '.join(command)}\n(last lines of {log}):\n{tail}")
     return time.perf_counter() - start
+
+
+def training_digest(data_args: list[str]) -> str | None:
+    """SHA-256 of the ``--annotation_file`` named in ``data_args``, or None when there is none."""
+    if "--annotation_file" not in data_args:
+        return None
+    path = Path(data_args[data_args.index("--annotation_file") + 1])
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def config_digest(config_file: str) -> str:
@@ -106,8 +117,9 @@ def train_bundle(run_dir: Path, data_args: list[str], extra_args: list[str], con
     seed_args = [] if seed is None else ["--seed", str(seed)]
     command = [sys.executable, "-m", "monai.bundle", "run", "training", "--config_file", config_file,
                *data_args, "--output_dir", str(run_dir), *seed_args, *extra_args]
+    digest = training_digest(data_args)
     run = BundleRun(run_dir=run_dir, train_seconds=_run(command, log), config_digest=config_digest(config_file),
-                    seed=seed)
+                    seed=seed, training_digest=digest)
     best = run_dir / "checkpoints" / "best.json"
     if best.is_file():
         run.best_epoch = json.loads(best.read_text(encoding="utf-8")).get("epoch")
@@ -127,16 +139,18 @@ def evaluate_bundle(run: BundleRun, dataset_dir: Path, annotation_file: Path,
     run.reports_csv = run.run_dir / "eval" / "reports.csv"
     record = {"train_seconds": run.train_seconds, "eval_seconds": run.eval_seconds, "metrics": run.metrics,
               "best_epoch": run.best_epoch, "epochs_run": run.epochs_run, "config_digest": run.config_digest,
-              "data": [str(dataset_dir), str(annotation_file)], "seed": run.seed}
+              "data": [str(dataset_dir), str(annotation_file)], "seed": run.seed,
+              "training_digest": run.training_digest}
     atomic_write_json(run.run_dir / RECORD_NAME, record)
     return run
 
 
 def finished_run(run_dir: Path, dataset_dir: Path, annotation_file: Path, config_file: str = "configs/train.json",
-                 seed: int | None = None) -> BundleRun | None:
+                 seed: int | None = None, data_args: list[str] | None = None) -> BundleRun | None:
     """The run recorded in ``run_dir`` if it finished with the same training config (same bytes) and ``seed``
-    (None: the config's own; a record from before seeds were recorded ran with the config's own) and was
-    evaluated on the same data, else None."""
+    (None: the config's own; a record from before seeds were recorded ran with the config's own), was trained on
+    the same annotation bytes as ``data_args`` names (when given; a record without that digest is not reused
+    then) and was evaluated on the same data, else None."""
     try:
         record = json.loads((run_dir / RECORD_NAME).read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -146,6 +160,10 @@ def finished_run(run_dir: Path, dataset_dir: Path, annotation_file: Path, config
         return None
     if record.get("config_digest") != config_digest(config_file) or record.get("seed") != seed:
         return None
+    digest = None if data_args is None else training_digest(data_args)
+    if digest is not None and record.get("training_digest") != digest:
+        return None
     return BundleRun(run_dir=run_dir, train_seconds=record["train_seconds"], eval_seconds=record["eval_seconds"],
                      metrics=record["metrics"], reports_csv=reports, best_epoch=record["best_epoch"],
-                     epochs_run=record["epochs_run"], config_digest=record["config_digest"], seed=seed)
+                     epochs_run=record["epochs_run"], config_digest=record["config_digest"], seed=seed,
+                     training_digest=record.get("training_digest"))

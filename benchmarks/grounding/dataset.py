@@ -156,6 +156,16 @@ def _result(out_dir: Path, params: BenchmarkParams, manifest: dict[str, Any], ge
     )
 
 
+def _refresh_control(out_dir: Path, params: BenchmarkParams) -> None:
+    """Rewrite a reused folder's control annotation when this code deals the reports differently (the dealing is
+    derived from ``annotation.json`` and the seed, so it is cheap to check)."""
+    annotation = json.loads((out_dir / ANNOTATION_NAME).read_text(encoding="utf-8"))
+    expected = shuffled_annotation(annotation, params.seed)
+    if json.loads((out_dir / SHUFFLED_ANNOTATION_NAME).read_text(encoding="utf-8")) != expected:
+        logger.info("the control's dealing changed: rewriting %s", out_dir / SHUFFLED_ANNOTATION_NAME)
+        atomic_write_json(out_dir / SHUFFLED_ANNOTATION_NAME, expected, indent=1)
+
+
 def make_benchmark_dataset(params: BenchmarkParams, out_dir: str | os.PathLike[str]) -> BenchmarkDataset:
     """Write the benchmark of ``params`` into ``out_dir``, or reuse it when ``manifest.json`` matches.
 
@@ -167,6 +177,7 @@ def make_benchmark_dataset(params: BenchmarkParams, out_dir: str | os.PathLike[s
     manifest = _reusable(out_dir, params)
     if manifest is not None:
         logger.info("reusing the grounding benchmark in %s", out_dir)
+        _refresh_control(out_dir, params)
         return _result(out_dir, params, manifest, generated=False)
     logger.info("writing the SYNTHETIC grounding benchmark %s in %s", params.key(), out_dir)
     (out_dir / MANIFEST_NAME).unlink(missing_ok=True)  # a half-written folder must never look complete

@@ -52,9 +52,10 @@ class SuiteSettings:
             (False: the benchmarks' known-phrase reader).
         reuse_runs: keep a run folder's finished run (same overrides, same training config bytes, same data)
             instead of training again; only the scoring is redone.
-        control_dealings: how many class-balanced dealings the control is trained on (each a full training);
-            with more than one the table gains a row per further dealing and their mean, since one control
-            training can land above chance by luck (docs/benchmarks.md).
+        control_dealings: how many class-balanced dealings the control is trained on (each a full training;
+            every dealing after the first with a bundle seed of its own, :func:`dealing_model_seed`, so that the
+            dealings are independent replicates); with more than one the table gains a row per further dealing
+            and their mean, since one control training can land above chance by luck (docs/benchmarks.md).
         train_config, eval_config: the bundle config files (repository-relative).
     """
 
@@ -145,7 +146,7 @@ def _trained(run_dir: Path, data_args: list[str], dataset_dir: Path, annotation_
     if "--seed" in settings.extra_args:
         seed = None  # the user's own seed wins (train_bundle passes theirs)
     if settings.reuse_runs:
-        run = finished_run(run_dir, dataset_dir, annotation_file, settings.train_config, seed)
+        run = finished_run(run_dir, dataset_dir, annotation_file, settings.train_config, seed, data_args)
         if run is not None:
             logger.info("reusing the finished run in %s", run_dir)
             return run

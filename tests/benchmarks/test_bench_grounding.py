@@ -137,7 +137,7 @@ def test_fewer_than_one_control_dealing_is_refused_before_anything_runs(tmp_path
 
 
 def test_a_finished_run_is_reused_only_with_the_seed_it_was_trained_with(tmp_path):
-    from benchmarks.grounding.bundle_runs import config_digest
+    from benchmarks.grounding.bundle_runs import config_digest, training_digest
 
     run_dir, data, annotation = tmp_path / "run", tmp_path / "features", tmp_path / "annotation.json"
     (run_dir / "eval").mkdir(parents=True)
@@ -151,6 +151,17 @@ def test_a_finished_run_is_reused_only_with_the_seed_it_was_trained_with(tmp_pat
     assert finished_run(run_dir, data, annotation) is None
     assert finished_run(run_dir, data, annotation, seed=7).seed == 7
     assert finished_run(run_dir, tmp_path / "other", annotation, seed=7) is None
+    # trained on other annotation bytes (a changed control dealing): not reused; the same bytes: reused
+    train_annotation = tmp_path / "control.json"
+    train_annotation.write_text('{"train": []}', encoding="utf-8")
+    args = ["--dataset_dir", str(data), "--annotation_file", str(train_annotation)]
+    assert finished_run(run_dir, data, annotation, seed=7, data_args=args) is None  # no digest recorded
+    (run_dir / RECORD_NAME).write_text(json.dumps({**record, "seed": 7, "training_digest": training_digest(args)}),
+                                       encoding="utf-8")
+    assert finished_run(run_dir, data, annotation, seed=7, data_args=args).training_digest == training_digest(args)
+    train_annotation.write_text('{"train": [1]}', encoding="utf-8")
+    assert finished_run(run_dir, data, annotation, seed=7, data_args=args) is None
+    assert training_digest(["--demo#source", "feature_bags"]) is None
 
 
 def test_variant_names():

@@ -130,6 +130,29 @@ def test_further_control_dealings_are_other_balanced_dealings_of_the_same_report
         dealing_seed(SMALL.seed, -1)
 
 
+def test_unequal_classes_are_dealt_so_that_a_slides_class_tells_nothing_about_its_reports():
+    from benchmarks.grounding.control import independent_report_order, shuffled_annotation
+
+    classes = ["a"] * 102 + ["b"] * 17 + ["c"] * 41
+    order = independent_report_order(classes, np.random.default_rng(0))
+    assert sorted(order) == list(range(len(classes)))  # every report dealt exactly once
+    pairs = Counter((classes[slide], classes[source]) for slide, source in enumerate(order))
+    sizes = Counter(classes)
+    for (slide_class, report_class), count in pairs.items():
+        assert abs(count - sizes[slide_class] * sizes[report_class] / len(classes)) <= 1
+    for slide_class in sizes:  # the share of each report class is the same whatever the slide's class
+        share = pairs[(slide_class, "a")] / sizes[slide_class]
+        assert abs(share - 102 / 160) < 0.07
+    # equal classes keep the round-robin dealing of the slide demo (the balanced benchmarks' controls unchanged)
+    true = {"train": [{"id": f"s{i}", "report": f"r{i}", "findings": {"diagnosis": "xy"[i % 2]}} for i in range(8)],
+            "val": [], "test": []}
+    from scripts.demo.slide_dataset import _balanced_report_order
+
+    dealt = shuffled_annotation(true, 5)
+    expected = _balanced_report_order(["xy"[i % 2] for i in range(8)], np.random.default_rng([5, 0, 0xC0]))
+    assert [item["report_from"] for item in dealt["train"]] == [f"s{i}" for i in expected]
+
+
 def test_every_further_control_dealing_trains_with_a_seed_of_its_own():
     from benchmarks.grounding.control import dealing_model_seed
 
