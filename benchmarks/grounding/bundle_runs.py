@@ -7,13 +7,13 @@ rerun does not rebuild the demo's slides. stdout/stderr go to ``<run_dir>/bundle
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,9 +21,10 @@ from typing import Any
 import torch
 
 from scripts.atomic_io import atomic_write_json
+from scripts.packaging.checksums import sha256_file
 
-__all__ = ["BUNDLE_ROOT", "RECORD_NAME", "BundleRun", "BundleRunError", "config_digest", "evaluate_bundle",
-           "finished_run", "train_bundle"]
+__all__ = ["BUNDLE_ROOT", "RECORD_NAME", "BundleRun", "BundleRunError", "config_digest", "effective_seed",
+           "evaluate_bundle", "finished_run", "train_bundle"]
 
 #: The report bundle's root (this repository), where the subprocesses run.
 BUNDLE_ROOT = Path(__file__).resolve().parents[2]
@@ -80,17 +81,22 @@ def _run(command: list[str], log: Path) -> float:
     return time.perf_counter() - start
 
 
+def effective_seed(seed: int | None, extra_args: Sequence[str]) -> int | None:
+    """The ``--seed`` a training gets from ``seed``: None (the user's own, or the config's) when the user's
+    ``extra_args`` already set one."""
+    return None if "--seed" in extra_args else seed
+
+
 def training_digest(data_args: list[str]) -> str | None:
     """SHA-256 of the ``--annotation_file`` named in ``data_args``, or None when there is none."""
     if "--annotation_file" not in data_args:
         return None
-    path = Path(data_args[data_args.index("--annotation_file") + 1])
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    return sha256_file(data_args[data_args.index("--annotation_file") + 1])
 
 
 def config_digest(config_file: str) -> str:
     """SHA-256 of a (repository-relative) bundle config file's bytes."""
-    return hashlib.sha256((BUNDLE_ROOT / config_file).read_bytes()).hexdigest()
+    return sha256_file(BUNDLE_ROOT / config_file)
 
 
 def _epochs_run(checkpoint: Path) -> int | None:
@@ -112,8 +118,7 @@ def train_bundle(run_dir: Path, data_args: list[str], extra_args: list[str], con
     (run_dir / RECORD_NAME).unlink(missing_ok=True)
     log = run_dir / "bundle.log"
     log.unlink(missing_ok=True)
-    if "--seed" in extra_args:
-        seed = None
+    seed = effective_seed(seed, extra_args)
     seed_args = [] if seed is None else ["--seed", str(seed)]
     command = [sys.executable, "-m", "monai.bundle", "run", "training", "--config_file", config_file,
                *data_args, "--output_dir", str(run_dir), *seed_args, *extra_args]

@@ -25,7 +25,7 @@ from scripts.atomic_io import atomic_write_json
 from scripts.data import find_feature_file, read_feature_file, read_feature_header
 
 from .abmil_bound import train_abmil
-from .bundle_runs import BundleRun, evaluate_bundle, finished_run, train_bundle
+from .bundle_runs import BundleRun, effective_seed, evaluate_bundle, finished_run, train_bundle
 from .control import benchmark_diagnosis, dealing_model_seed, dealing_seed, demo_diagnosis, shuffled_annotation
 from .dataset import make_benchmark_dataset
 from .registry import BenchmarkEntry
@@ -143,8 +143,7 @@ def _trained(run_dir: Path, data_args: list[str], dataset_dir: Path, annotation_
              settings: SuiteSettings, seed: int | None = None) -> BundleRun:
     """Train into ``run_dir`` (with bundle ``seed``, None: the config's) and evaluate on the true test pairs, or
     reuse a finished run there."""
-    if "--seed" in settings.extra_args:
-        seed = None  # the user's own seed wins (train_bundle passes theirs)
+    seed = effective_seed(seed, settings.extra_args)  # what train_bundle records, for the reuse check
     if settings.reuse_runs:
         run = finished_run(run_dir, dataset_dir, annotation_file, settings.train_config, seed, data_args)
         if run is not None:

@@ -137,7 +137,7 @@ def test_fewer_than_one_control_dealing_is_refused_before_anything_runs(tmp_path
 
 
 def test_a_finished_run_is_reused_only_with_the_seed_it_was_trained_with(tmp_path):
-    from benchmarks.grounding.bundle_runs import config_digest, training_digest
+    from benchmarks.grounding.bundle_runs import config_digest, effective_seed, training_digest
 
     run_dir, data, annotation = tmp_path / "run", tmp_path / "features", tmp_path / "annotation.json"
     (run_dir / "eval").mkdir(parents=True)
@@ -162,6 +162,8 @@ def test_a_finished_run_is_reused_only_with_the_seed_it_was_trained_with(tmp_pat
     train_annotation.write_text('{"train": [1]}', encoding="utf-8")
     assert finished_run(run_dir, data, annotation, seed=7, data_args=args) is None
     assert training_digest(["--demo#source", "feature_bags"]) is None
+    # the user's own --seed wins over a dealing's: none is passed or recorded then
+    assert effective_seed(7, ["--max_epochs", "2"]) == 7 and effective_seed(7, ["--seed", "1"]) is None
 
 
 def test_variant_names():
