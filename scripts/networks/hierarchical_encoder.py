@@ -13,6 +13,10 @@ from .layers import EncoderLayer, PositionEncoding, ReferenceLayerNorm
 
 # checkpointed region attention is recomputed in chunks of about this many tokens
 CHECKPOINT_CHUNK_TOKENS = 8192
+# without gradients the region layers run on runs of regions of about this many tokens (B * regions * region_size),
+# so that a layer's temporaries (~10 tensors of tokens x d_model) stay in the processor's caches instead of being
+# fresh tens-of-MB buffers (see docs/benchmarks.md, "Encoding in runs of regions")
+INFERENCE_CHUNK_TOKENS = 1024
 
 
 class LocalGlobalEncoder(nn.Module):
@@ -61,6 +65,8 @@ class LocalGlobalEncoder(nn.Module):
         # in chunks of about CHECKPOINT_CHUNK_TOKENS tokens (set from the config by the slide encoder)
         self.checkpoint_min_patches = 2**62
         self.checkpoint_chunk_tokens = CHECKPOINT_CHUNK_TOKENS
+        # without gradients, run the region layers on runs of regions of about this many tokens (0: all at once)
+        self.inference_chunk_tokens = INFERENCE_CHUNK_TOKENS
 
     def num_regions(self, num_patches: int) -> int:
         return max(1, math.ceil(num_patches / (self.region_size - 1)))
@@ -90,7 +96,29 @@ class LocalGlobalEncoder(nn.Module):
         if not torch.jit.is_scripting() and self.training and torch.is_grad_enabled():
             if x.shape[0] * x.shape[1] * (x.shape[2] - 1) >= self.checkpoint_min_patches:
                 return self._checkpointed_region_attention(layer, x, mask)
+        if not torch.is_grad_enabled():
+            return self._region_attention_in_runs(layer, x, mask)
         return self._region_attention(layer, x, mask)
+
+    def _runs(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """``x [B, R, rs, d]`` and ``mask [B, R, rs]`` cut into runs of regions of ~``inference_chunk_tokens`` tokens
+        (one run when that is 0 or the bag is smaller)."""
+        tokens = self.inference_chunk_tokens
+        if tokens <= 0 or x.shape[0] * x.shape[1] * x.shape[2] <= tokens:
+            return [x], [mask]
+        per_run = max(1, tokens // (x.shape[0] * x.shape[2]))
+        return list(x.split(per_run, dim=1)), list(mask.split(per_run, dim=1))
+
+    def _region_attention_in_runs(self, layer: int, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """:meth:`_region_attention` a run of regions at a time (regions are independent): the same result, with
+        temporaries that stay in cache (inference only: under autograd the runs' activations would all be kept)."""
+        xs, masks = self._runs(x, mask)
+        if len(xs) == 1:
+            return self._region_attention(layer, x, mask)
+        parts: list[torch.Tensor] = []
+        for i in range(len(xs)):
+            parts.append(self._region_attention(layer, xs[i], masks[i]))
+        return torch.cat(parts, dim=1)
 
     @torch.jit.unused
     def _checkpointed_region_attention(self, layer: int, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -147,6 +175,8 @@ class LocalGlobalEncoder(nn.Module):
         if not torch.jit.is_scripting() and self.training and torch.is_grad_enabled() and (
                 x.shape[0] * x.shape[1] * (x.shape[2] - 1) >= self.checkpoint_min_patches):
             pooled, weights = self._checkpointed_region_tail(x, token_mask)
+        elif not torch.is_grad_enabled():
+            pooled, weights = self._region_tail_in_runs(x, token_mask)
         else:
             pooled, weights = self._region_tail(x, token_mask)
         region_tokens = torch.tanh(self.pool_dense(pooled))
@@ -163,6 +193,19 @@ class LocalGlobalEncoder(nn.Module):
             scores = scores.masked_fill(~mask, float("-inf"))
         weights = torch.softmax(scores, dim=-1)
         return torch.sum(weights.unsqueeze(-1) * x, dim=2), weights
+
+    def _region_tail_in_runs(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`_region_tail` a run of regions at a time (inference, see :meth:`_region_attention_in_runs`)."""
+        xs, masks = self._runs(x, mask)
+        if len(xs) == 1:
+            return self._region_tail(x, mask)
+        pooled: list[torch.Tensor] = []
+        weights: list[torch.Tensor] = []
+        for i in range(len(xs)):
+            p, w = self._region_tail(xs[i], masks[i])
+            pooled.append(p)
+            weights.append(w)
+        return torch.cat(pooled, dim=1), torch.cat(weights, dim=1)
 
     @torch.jit.unused
     def _checkpointed_region_tail(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -39,8 +39,13 @@ class ReferenceLayerNorm(nn.Module):
             c = math.sqrt((n - 1) / n)
             return F.layer_norm(x, [n], self.weight * c, self.bias, (c * self.eps) ** 2)
         mean = x.mean(-1, keepdim=True)
-        std = x.std(-1, keepdim=True)
-        return self.weight * (x - mean) / (std + self.eps) + self.bias
+        centred = x - mean
+        if n < 2:
+            return self.weight * centred / (x.std(-1, keepdim=True) + self.eps) + self.bias
+        # the unbiased std as the norm of the centred values: torch's std (Welford updates along the last axis)
+        # takes ~3x the time of this whole norm on the CPU; the two agree to rounding (~1e-7 relative)
+        std = torch.linalg.vector_norm(centred, dim=-1, keepdim=True) / math.sqrt(n - 1)
+        return self.weight * centred / (std + self.eps) + self.bias
 
 
 def sinusoid_table(length: int, d_model: int, device: torch.device | None = None) -> torch.Tensor:
@@ -86,6 +91,37 @@ class PositionEncoding(nn.Module):
         return self.dropout(x + pos.to(x.dtype))
 
 
+#: inputs of at most this many rows (a decoding step's beams) are multiplied as ``weight @ rows^T``
+FEW_ROWS = 16
+
+
+class Linear(nn.Linear):
+    """:class:`torch.nn.Linear` that multiplies a few rows as ``weight @ x^T``.
+
+    A decoding step feeds one row per beam (3 in the released configuration) through ~30 layers whose weights
+    do not fit in the processor's caches. For ``x [3, 512]`` the library splits ``x @ weight^T`` over the 3 rows
+    and runs it on one thread; written as ``weight @ x^T`` it splits over the weight's rows, so every thread
+    streams its share of the weight (1.3x faster decoding with 2 threads, the same with 1). The function is the
+    same; the sums run in another order (~1e-7 relative). Parameter names are :class:`torch.nn.Linear`'s.
+    """
+
+    __constants__ = [*nn.Linear.__constants__, "few_rows"]
+    few_rows = FEW_ROWS
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        width = x.shape[-1]
+        if x.dim() < 2 or x.numel() > self.few_rows * width:
+            return F.linear(x, self.weight, self.bias)
+        rows = x.reshape(-1, width)
+        if self.bias is None:
+            out = torch.mm(self.weight, rows.t()).t()
+        else:
+            out = torch.addmm(self.bias.unsqueeze(1), self.weight, rows.t()).t()
+        shape = list(x.shape[:-1])
+        shape.append(self.weight.shape[0])
+        return out.reshape(shape)
+
+
 class MultiHeadAttention(nn.Module):
     """Multi-head scaled dot-product attention with boolean key masks.
 
@@ -97,10 +133,10 @@ class MultiHeadAttention(nn.Module):
         super().__init__()
         self.num_heads = num_heads
         self.d_head = d_model // num_heads
-        self.q_proj = nn.Linear(d_model, d_model)
-        self.k_proj = nn.Linear(d_model, d_model)
-        self.v_proj = nn.Linear(d_model, d_model)
-        self.out_proj = nn.Linear(d_model, d_model)
+        self.q_proj = Linear(d_model, d_model)
+        self.k_proj = Linear(d_model, d_model)
+        self.v_proj = Linear(d_model, d_model)
+        self.out_proj = Linear(d_model, d_model)
         self.dropout_p = dropout
         #: while training, drop attention probabilities with :func:`scripts.networks.fast_dropout.fast_dropout`
         #: (explicit softmax) instead of the fused kernel's dropout, which falls back to a slow Bernoulli draw
@@ -170,8 +206,8 @@ class FeedForward(nn.Module):
 
     def __init__(self, d_model: int, d_ff: int, dropout: float = 0.1) -> None:
         super().__init__()
-        self.w_1 = nn.Linear(d_model, d_ff)
-        self.w_2 = nn.Linear(d_ff, d_model)
+        self.w_1 = Linear(d_model, d_ff)
+        self.w_2 = Linear(d_ff, d_model)
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

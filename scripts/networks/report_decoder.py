@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import FeedForward, MultiHeadAttention, PositionEncoding, ReferenceLayerNorm
+from .layers import FeedForward, Linear, MultiHeadAttention, PositionEncoding, ReferenceLayerNorm
 
 
 class DecoderCache(NamedTuple):
@@ -97,7 +97,7 @@ class ReportDecoder(nn.Module):
             [DecoderLayer(d_model, d_ff, num_heads, dropout) for _ in range(num_layers)]
         )
         self.norm = ReferenceLayerNorm(d_model)
-        self.logit = nn.Linear(d_model, vocab_size + 1)
+        self.logit = Linear(d_model, vocab_size + 1)
 
     def embed_words(self, ids: torch.Tensor, start: int = 0) -> torch.Tensor:
         """``ids [B, L]`` at positions ``start..`` -> scaled embeddings plus positions ``[B, L, d]``."""

@@ -20,7 +20,7 @@ from torch import nn
 from .config import HistGenConfig
 from .context_memory import CrossModalMemory
 from .heap_trim import checkpoint_chunks
-from .hierarchical_encoder import CHECKPOINT_CHUNK_TOKENS, LocalGlobalEncoder
+from .hierarchical_encoder import CHECKPOINT_CHUNK_TOKENS, INFERENCE_CHUNK_TOKENS, LocalGlobalEncoder
 from .input_norm import feature_statistics, slide_moments, slide_standardise
 from .layers import MultiHeadAttention
 from .training_kernels import use_fast_training_kernels
@@ -102,6 +102,9 @@ class SlideEncoder(nn.Module):
         self.checkpoint_min_patches = c.checkpoint_min_patches
         # checkpointed bags are embedded a run of about this many patches (B * n) at a time
         self.checkpoint_chunk_tokens = CHECKPOINT_CHUNK_TOKENS
+        # without gradients the visual-context attention runs on runs of about this many patches (B * n), and the
+        # local-global encoder its region layers on runs of regions (0: the whole bag at once)
+        self.inference_chunk_tokens = INFERENCE_CHUNK_TOKENS
         self.patch_precision = c.training_precision
         self.accepts_padded_batches = flags.accepts_padded_batches
         self.prototypes_over_padded_axis = flags.prototypes_over_padded_axis
@@ -255,7 +258,23 @@ class SlideEncoder(nn.Module):
         """Projection, visual embedding and the visual side of the cross-modal context: ``[B, N, d_model]``."""
         # the residual stream stays in the input's precision (float32) when the products run in bf16
         x = self.project_patches(features, mask).to(features.dtype)
-        return self.visual_context(x, self.prototype_responses(x, mask))
+        responses = self.prototype_responses(x, mask)
+        if not torch.is_grad_enabled():
+            return self._visual_context_in_runs(x, responses)
+        return self.visual_context(x, responses)
+
+    def _visual_context_in_runs(self, x: torch.Tensor, responses: torch.Tensor) -> torch.Tensor:
+        """:meth:`visual_context` a run of patches at a time, the responses' keys and values projected once: the same
+        result, with the attention's temporaries in cache (inference only)."""
+        attn = self.visual_context_attn
+        tokens = self.inference_chunk_tokens
+        if tokens <= 0 or x.shape[0] * x.shape[1] <= tokens:
+            return self.visual_context(x, responses)
+        k, v = attn.project_kv(responses, responses)
+        parts: list[torch.Tensor] = []
+        for xs in x.split(max(1, tokens // x.shape[0]), dim=1):
+            parts.append(xs + attn.attend(xs, k, v))
+        return torch.cat(parts, dim=1)
 
     def prototype_responses(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """The memory's responses to the visual prototypes (patches evenly spaced over each bag): ``[B, K, d]``."""
