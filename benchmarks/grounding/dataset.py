@@ -158,12 +158,28 @@ def _result(out_dir: Path, params: BenchmarkParams, manifest: dict[str, Any], ge
 
 def _refresh_control(out_dir: Path, params: BenchmarkParams) -> None:
     """Rewrite a reused folder's control annotation when this code deals the reports differently (the dealing is
-    derived from ``annotation.json`` and the seed, so it is cheap to check)."""
-    annotation = json.loads((out_dir / ANNOTATION_NAME).read_text(encoding="utf-8"))
+    derived from ``annotation.json`` and the seed, so it is cheap to check; a missing or unreadable copy is
+    written again).
+
+    Raises:
+        ValueError: ``annotation.json`` cannot be read as JSON (the message names it and how to start over).
+    """
+    source = out_dir / ANNOTATION_NAME
+    try:
+        annotation = json.loads(source.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{source}: the benchmark's annotation cannot be read ({type(err).__name__}: {err}); "
+                         f"delete {out_dir} to write the benchmark again") from err
     expected = shuffled_annotation(annotation, params.seed)
-    if json.loads((out_dir / SHUFFLED_ANNOTATION_NAME).read_text(encoding="utf-8")) != expected:
-        logger.info("the control's dealing changed: rewriting %s", out_dir / SHUFFLED_ANNOTATION_NAME)
-        atomic_write_json(out_dir / SHUFFLED_ANNOTATION_NAME, expected, indent=1)
+    control = out_dir / SHUFFLED_ANNOTATION_NAME
+    try:
+        current = json.loads(control.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        logger.warning("%s cannot be read (%s): writing it again from %s", control, type(err).__name__, source)
+        current = None
+    if current != expected:
+        logger.info("the control's dealing changed: rewriting %s", control)
+        atomic_write_json(control, expected, indent=1)
 
 
 def make_benchmark_dataset(params: BenchmarkParams, out_dir: str | os.PathLike[str]) -> BenchmarkDataset:

@@ -68,6 +68,18 @@ def test_same_parameters_same_bytes_and_reuse(small, tmp_path):
     assert (other.out_dir / "annotation.json").read_bytes() != (small.out_dir / "annotation.json").read_bytes()
 
 
+def test_a_reused_folder_rewrites_a_broken_control_and_names_a_broken_annotation(small, tmp_path):
+    folder = make_benchmark_dataset(SMALL, tmp_path / "bench").out_dir
+    control = folder / "annotation_shuffled.json"
+    good = control.read_bytes()
+    control.write_bytes(b'{"train": [')  # a half-written copy
+    assert not make_benchmark_dataset(SMALL, folder).generated
+    assert control.read_bytes() == good  # derived data: written again, byte for byte
+    (folder / "annotation.json").write_bytes(b"\xff\xfe not json")
+    with pytest.raises(ValueError, match=r"annotation\.json: the benchmark's annotation cannot be read.*delete"):
+        make_benchmark_dataset(SMALL, folder)
+
+
 def test_bad_parameters_are_refused():
     with pytest.raises(ValueError, match="n_diagnoses"):
         BenchmarkParams(n_diagnoses=9)
