@@ -81,9 +81,10 @@ def _refuse(*args):
 
 @pytest.mark.parametrize("shape", [(3, 64), (3, 1, 64), (2, 4, 2, 64), (16, 64), (17, 64), (1, 64)])
 @pytest.mark.parametrize("bias", [True, False])
-def test_few_rows_linear_is_nn_linear(shape, bias):
+def test_few_rows_linear_is_nn_linear(shape, bias, monkeypatch):
     torch.manual_seed(0)
     layer = Linear(64, 96, bias=bias)
+    layer.streams_weight = True  # this small layer takes the few-rows path too
     x = torch.randn(*shape, requires_grad=True)
     out = layer(x)
     expected = F.linear(x, layer.weight, layer.bias)
@@ -95,6 +96,22 @@ def test_few_rows_linear_is_nn_linear(shape, bias):
     expected.square().sum().backward()
     torch.testing.assert_close(grad, x.grad, rtol=1e-4, atol=1e-4)
     assert set(layer.state_dict()) == ({"weight", "bias"} if bias else {"weight"})  # nn.Linear's names
+
+
+def test_few_rows_linear_takes_its_path_only_for_large_weights(monkeypatch):
+    calls = []
+
+    def addmm(bias: torch.Tensor, weight: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        calls.append(weight.shape)
+        return F.linear(rows.t(), weight, bias[:, 0]).t()
+
+    monkeypatch.setattr(torch, "addmm", addmm)
+    x = torch.randn(3, 512)
+    Linear(512, 512)(x)
+    assert len(calls) == 1  # 262,144 weights: W @ x^T
+    Linear(64, 64)(x[:, :64])
+    Linear(512, 512)(torch.randn(17, 512))
+    assert len(calls) == 1  # a small weight, or more than 16 rows: F.linear
 
 
 def test_reference_layer_norm_divides_by_the_unbiased_std_plus_eps():
