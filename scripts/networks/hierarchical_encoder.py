@@ -100,19 +100,10 @@ class LocalGlobalEncoder(nn.Module):
             return self._region_attention_in_runs(layer, x, mask)
         return self._region_attention(layer, x, mask)
 
-    def _runs(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """``x [B, R, rs, d]`` and ``mask [B, R, rs]`` cut into runs of regions of ~``inference_chunk_tokens`` tokens
-        (one run when that is 0 or the bag is smaller)."""
-        tokens = self.inference_chunk_tokens
-        if tokens <= 0 or x.shape[0] * x.shape[1] * x.shape[2] <= tokens:
-            return [x], [mask]
-        per_run = max(1, tokens // (x.shape[0] * x.shape[2]))
-        return list(x.split(per_run, dim=1)), list(mask.split(per_run, dim=1))
-
     def _region_attention_in_runs(self, layer: int, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """:meth:`_region_attention` a run of regions at a time (regions are independent): the same result, with
         temporaries that stay in cache (inference only: under autograd the runs' activations would all be kept)."""
-        xs, masks = self._runs(x, mask)
+        xs, masks = self._chunks(x, mask, self.inference_chunk_tokens)
         if len(xs) == 1:
             return self._region_attention(layer, x, mask)
         parts: list[torch.Tensor] = []
@@ -124,15 +115,24 @@ class LocalGlobalEncoder(nn.Module):
     def _checkpointed_region_attention(self, layer: int, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Region attention recomputed in the backward pass, a chunk of regions at a time (regions are independent),
         so that the recomputation never holds more than one chunk's activations."""
-        parts = checkpoint_chunks(functools.partial(self._region_attention, layer), self._chunks(x, mask),
-                                  self._patches(x))
+        parts = checkpoint_chunks(functools.partial(self._region_attention, layer),
+                                  self._checkpoint_chunks(x, mask), self._patches(x))
         return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
 
-    def _chunks(self, x: torch.Tensor, mask: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """``x [B, R, rs, d]`` and ``mask [B, R, rs]`` cut into runs of regions of ~``checkpoint_chunk_tokens``
-        tokens."""
-        per_chunk = max(1, self.checkpoint_chunk_tokens // (x.shape[0] * x.shape[2]))
-        return list(zip(x.split(per_chunk, dim=1), mask.split(per_chunk, dim=1)))
+    @staticmethod
+    def _chunks(x: torch.Tensor, mask: torch.Tensor, tokens: int) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """``x [B, R, rs, d]`` and ``mask [B, R, rs]`` cut into runs of regions of ~``tokens`` tokens (one run for
+        ``tokens <= 0``): ``checkpoint_chunk_tokens`` for the checkpointed pass, ``inference_chunk_tokens`` without
+        gradients."""
+        if tokens <= 0:
+            return [x], [mask]
+        per_chunk = max(1, tokens // (x.shape[0] * x.shape[2]))
+        return list(x.split(per_chunk, dim=1)), list(mask.split(per_chunk, dim=1))
+
+    @torch.jit.unused
+    def _checkpoint_chunks(self, x: torch.Tensor, mask: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """:meth:`_chunks` of ``checkpoint_chunk_tokens`` as ``(x, mask)`` pairs, the arguments of each checkpoint."""
+        return list(zip(*self._chunks(x, mask, self.checkpoint_chunk_tokens)))
 
     @staticmethod
     def _patches(x: torch.Tensor) -> int:
@@ -196,7 +196,7 @@ class LocalGlobalEncoder(nn.Module):
 
     def _region_tail_in_runs(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """:meth:`_region_tail` a run of regions at a time (inference, see :meth:`_region_attention_in_runs`)."""
-        xs, masks = self._runs(x, mask)
+        xs, masks = self._chunks(x, mask, self.inference_chunk_tokens)
         if len(xs) == 1:
             return self._region_tail(x, mask)
         pooled: list[torch.Tensor] = []
@@ -211,7 +211,7 @@ class LocalGlobalEncoder(nn.Module):
     def _checkpointed_region_tail(self, x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """:meth:`_region_tail` recomputed in the backward pass a chunk of regions at a time: only the pooled tokens
         and weights of a large bag are kept, not its ``[B, R, rs, d]`` activations."""
-        parts = checkpoint_chunks(self._region_tail, self._chunks(x, mask), self._patches(x))
+        parts = checkpoint_chunks(self._region_tail, self._checkpoint_chunks(x, mask), self._patches(x))
         if len(parts) == 1:
             return parts[0]
         return torch.cat([p[0] for p in parts], dim=1), torch.cat([p[1] for p in parts], dim=1)
